@@ -1,0 +1,1 @@
+"""IntegMed desktop app (PySide6) on a local SQLite store."""

@@ -1,0 +1,1 @@
+"""Record types: one module per record kind (pydantic v2)."""

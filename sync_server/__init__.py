@@ -1,0 +1,1 @@
+"""IntegMed central sync server (FastAPI + asyncpg on PostgreSQL)."""

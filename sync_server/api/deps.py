@@ -1,0 +1,102 @@
+"""Request dependencies: the per-request transaction (`Db`), the caller (`CurrentUser`) and role checks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+import httpx
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.records.staff import Role
+from sync_server import errors
+from sync_server.hpr.client import HprClient
+from sync_server.security import tokens
+from sync_server.services import auth as auth_service
+from sync_server.services.context import Actor, RequestMeta
+from sync_server.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Everything the lifespan builds; routes reach it through dependencies, never through globals."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    http: httpx.AsyncClient
+    hpr: HprClient
+    schema_head: str
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.integmed  # type: ignore[no-any-return]
+
+
+State = Annotated[AppState, Depends(state)]
+
+
+async def _db(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """One connection and one transaction per request: commit on success, roll back on any error."""
+    pool = state(request).pool
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+Db = Annotated[asyncpg.Connection, Depends(_db)]
+
+
+def request_meta(request: Request) -> RequestMeta:
+    ip = request.client.host if request.client else None
+    if state(request).settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            ip = forwarded.split(",")[0].strip()
+    ua = request.headers.get("user-agent")
+    return RequestMeta(client_ip=ip, user_agent=ua[:300] if ua else None)
+
+
+Meta = Annotated[RequestMeta, Depends(request_meta)]
+_bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/doctor/verify")
+
+
+async def current_actor(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Actor:
+    st = state(request)
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise errors.Unauthenticated("Send the access token as 'Authorization: Bearer <token>'",
+                                     headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    try:
+        claims = tokens.decode_access(
+            creds.credentials, secret=st.settings.jwt_secret.get_secret_value(), issuer=st.settings.jwt_issuer
+        )
+    except tokens.InvalidToken as exc:
+        raise errors.Unauthenticated(str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
+    # A logged-out session, a deactivated user or a changed role ends access at once, not at token expiry.
+    role = await auth_service.live_session_role(st.pool, claims.session_id, claims.clinic_id)
+    if role is None:
+        raise errors.Unauthenticated("This sign-in has ended: sign in again",
+                                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+    return Actor(claims.user_id, claims.session_id, claims.clinic_id, role, claims.hpr_id, request_meta(request))
+
+
+def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Actor]]:
+    allowed = {r.value for r in roles}
+
+    async def _check(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+        if actor.role not in allowed:
+            raise errors.Forbidden(f"Your role ({actor.role}) may not do this")
+        return actor
+
+    return _check
+
+
+CurrentUser = Annotated[Actor, Depends(current_actor)]
+ClinicStaff = Annotated[
+    Actor, Depends(require(Role.DOCTOR, Role.NURSE, Role.FRONT_DESK, Role.CLINIC_ADMIN))
+]
+ClinicId = uuid.UUID

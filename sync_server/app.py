@@ -1,0 +1,119 @@
+"""Composition root of the server: `create_app(settings)` builds every concrete dependency."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sync_server.api import auth, health, patients, problems
+from sync_server.api.deps import AppState
+from sync_server.db.migrate import head_revision
+from sync_server.hpr.client import HprClient
+from sync_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Central API of IntegMed: clinics sync patients and clinical records here; only this server talks to ABDM
+and the HPR registry. Errors are RFC 9457 `application/problem+json` with a stable `code`; validation
+errors (422) carry a field-level `errors` list.
+"""
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413 before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    resp = problems.problem_response(413, "body.too_large", "Request body too large", f"Bodies are limited to {limit} bytes")
+    await send({"type": "http.response.start", "status": 413, "headers": resp.raw_headers})
+    await send({"type": "http.response.body", "body": resp.body})
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the API for these settings; the lifespan opens the pool and the HTTP clients."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+            command_timeout=30,
+        )  # fmt: skip
+        http = httpx.AsyncClient(timeout=settings.national_timeout_s, trust_env=False)
+        hpr = HprClient(
+            http, hpr_url=settings.hpr_url, gateway_url=settings.abdm_gateway_url,
+            client_id=settings.abdm_client_id, client_secret=settings.abdm_client_secret.get_secret_value(),
+        )  # fmt: skip
+        app.state.integmed = AppState(settings, pool, http, hpr, head_revision())
+        try:
+            yield
+        finally:
+            await http.aclose()
+            await pool.close()
+
+    app = FastAPI(
+        title="IntegMed sync server",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url="/api/redoc",
+        openapi_url="/api/openapi.json",
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(patients.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Problem"] = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in components["Problem"].pop("$defs", {}).items():
+                components.setdefault(name, sub)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

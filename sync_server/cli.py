@@ -1,0 +1,221 @@
+"""`integmed-server`: migrate | downgrade | serve | sandbox | dev | audit-verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import platformdirs
+import uvicorn
+
+from sync_server.app import create_app
+from sync_server.db import embedded, migrate
+from sync_server.hpr.client import HprClient
+from sync_server.sandbox.app import create_sandbox_app
+from sync_server.services import audit as audit_service, clinics as clinics_service
+from sync_server.settings import Settings
+
+log = logging.getLogger("integmed.server")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `dev`, which stops several servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    dsn = Settings().database_url
+    migrate.upgrade(dsn, args.revision)
+    print(f"database at revision {migrate.current_revision_sync(dsn)}")
+    return 0
+
+
+def _cmd_downgrade(args: argparse.Namespace) -> int:
+    dsn = Settings().database_url
+    migrate.downgrade(dsn, args.revision)
+    print(f"database at revision {migrate.current_revision_sync(dsn)}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    uvicorn.run(
+        "sync_server.asgi:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+        proxy_headers=True, log_level=args.log_level,
+    )  # fmt: skip
+    return 0
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    uvicorn.run(create_sandbox_app(), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        conn = await asyncpg.connect(Settings().database_url)
+        try:
+            result = await audit_service.verify_all(conn)
+        finally:
+            await conn.close()
+        bad = 0
+        for chain, (count, brk) in result.items():
+            if brk is None:
+                print(f"chain {chain}: {count} entries, intact")
+            else:
+                bad += 1
+                print(f"chain {chain}: BROKEN at entry {brk.index + 1} of {count}: {brk.reason}")
+        return 1 if bad else 0
+
+    return asyncio.run(go())
+
+
+async def _ensure_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def _dev_secret(data_dir: Path) -> str:
+    path = data_dir / "jwt_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def _wait_ready(url: str, stop: asyncio.Event, timeout: float = 60) -> bool:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not stop.is_set() and asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url, timeout=2)).status_code == 200:
+                    return True
+            await asyncio.sleep(0.1)
+    return False
+
+
+async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    api = _Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level))
+    sandbox = _Server(
+        uvicorn.Config(create_sandbox_app(), host=args.host, port=args.sandbox_port, log_level=args.log_level)
+    )
+    tasks = [asyncio.create_task(sandbox.serve()), asyncio.create_task(api.serve())]
+    base = f"http://{args.host}:{args.port}"
+    sandbox_base = f"http://{args.host}:{args.sandbox_port}"
+    try:
+        if not await _wait_ready(f"{sandbox_base}/health", stop) or not await _wait_ready(f"{base}/ready", stop):
+            if stop.is_set():
+                return 0
+            print("dev: the API did not become ready; see the log above", file=sys.stderr)
+            return 1
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+            hpr = HprClient(http, hpr_url=settings.hpr_url, gateway_url=settings.abdm_gateway_url,
+                            client_id=settings.abdm_client_id,
+                            client_secret=settings.abdm_client_secret.get_secret_value())  # fmt: skip
+            pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+            try:
+                seeded = await clinics_service.seed_demo_in_own_transactions(pool, hpr)
+            finally:
+                await pool.close()
+        print(f"IntegMed API      {base}   (Swagger {base}/api/docs, ReDoc {base}/api/redoc)")
+        print(f"National sandbox  {sandbox_base}   (OTPs: {sandbox_base}/sandbox/otp-outbox?mobile=+91...)")
+        print("Sandbox doctors you can sign in as (OTP from the sandbox outbox):")
+        for s in seeded:
+            print(f"  {s['mobile']}  {s['name']:<24} {s['qualification']:<28} {s['role']:<12} {s['clinic']}")
+        print(f"ready: {base} (Ctrl-C stops everything)", flush=True)
+        await stop.wait()
+        return 0
+    finally:
+        api.should_exit = True
+        sandbox.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    # Until the event loop takes over signals, SIGTERM unwinds like Ctrl-C so PostgreSQL is always stopped.
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    data_dir = Path(args.data_dir or platformdirs.user_data_dir("integmed-server")).resolve() / "dev"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cluster = embedded.start(data_dir)
+    try:
+        asyncio.run(_ensure_database(cluster.dsn, "integmed"))
+        dsn = cluster.dsn_for("integmed")
+        migrate.upgrade(dsn)
+        settings = Settings(
+            environment="dev",
+            database_url=dsn,
+            jwt_secret=_dev_secret(data_dir),
+            hpr_url=f"http://{args.host}:{args.sandbox_port}/v4/int",
+            abdm_gateway_url=f"http://{args.host}:{args.sandbox_port}/api/hiecm",
+        )
+        print(f"embedded PostgreSQL on {cluster.host}:{cluster.port}, data in {cluster.pgdata}", flush=True)
+        return asyncio.run(_dev_async(args, settings))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        cluster.stop()
+        print("dev: stopped API, sandbox and PostgreSQL", flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="integmed-server", description="IntegMed central sync server")
+    parser.add_argument("--log-level", default=os.environ.get("INTEGMED_LOG_LEVEL", "info"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("migrate", help="upgrade the database named by INTEGMED_DATABASE_URL (idempotent)")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(func=_cmd_migrate)
+    p = sub.add_parser("downgrade", help="downgrade the database to a revision (e.g. base)")
+    p.add_argument("revision")
+    p.set_defaults(func=_cmd_downgrade)
+    p = sub.add_parser("serve", help="serve the API (settings from INTEGMED_* variables)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("sandbox", help="serve the national-services sandbox (ABDM gateway + HPR)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.set_defaults(func=_cmd_sandbox)
+    p = sub.add_parser("dev", help="embedded PostgreSQL + migrations + sandbox + API + demo clinic, one command")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--sandbox-port", type=int, default=8001)
+    p.set_defaults(func=_cmd_dev)
+    p = sub.add_parser("audit-verify", help="check every audit-log hash chain; exit 1 if one is broken")
+    p.set_defaults(func=_cmd_audit_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

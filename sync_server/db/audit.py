@@ -1,0 +1,92 @@
+"""Append-only, hash-chained audit log (one chain per clinic; sign-in events without a clinic share one)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from shared.audit import GENESIS, link_hash
+
+NO_CLINIC_CHAIN = uuid.UUID(int=0)
+
+
+def entry_fields(
+    *, seq: int, at: datetime, clinic_id: uuid.UUID | None, actor_id: uuid.UUID | None,
+    actor_role: str | None, action: str, entity_type: str, entity_id: str | None,
+    client_ip: str | None, user_agent: str | None, details: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The JSON-ready fields an entry's hash covers (the same function builds and verifies)."""
+    return {
+        "seq": seq,
+        "at": at.astimezone(UTC).isoformat(),
+        "clinic_id": str(clinic_id) if clinic_id else None,
+        "actor_id": str(actor_id) if actor_id else None,
+        "actor_role": actor_role,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "client_ip": client_ip,
+        "user_agent": user_agent,
+        "details": details,
+    }
+
+
+async def append(
+    conn: asyncpg.Connection, *, clinic_id: uuid.UUID | None, actor_id: uuid.UUID | None,
+    actor_role: str | None, action: str, entity_type: str, entity_id: str | None,
+    client_ip: str | None, user_agent: str | None, details: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """Append one entry inside the caller's transaction.
+
+    Call it as the last statement before commit: the per-chain advisory lock it takes serialises writers of
+    the same chain until they commit, which is what keeps ``seq`` gap-free and each ``prev_hash`` equal to the
+    hash of the entry committed before it.
+    """
+    chain = clinic_id or NO_CLINIC_CHAIN
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))", str(chain))
+    last = await conn.fetchrow(
+        "SELECT seq, hash FROM audit_logs WHERE chain = $1 ORDER BY seq DESC LIMIT 1", chain
+    )
+    seq = (last["seq"] + 1) if last else 1
+    prev = last["hash"] if last else GENESIS
+    at = datetime.now(UTC)
+    details = details or {}
+    fields = entry_fields(
+        seq=seq, at=at, clinic_id=clinic_id, actor_id=actor_id, actor_role=actor_role, action=action,
+        entity_type=entity_type, entity_id=entity_id, client_ip=client_ip, user_agent=user_agent,
+        details=details,
+    )  # fmt: skip
+    await conn.execute(
+        """
+        INSERT INTO audit_logs (chain, seq, at, clinic_id, actor_id, actor_role, action, entity_type,
+                                entity_id, client_ip, user_agent, details, prev_hash, hash)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14)
+        """,
+        chain, seq, at, clinic_id, actor_id, actor_role, action, entity_type, entity_id,
+        client_ip, user_agent, json.dumps(details), prev, link_hash(prev, fields),
+    )  # fmt: skip
+
+
+async def chains(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    return [r["chain"] for r in await conn.fetch("SELECT DISTINCT chain FROM audit_logs ORDER BY chain")]
+
+
+async def chain_entries(conn: asyncpg.Connection, chain: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT * FROM audit_logs WHERE chain = $1 ORDER BY seq", chain))
+
+
+async def for_entity(conn: asyncpg.Connection, clinic_id: uuid.UUID, entity_type: str, entity_id: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """
+            SELECT * FROM audit_logs
+            WHERE clinic_id = $1 AND entity_type = $2 AND entity_id = $3
+            ORDER BY seq
+            """,
+            clinic_id, entity_type, entity_id,
+        )
+    )  # fmt: skip

@@ -1,0 +1,71 @@
+"""Access tokens (short-lived HS256 JWTs) and opaque refresh tokens (stored only as SHA-256 hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    """What an access token says about its bearer."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    clinic_id: uuid.UUID
+    role: str
+    hpr_id: str | None
+
+
+def issue_access(claims: AccessClaims, *, secret: str, issuer: str, ttl_s: int) -> str:
+    now = int(time.time())
+    payload = {
+        "iss": issuer,
+        "sub": str(claims.user_id),
+        "sid": str(claims.session_id),
+        "clinic": str(claims.clinic_id),
+        "role": claims.role,
+        "hpr": claims.hpr_id,
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+class InvalidToken(Exception):
+    """The bearer token is missing, malformed, expired or not ours."""
+
+
+def decode_access(token: str, *, secret: str, issuer: str) -> AccessClaims:
+    try:
+        data = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], issuer=issuer,
+            options={"require": ["exp", "iat", "sub", "sid", "clinic", "role"]},
+        )  # fmt: skip
+        return AccessClaims(
+            user_id=uuid.UUID(data["sub"]),
+            session_id=uuid.UUID(data["sid"]),
+            clinic_id=uuid.UUID(data["clinic"]),
+            role=str(data["role"]),
+            hpr_id=data.get("hpr"),
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("The access token has expired: refresh it") from exc
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidToken("The access token is not valid") from exc
+
+
+def new_refresh_token() -> str:
+    return "rt_" + secrets.token_urlsafe(32)
+
+
+def refresh_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

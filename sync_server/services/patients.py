@@ -1,0 +1,142 @@
+"""Patient registration, lookup, update and search; every call is scoped to the actor's clinic and audited."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from shared.ids import normalize_abha_address, normalize_abha_number, normalize_mobile, uuid7
+from shared.errors import RuleViolation
+from shared.records.patient import Patient, PatientCreate, PatientUpdate
+from shared.text import fold_for_search
+from sync_server import errors
+from sync_server.db import audit, patients as patients_db
+from sync_server.services.context import Actor
+
+
+async def _audit(conn: asyncpg.Connection, actor: Actor, action: str, entity_id: str | None,
+                 details: dict[str, Any] | None = None) -> None:  # fmt: skip
+    await audit.append(
+        conn, clinic_id=actor.clinic_id, actor_id=actor.user_id, actor_role=actor.role, action=action,
+        entity_type="patient", entity_id=entity_id, client_ip=actor.meta.client_ip,
+        user_agent=actor.meta.user_agent, details=details,
+    )  # fmt: skip
+
+
+async def _refuse_duplicate(conn: asyncpg.Connection, clinic_id: uuid.UUID, fields: dict[str, Any],
+                            exclude: uuid.UUID | None) -> None:  # fmt: skip
+    keys = [f"abha:{fields['abha_number']}"] if fields.get("abha_number") else []
+    keys += [f"addr:{fields['abha_address']}"] if fields.get("abha_address") else []
+    if not keys:
+        return
+    await patients_db.lock_identifiers(conn, clinic_id, keys)
+    existing = await patients_db.find_by_identifier(
+        conn, clinic_id, abha_number=fields.get("abha_number"), abha_address=fields.get("abha_address"),
+        exclude=exclude,
+    )  # fmt: skip
+    if existing is not None:
+        raise errors.DuplicatePatient(
+            "A patient with this ABHA number or ABHA address is already registered in this clinic",
+            existing_id=str(existing),
+        )
+
+
+async def create(conn: asyncpg.Connection, actor: Actor, body: PatientCreate) -> Patient:
+    fields = body.model_dump(mode="json", exclude={"id"})
+    patient_id = body.id or uuid7()
+    await _refuse_duplicate(conn, actor.clinic_id, fields, exclude=None)
+    row = await patients_db.insert(
+        conn, patient_id=patient_id, clinic_id=actor.clinic_id, actor_id=actor.user_id,
+        fields=body.model_dump(exclude={"id"}),
+    )  # fmt: skip
+    if row is None:
+        raise errors.ConflictProblem("A record with this id already exists", code_hint="patient.id_taken")
+    await _audit(conn, actor, "patient.create", str(patient_id))
+    return Patient.model_validate(row)
+
+
+async def get(conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID) -> Patient:
+    row = await patients_db.get(conn, actor.clinic_id, patient_id)
+    if row is None:
+        # Same answer for "no such patient" and "another clinic's patient": nothing leaks across clinics.
+        raise errors.NotFound("No patient with this id in your clinic")
+    await _audit(conn, actor, "patient.read", str(patient_id))
+    return Patient.model_validate(row)
+
+
+async def update(conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID, body: PatientUpdate) -> Patient:
+    changes = body.changes()
+    row = await patients_db.get(conn, actor.clinic_id, patient_id, for_update=True)
+    if row is None:
+        raise errors.NotFound("No patient with this id in your clinic")
+    merged = {**{k: row[k] for k in patients_db.MUTABLE}, **body.model_dump(exclude_unset=True)}
+    # Re-validate the whole record after the change (e.g. date of birth against year of birth).
+    Patient.model_validate({**row, **merged})
+    if "abha_number" in changes or "abha_address" in changes:
+        await _refuse_duplicate(conn, actor.clinic_id, merged, exclude=patient_id)
+    changed = {k: v for k, v in body.model_dump(exclude_unset=True).items() if row.get(k) != v}
+    if changed:
+        row = await patients_db.update(conn, actor.clinic_id, patient_id, actor.user_id, changed)
+    await _audit(conn, actor, "patient.update", str(patient_id), {"fields": sorted(changed)})
+    return Patient.model_validate(row)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Patient]
+    next_cursor: str | None
+
+
+def classify(q: str | None) -> tuple[str, str | None]:
+    """Decide what a search term is: ABHA number, ABHA address, full mobile, mobile digits, or a name."""
+    if q is None or not q.strip():
+        return "all", None
+    text = q.strip()
+    compact = text.replace("-", "").replace(" ", "")
+    if "@" in text:
+        try:
+            return "abha_address", normalize_abha_address(text)
+        except RuleViolation:
+            return "name", fold_for_search(text)
+    if compact.isascii() and compact.isdigit() and len(compact) == 14:
+        try:
+            return "abha_number", normalize_abha_number(compact)
+        except RuleViolation:
+            return "mobile_part", compact
+    if compact.lstrip("+").isascii() and compact.lstrip("+").isdigit():
+        try:
+            return "mobile", normalize_mobile(compact)
+        except RuleViolation:
+            return "mobile_part", compact.lstrip("+")
+    cleaned = "".join(ch for ch in fold_for_search(text) if ch not in "%_\\")
+    return "name", " ".join(cleaned.split())
+
+
+def _encode_cursor(score: float, patient_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(json.dumps([score, str(patient_id)]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, pid = json.loads(raw)
+        return float(score), uuid.UUID(pid)
+    except (ValueError, TypeError) as exc:
+        raise errors.ProblemError("The cursor is not one this server gave out", field="cursor") from exc
+
+
+async def search(conn: asyncpg.Connection, actor: Actor, *, q: str | None, limit: int,
+                 cursor: str | None) -> Page:  # fmt: skip
+    kind, term = classify(q)
+    after = decode_cursor(cursor) if cursor else None
+    rows = await patients_db.search(conn, actor.clinic_id, kind=kind, term=term, limit=limit + 1, after=after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    await _audit(conn, actor, "patient.search", None, {"kind": kind, "results": len(rows)})
+    next_cursor = _encode_cursor(rows[-1]["score"], rows[-1]["id"]) if more and rows else None
+    return Page([Patient.model_validate({k: v for k, v in r.items() if k != "score"}) for r in rows], next_cursor)

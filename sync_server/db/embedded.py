@@ -34,6 +34,16 @@ def _run_as() -> str | None:
     return None
 
 
+def _as_user(user: str | None) -> dict[str, object]:
+    """subprocess kwargs that drop root to ``user`` completely (uid, gid and supplementary groups).
+
+    Keeping root's gid would make group permission bits of root-owned parent folders apply, not "other".
+    """
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -80,7 +90,7 @@ class EmbeddedPostgres:
                 [str(_BIN / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "30", "stop"],
                 check=False,
                 capture_output=True,
-                user=self.user,
+                **_as_user(self.user),  # type: ignore[arg-type]
             )
 
 
@@ -109,7 +119,7 @@ def start(data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -
                 str(_BIN / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
                 "--encoding=UTF8", "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-sync",
             ],
-            check=True, capture_output=True, user=user,
+            check=True, capture_output=True, **_as_user(user),  # type: ignore[arg-type]
         )  # fmt: skip
     cluster = EmbeddedPostgres(pgdata, host, port or free_port(host), user)
     cluster.stop()  # a cluster left running by a killed process would hold the data dir
@@ -117,7 +127,7 @@ def start(data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -
     proc = subprocess.run(
         [str(_BIN / "pg_ctl"), "-D", str(pgdata), "-w", "-t", "60", "-l", str(pgdata / "server.log"),
          "-o", options, "start"],
-        capture_output=True, text=True, user=user,
+        capture_output=True, text=True, **_as_user(user),  # type: ignore[arg-type]
     )  # fmt: skip
     if proc.returncode != 0:
         log = (pgdata / "server.log").read_text(errors="replace")[-2000:]

@@ -11,7 +11,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--server", default=None)
     parser.parse_args(argv)
-    print("The IntegMed desktop app arrives with issue P2; use integmed-server dev for the server.", file=sys.stderr)
+    print(
+        "The IntegMed desktop app arrives with issue P2; use integmed-server dev for the server.",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -173,7 +173,9 @@ def normalize_mobile(raw: str, *, field: str = "mobile") -> str:
     text = _MOBILE_SEPARATORS.sub("", raw.strip())
     if text.startswith("+"):
         if not text.startswith("+91"):
-            raise RuleViolation([FieldProblem(field, "mobile.country", "Only Indian (+91) mobiles are accepted")])
+            raise RuleViolation(
+                [FieldProblem(field, "mobile.country", "Only Indian (+91) mobiles are accepted")]
+            )
         text = text[3:]
     elif len(text) == 12 and text.startswith("91"):
         text = text[2:]

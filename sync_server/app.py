@@ -64,7 +64,9 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    resp = problems.problem_response(413, "body.too_large", "Request body too large", f"Bodies are limited to {limit} bytes")
+    resp = problems.problem_response(
+        413, "body.too_large", "Request body too large", f"Bodies are limited to {limit} bytes"
+    )
     await send({"type": "http.response.start", "status": 413, "headers": resp.raw_headers})
     await send({"type": "http.response.body", "body": resp.body})
 
@@ -75,14 +77,19 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+            settings.database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
             command_timeout=30,
-        )  # fmt: skip
+        )
         http = httpx.AsyncClient(timeout=settings.national_timeout_s, trust_env=False)
         hpr = HprClient(
-            http, hpr_url=settings.hpr_url, gateway_url=settings.abdm_gateway_url,
-            client_id=settings.abdm_client_id, client_secret=settings.abdm_client_secret.get_secret_value(),
-        )  # fmt: skip
+            http,
+            hpr_url=settings.hpr_url,
+            gateway_url=settings.abdm_gateway_url,
+            client_id=settings.abdm_client_id,
+            client_secret=settings.abdm_client_secret.get_secret_value(),
+        )
         app.state.integmed = AppState(settings, pool, http, hpr, head_revision())
         try:
             yield
@@ -107,9 +114,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["Problem"] = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components["Problem"] = problems.Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
             for name, sub in components["Problem"].pop("$defs", {}).items():
                 components.setdefault(name, sub)
             app.openapi_schema = schema

@@ -22,8 +22,9 @@ from sync_server.app import create_app
 from sync_server.db import embedded, migrate
 from sync_server.hpr.client import HprClient
 from sync_server.sandbox.app import create_sandbox_app
-from sync_server.services import audit as audit_service, clinics as clinics_service
-from sync_server.settings import Settings
+from sync_server.services import audit as audit_service
+from sync_server.services import clinics as clinics_service
+from sync_server.settings import DatabaseSettings, Settings
 
 log = logging.getLogger("integmed.server")
 
@@ -37,14 +38,14 @@ class _Server(uvicorn.Server):
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    dsn = Settings().database_url
+    dsn = DatabaseSettings().database_url
     migrate.upgrade(dsn, args.revision)
     print(f"database at revision {migrate.current_revision_sync(dsn)}")
     return 0
 
 
 def _cmd_downgrade(args: argparse.Namespace) -> int:
-    dsn = Settings().database_url
+    dsn = DatabaseSettings().database_url
     migrate.downgrade(dsn, args.revision)
     print(f"database at revision {migrate.current_revision_sync(dsn)}")
     return 0
@@ -52,9 +53,14 @@ def _cmd_downgrade(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(
-        "sync_server.asgi:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-        proxy_headers=True, log_level=args.log_level,
-    )  # fmt: skip
+        "sync_server.asgi:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -65,7 +71,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     async def go() -> int:
-        conn = await asyncpg.connect(Settings().database_url)
+        conn = await asyncpg.connect(DatabaseSettings().database_url)
         try:
             result = await audit_service.verify_all(conn)
         finally:
@@ -115,7 +121,9 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    api = _Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level))
+    api = _Server(
+        uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    )
     sandbox = _Server(
         uvicorn.Config(create_sandbox_app(), host=args.host, port=args.sandbox_port, log_level=args.log_level)
     )
@@ -123,15 +131,21 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
     base = f"http://{args.host}:{args.port}"
     sandbox_base = f"http://{args.host}:{args.sandbox_port}"
     try:
-        if not await _wait_ready(f"{sandbox_base}/health", stop) or not await _wait_ready(f"{base}/ready", stop):
+        if not await _wait_ready(f"{sandbox_base}/health", stop) or not await _wait_ready(
+            f"{base}/ready", stop
+        ):
             if stop.is_set():
                 return 0
             print("dev: the API did not become ready; see the log above", file=sys.stderr)
             return 1
         async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
-            hpr = HprClient(http, hpr_url=settings.hpr_url, gateway_url=settings.abdm_gateway_url,
-                            client_id=settings.abdm_client_id,
-                            client_secret=settings.abdm_client_secret.get_secret_value())  # fmt: skip
+            hpr = HprClient(
+                http,
+                hpr_url=settings.hpr_url,
+                gateway_url=settings.abdm_gateway_url,
+                client_id=settings.abdm_client_id,
+                client_secret=settings.abdm_client_secret.get_secret_value(),
+            )
             pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
             try:
                 seeded = await clinics_service.seed_demo_in_own_transactions(pool, hpr)
@@ -200,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
     p.set_defaults(func=_cmd_sandbox)
-    p = sub.add_parser("dev", help="embedded PostgreSQL + migrations + sandbox + API + demo clinic, one command")
+    p = sub.add_parser(
+        "dev", help="embedded PostgreSQL + migrations + sandbox + API + demo clinic, one command"
+    )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -213,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return int(args.func(args))
 
 

@@ -7,17 +7,22 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET = "dev-only-secret-change-me-dev-only-secret-change-me"  # noqa: S105 - refused outside dev
+DEV_SECRET = "dev-only-secret-change-me-dev-only-secret-change-me"
 
 
-class Settings(BaseSettings):
-    """Everything the server needs to start; validated once, passed to `create_app`."""
+class DatabaseSettings(BaseSettings):
+    """Just the database: what `migrate` and `audit-verify` need (no secrets required)."""
 
     model_config = SettingsConfigDict(env_prefix="INTEGMED_", extra="ignore")
 
-    environment: Literal["dev", "test", "production"] = "production"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/integmed"
-    db_pool_min: int = 1
+
+
+class Settings(DatabaseSettings):
+    """Everything the server needs to start; validated once, passed to `create_app`."""
+
+    environment: Literal["dev", "test", "production"] = "production"
+    db_pool_min: int = 0  # no connection at start: the server comes up and /ready explains a down database
     db_pool_max: int = 10
 
     jwt_secret: SecretStr = SecretStr(DEV_SECRET)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from shared.ids import normalize_abha_address, normalize_abha_number, normalize_mobile
@@ -93,7 +93,7 @@ class Address(BaseModel):
     pincode: Pincode | None = None
 
 
-_EXAMPLE = {
+_EXAMPLE: dict[str, JsonValue] = {
     "name": "Rajesh Kumar",
     "mobile": "+919876543210",
     "gender": "M",
@@ -138,7 +138,7 @@ class PatientCreate(PatientFields):
 
 
 class PatientUpdate(BaseModel):
-    """Body of ``PATCH /api/v1/patients/{id}``: only the fields sent change; ``null`` clears an optional one."""
+    """Body of ``PATCH /api/v1/patients/{id}``: only fields sent change; ``null`` clears an optional one."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"mobile": "+919812345678", "address": None}]}

@@ -68,20 +68,27 @@ async def current_actor(
 ) -> Actor:
     st = state(request)
     if creds is None or creds.scheme.lower() != "bearer":
-        raise errors.Unauthenticated("Send the access token as 'Authorization: Bearer <token>'",
-                                     headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise errors.Unauthenticated(
+            "Send the access token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+        )
     try:
         claims = tokens.decode_access(
             creds.credentials, secret=st.settings.jwt_secret.get_secret_value(), issuer=st.settings.jwt_issuer
         )
     except tokens.InvalidToken as exc:
-        raise errors.Unauthenticated(str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
+        raise errors.Unauthenticated(
+            str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        ) from exc
     # A logged-out session, a deactivated user or a changed role ends access at once, not at token expiry.
     role = await auth_service.live_session_role(st.pool, claims.session_id, claims.clinic_id)
     if role is None:
-        raise errors.Unauthenticated("This sign-in has ended: sign in again",
-                                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
-    return Actor(claims.user_id, claims.session_id, claims.clinic_id, role, claims.hpr_id, request_meta(request))
+        raise errors.Unauthenticated(
+            "This sign-in has ended: sign in again",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return Actor(
+        claims.user_id, claims.session_id, claims.clinic_id, role, claims.hpr_id, request_meta(request)
+    )
 
 
 def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Actor]]:
@@ -96,7 +103,5 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Actor]]:
 
 
 CurrentUser = Annotated[Actor, Depends(current_actor)]
-ClinicStaff = Annotated[
-    Actor, Depends(require(Role.DOCTOR, Role.NURSE, Role.FRONT_DESK, Role.CLINIC_ADMIN))
-]
+ClinicStaff = Annotated[Actor, Depends(require(Role.DOCTOR, Role.NURSE, Role.FRONT_DESK, Role.CLINIC_ADMIN))]
 ClinicId = uuid.UUID

@@ -39,8 +39,16 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def problem_response(status: int, code: str, title: str, detail: str | None, *, instance: str | None = None,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:  # fmt: skip
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": TYPE_BASE + code, "title": title, "status": status, "code": code}
     if detail:
         body["detail"] = detail
@@ -72,44 +80,78 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(
-            exc.status, exc.code, exc.title, exc.detail, instance=request.url.path, headers=exc.headers,
+            exc.status,
+            exc.code,
+            exc.title,
+            exc.detail,
+            instance=request.url.path,
+            headers=exc.headers,
             **exc.extra,
-        )  # fmt: skip
+        )
 
     @app.exception_handler(RuleViolation)
     async def _rule(request: Request, exc: RuleViolation) -> JSONResponse:
         errors = [{"field": p.field, "code": p.code, "message": p.message} for p in exc.problems]
         return problem_response(
-            422, "validation.failed", "Some fields are not valid", exc.message, instance=request.url.path,
+            422,
+            "validation.failed",
+            "Some fields are not valid",
+            exc.message,
+            instance=request.url.path,
             errors=errors,
-        )  # fmt: skip
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
         if any(e["code"] == "json_invalid" for e in errors):
             return problem_response(
-                400, "body.malformed_json", "The request body is not valid JSON",
-                "; ".join(e["message"] for e in errors), instance=request.url.path,
-            )  # fmt: skip
+                400,
+                "body.malformed_json",
+                "The request body is not valid JSON",
+                "; ".join(e["message"] for e in errors),
+                instance=request.url.path,
+            )
         return problem_response(
-            422, "validation.failed", "Some fields are not valid",
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), instance=request.url.path, errors=errors,
-        )  # fmt: skip
+            422,
+            "validation.failed",
+            "Some fields are not valid",
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            instance=request.url.path,
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {400: "Bad request", 401: "Sign-in required", 404: "Not found", 405: "Method not allowed",
-                  413: "Request body too large", 415: "Unsupported media type"}  # fmt: skip
-        code = {400: "bad_request", 401: "auth.unauthenticated", 404: "not_found", 405: "method_not_allowed",
-                413: "body.too_large", 415: "body.unsupported_media_type"}.get(exc.status_code, "http_error")  # fmt: skip
+        titles = {
+            400: "Bad request",
+            401: "Sign-in required",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Request body too large",
+            415: "Unsupported media type",
+        }
+        code = {
+            400: "bad_request",
+            401: "auth.unauthenticated",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "body.too_large",
+            415: "body.unsupported_media_type",
+        }.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(
-            exc.status_code, code, titles.get(exc.status_code, "Request failed"), detail,
-            instance=request.url.path, headers=getattr(exc, "headers", None),
-        )  # fmt: skip
+            exc.status_code,
+            code,
+            titles.get(exc.status_code, "Request failed"),
+            detail,
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal", "Internal error", "An unexpected error occurred; it was logged.")
+        return problem_response(
+            500, "internal", "Internal error", "An unexpected error occurred; it was logged."
+        )

@@ -12,7 +12,9 @@ from shared.records.staff import StaffProfile
 
 
 class DoctorInit(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"mobile": "+919810000001", "purpose": "login"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"mobile": "+919810000001", "purpose": "login"}]}
+    )
 
     mobile: str = Field(max_length=20, description="The professional's mobile as registered with HPR")
     purpose: Literal["login"] = Field("login", description="Why the OTP is requested; only `login` today")
@@ -31,7 +33,9 @@ class DoctorVerify(BaseModel):
 
     txn_id: uuid.UUID
     otp: str = Field(pattern=r"^[0-9]{4,8}$", description="The OTP the registry sent by SMS")
-    clinic_id: uuid.UUID | None = Field(None, description="Needed only when the professional works at several clinics")
+    clinic_id: uuid.UUID | None = Field(
+        None, description="Needed only when the professional works at several clinics"
+    )
 
 
 class Tokens(BaseModel):
@@ -56,7 +60,9 @@ class LogoutBody(BaseModel):
 
 class PatientPage(BaseModel):
     items: list[Patient]
-    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page"
+    )
 
 
 class Health(BaseModel):

@@ -15,10 +15,19 @@ NO_CLINIC_CHAIN = uuid.UUID(int=0)
 
 
 def entry_fields(
-    *, seq: int, at: datetime, clinic_id: uuid.UUID | None, actor_id: uuid.UUID | None,
-    actor_role: str | None, action: str, entity_type: str, entity_id: str | None,
-    client_ip: str | None, user_agent: str | None, details: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    seq: int,
+    at: datetime,
+    clinic_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None,
+    actor_role: str | None,
+    action: str,
+    entity_type: str,
+    entity_id: str | None,
+    client_ip: str | None,
+    user_agent: str | None,
+    details: dict[str, Any],
+) -> dict[str, Any]:
     """The JSON-ready fields an entry's hash covers (the same function builds and verifies)."""
     return {
         "seq": seq,
@@ -36,10 +45,18 @@ def entry_fields(
 
 
 async def append(
-    conn: asyncpg.Connection, *, clinic_id: uuid.UUID | None, actor_id: uuid.UUID | None,
-    actor_role: str | None, action: str, entity_type: str, entity_id: str | None,
-    client_ip: str | None, user_agent: str | None, details: dict[str, Any] | None = None,
-) -> None:  # fmt: skip
+    conn: asyncpg.Connection,
+    *,
+    clinic_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None,
+    actor_role: str | None,
+    action: str,
+    entity_type: str,
+    entity_id: str | None,
+    client_ip: str | None,
+    user_agent: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
     """Append one entry inside the caller's transaction.
 
     Call it as the last statement before commit: the per-chain advisory lock it takes serialises writers of
@@ -56,19 +73,39 @@ async def append(
     at = datetime.now(UTC)
     details = details or {}
     fields = entry_fields(
-        seq=seq, at=at, clinic_id=clinic_id, actor_id=actor_id, actor_role=actor_role, action=action,
-        entity_type=entity_type, entity_id=entity_id, client_ip=client_ip, user_agent=user_agent,
+        seq=seq,
+        at=at,
+        clinic_id=clinic_id,
+        actor_id=actor_id,
+        actor_role=actor_role,
+        action=action,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        client_ip=client_ip,
+        user_agent=user_agent,
         details=details,
-    )  # fmt: skip
+    )
     await conn.execute(
         """
         INSERT INTO audit_logs (chain, seq, at, clinic_id, actor_id, actor_role, action, entity_type,
                                 entity_id, client_ip, user_agent, details, prev_hash, hash)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14)
         """,
-        chain, seq, at, clinic_id, actor_id, actor_role, action, entity_type, entity_id,
-        client_ip, user_agent, json.dumps(details), prev, link_hash(prev, fields),
-    )  # fmt: skip
+        chain,
+        seq,
+        at,
+        clinic_id,
+        actor_id,
+        actor_role,
+        action,
+        entity_type,
+        entity_id,
+        client_ip,
+        user_agent,
+        json.dumps(details),
+        prev,
+        link_hash(prev, fields),
+    )
 
 
 async def chains(conn: asyncpg.Connection) -> list[uuid.UUID]:
@@ -79,7 +116,9 @@ async def chain_entries(conn: asyncpg.Connection, chain: uuid.UUID) -> list[asyn
     return list(await conn.fetch("SELECT * FROM audit_logs WHERE chain = $1 ORDER BY seq", chain))
 
 
-async def for_entity(conn: asyncpg.Connection, clinic_id: uuid.UUID, entity_type: str, entity_id: str) -> list[asyncpg.Record]:
+async def for_entity(
+    conn: asyncpg.Connection, clinic_id: uuid.UUID, entity_type: str, entity_id: str
+) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
             """
@@ -87,6 +126,8 @@ async def for_entity(conn: asyncpg.Connection, clinic_id: uuid.UUID, entity_type
             WHERE clinic_id = $1 AND entity_type = $2 AND entity_id = $3
             ORDER BY seq
             """,
-            clinic_id, entity_type, entity_id,
+            clinic_id,
+            entity_type,
+            entity_id,
         )
-    )  # fmt: skip
+    )

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import asyncpg
 
 
-async def insert_txn(conn: asyncpg.Connection, *, txn_id: uuid.UUID, mobile: str, hpr_txn_id: str,
-                     ttl_s: int, client_ip: str | None) -> None:  # fmt: skip
+async def insert_txn(
+    conn: asyncpg.Connection,
+    *,
+    txn_id: uuid.UUID,
+    mobile: str,
+    hpr_txn_id: str,
+    ttl_s: int,
+    client_ip: str | None,
+) -> None:
     await conn.execute(
         """
         INSERT INTO auth_txns (id, mobile, hpr_txn_id, expires_at, client_ip)
         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)
         """,
-        txn_id, mobile, hpr_txn_id, ttl_s, client_ip,
-    )  # fmt: skip
+        txn_id,
+        mobile,
+        hpr_txn_id,
+        ttl_s,
+        client_ip,
+    )
 
 
 async def lock_txn(conn: asyncpg.Connection, txn_id: uuid.UUID) -> asyncpg.Record | None:
@@ -34,8 +44,9 @@ async def record_failure(conn: asyncpg.Connection, txn_id: uuid.UUID, *, max_att
                state = CASE WHEN attempts + 1 >= $2 THEN 'dead' ELSE state END
         WHERE id = $1 RETURNING attempts
         """,
-        txn_id, max_attempts,
-    )  # fmt: skip
+        txn_id,
+        max_attempts,
+    )
     return max(0, max_attempts - int(attempts))
 
 
@@ -43,16 +54,28 @@ async def close_txn(conn: asyncpg.Connection, txn_id: uuid.UUID, state: str) -> 
     await conn.execute("UPDATE auth_txns SET state = $2 WHERE id = $1", txn_id, state)
 
 
-async def insert_session(conn: asyncpg.Connection, *, session_id: uuid.UUID, user_id: uuid.UUID,
-                         clinic_id: uuid.UUID, ttl_s: int, client_ip: str | None,
-                         user_agent: str | None) -> None:  # fmt: skip
+async def insert_session(
+    conn: asyncpg.Connection,
+    *,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    clinic_id: uuid.UUID,
+    ttl_s: int,
+    client_ip: str | None,
+    user_agent: str | None,
+) -> None:
     await conn.execute(
         """
         INSERT INTO auth_sessions (id, user_id, clinic_id, expires_at, client_ip, user_agent)
         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)
         """,
-        session_id, user_id, clinic_id, ttl_s, client_ip, user_agent,
-    )  # fmt: skip
+        session_id,
+        user_id,
+        clinic_id,
+        ttl_s,
+        client_ip,
+        user_agent,
+    )
 
 
 async def insert_refresh(conn: asyncpg.Connection, token_hash: bytes, session_id: uuid.UUID) -> None:
@@ -81,8 +104,9 @@ async def mark_refresh_used(conn: asyncpg.Connection, token_hash: bytes) -> None
 async def revoke_session(conn: asyncpg.Connection, session_id: uuid.UUID, why: str) -> None:
     await conn.execute(
         "UPDATE auth_sessions SET revoked_at = now(), revoked_why = $2 WHERE id = $1 AND revoked_at IS NULL",
-        session_id, why,
-    )  # fmt: skip
+        session_id,
+        why,
+    )
 
 
 async def session_state(conn: asyncpg.Connection, session_id: uuid.UUID) -> asyncpg.Record | None:
@@ -93,5 +117,3 @@ async def session_state(conn: asyncpg.Connection, session_id: uuid.UUID) -> asyn
         """,
         session_id,
     )
-
-

@@ -15,22 +15,42 @@ async def find_by_name(conn: asyncpg.Connection, name: str) -> asyncpg.Record | 
     return await conn.fetchrow("SELECT * FROM clinics WHERE name = $1 ORDER BY created_at LIMIT 1", name)
 
 
-async def insert(conn: asyncpg.Connection, *, clinic_id: uuid.UUID, name: str, state: str | None,
-                 hfr_id: str | None = None, address: str | None = None) -> None:  # fmt: skip
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    clinic_id: uuid.UUID,
+    name: str,
+    state: str | None,
+    hfr_id: str | None = None,
+    address: str | None = None,
+) -> None:
     await conn.execute(
         "INSERT INTO clinics (id, name, state, hfr_id, address) VALUES ($1, $2, $3, $4, $5)",
-        clinic_id, name, state, hfr_id, address,
-    )  # fmt: skip
+        clinic_id,
+        name,
+        state,
+        hfr_id,
+        address,
+    )
 
 
 USER_COLUMNS = (
-    "hpr_id", "hpr_address", "name", "mobile", "qualification", "system_of_medicine",
-    "registration_council", "registration_number", "state", "role",
-)  # fmt: skip
+    "hpr_id",
+    "hpr_address",
+    "name",
+    "mobile",
+    "qualification",
+    "system_of_medicine",
+    "registration_council",
+    "registration_number",
+    "state",
+    "role",
+)
 
 
-async def upsert_user(conn: asyncpg.Connection, *, user_id: uuid.UUID, clinic_id: uuid.UUID,
-                      fields: dict[str, str | None]) -> uuid.UUID:  # fmt: skip
+async def upsert_user(
+    conn: asyncpg.Connection, *, user_id: uuid.UUID, clinic_id: uuid.UUID, fields: dict[str, str | None]
+) -> uuid.UUID:
     """Insert a staff member, or refresh the profile of the one with the same (clinic, hpr_id)."""
     cols = [c for c in USER_COLUMNS if c in fields]
     values = [fields[c] for c in cols]
@@ -41,9 +61,11 @@ async def upsert_user(conn: asyncpg.Connection, *, user_id: uuid.UUID, clinic_id
         INSERT INTO users (id, clinic_id, {", ".join(cols)}) VALUES ($1, $2, {placeholders})
         ON CONFLICT (clinic_id, hpr_id) DO UPDATE SET {updates}, updated_at = now()
         RETURNING id
-        """,  # noqa: S608 - column names come from USER_COLUMNS, values are bound
-        user_id, clinic_id, *values,
-    )  # fmt: skip
+        """,
+        user_id,
+        clinic_id,
+        *values,
+    )
     return row  # type: ignore[no-any-return]
 
 
@@ -75,6 +97,7 @@ async def update_profile(conn: asyncpg.Connection, user_id: uuid.UUID, fields: d
         return
     sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(cols))
     await conn.execute(
-        f"UPDATE users SET {sets}, updated_at = now() WHERE id = $1",  # noqa: S608 - fixed column names
-        user_id, *[fields[c] for c in cols],
-    )  # fmt: skip
+        f"UPDATE users SET {sets}, updated_at = now() WHERE id = $1",
+        user_id,
+        *[fields[c] for c in cols],
+    )

@@ -61,7 +61,7 @@ def _chown_tree(path: Path, user: str) -> None:
 
 def _make_traversable(path: Path) -> None:
     """Let the unprivileged postgres user reach a data dir below root-owned folders (e.g. /tmp/x/y)."""
-    for parent in path.resolve().parents:
+    for parent in (path.resolve(), *path.resolve().parents):
         mode = parent.stat().st_mode
         if not mode & 0o001:
             with contextlib.suppress(PermissionError):
@@ -114,21 +114,46 @@ def start(data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -
         pgdata.mkdir(exist_ok=True)
         if user:
             _chown_tree(pgdata, user)
-        subprocess.run(
+        init = subprocess.run(
             [
-                str(_BIN / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-                "--encoding=UTF8", "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-sync",
+                str(_BIN / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale-provider=builtin",
+                "--builtin-locale=C.UTF-8",
+                "--no-sync",
             ],
-            check=True, capture_output=True, **_as_user(user),  # type: ignore[arg-type]
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            **_as_user(user),  # type: ignore[arg-type]
+        )
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed in {pgdata}: {init.stderr.strip()}")
     cluster = EmbeddedPostgres(pgdata, host, port or free_port(host), user)
     cluster.stop()  # a cluster left running by a killed process would hold the data dir
     options = f"-h {host} -p {cluster.port} -k {pgdata} -c fsync=on -c max_connections=200"
     proc = subprocess.run(
-        [str(_BIN / "pg_ctl"), "-D", str(pgdata), "-w", "-t", "60", "-l", str(pgdata / "server.log"),
-         "-o", options, "start"],
-        capture_output=True, text=True, **_as_user(user),  # type: ignore[arg-type]
-    )  # fmt: skip
+        [
+            str(_BIN / "pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(pgdata / "server.log"),
+            "-o",
+            options,
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+        **_as_user(user),  # type: ignore[arg-type]
+    )
     if proc.returncode != 0:
         log = (pgdata / "server.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"embedded PostgreSQL did not start: {proc.stderr.strip()}\n{log}")

@@ -12,7 +12,16 @@ _COLUMNS = (
     "id, clinic_id, name, gender, year_of_birth, date_of_birth, mobile, abha_number, abha_address, "
     "address, version, created_at, updated_at"
 )
-MUTABLE = ("name", "gender", "year_of_birth", "date_of_birth", "mobile", "abha_number", "abha_address", "address")
+MUTABLE = (
+    "name",
+    "gender",
+    "year_of_birth",
+    "date_of_birth",
+    "mobile",
+    "abha_number",
+    "abha_address",
+    "address",
+)
 
 
 def to_dict(row: asyncpg.Record) -> dict[str, Any]:
@@ -22,8 +31,14 @@ def to_dict(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-async def insert(conn: asyncpg.Connection, *, patient_id: uuid.UUID, clinic_id: uuid.UUID,
-                 actor_id: uuid.UUID, fields: dict[str, Any]) -> dict[str, Any] | None:  # fmt: skip
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    patient_id: uuid.UUID,
+    clinic_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    fields: dict[str, Any],
+) -> dict[str, Any] | None:
     """Insert; returns None when the id is already taken (in any clinic: ids are global)."""
     row = await conn.fetchrow(
         f"""
@@ -32,11 +47,19 @@ async def insert(conn: asyncpg.Connection, *, patient_id: uuid.UUID, clinic_id: 
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $11)
         ON CONFLICT (id) DO NOTHING
         RETURNING {_COLUMNS}
-        """,  # noqa: S608 - fixed column list
-        patient_id, clinic_id, fields["name"], fields["gender"], fields["year_of_birth"],
-        fields.get("date_of_birth"), fields.get("mobile"), fields.get("abha_number"),
-        fields.get("abha_address"), _json(fields.get("address")), actor_id,
-    )  # fmt: skip
+        """,
+        patient_id,
+        clinic_id,
+        fields["name"],
+        fields["gender"],
+        fields["year_of_birth"],
+        fields.get("date_of_birth"),
+        fields.get("mobile"),
+        fields.get("abha_number"),
+        fields.get("abha_address"),
+        _json(fields.get("address")),
+        actor_id,
+    )
     return to_dict(row) if row else None
 
 
@@ -44,18 +67,25 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-async def get(conn: asyncpg.Connection, clinic_id: uuid.UUID, patient_id: uuid.UUID,
-              *, for_update: bool = False) -> dict[str, Any] | None:  # fmt: skip
+async def get(
+    conn: asyncpg.Connection, clinic_id: uuid.UUID, patient_id: uuid.UUID, *, for_update: bool = False
+) -> dict[str, Any] | None:
     lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM patients WHERE id = $1 AND clinic_id = $2 AND NOT deleted{lock}",  # noqa: S608
-        patient_id, clinic_id,
-    )  # fmt: skip
+        f"SELECT {_COLUMNS} FROM patients WHERE id = $1 AND clinic_id = $2 AND NOT deleted{lock}",
+        patient_id,
+        clinic_id,
+    )
     return to_dict(row) if row else None
 
 
-async def update(conn: asyncpg.Connection, clinic_id: uuid.UUID, patient_id: uuid.UUID,
-                 actor_id: uuid.UUID, changes: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+async def update(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    patient_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    changes: dict[str, Any],
+) -> dict[str, Any]:
     cols = [c for c in MUTABLE if c in changes]
     sets = ", ".join(f"{c} = ${i + 4}{'::jsonb' if c == 'address' else ''}" for i, c in enumerate(cols))
     values = [_json(changes[c]) if c == "address" else changes[c] for c in cols]
@@ -64,14 +94,23 @@ async def update(conn: asyncpg.Connection, clinic_id: uuid.UUID, patient_id: uui
         UPDATE patients SET {sets}, version = version + 1, updated_at = now(), updated_by = $3
         WHERE id = $1 AND clinic_id = $2
         RETURNING {_COLUMNS}
-        """,  # noqa: S608 - column names from MUTABLE, values bound
-        patient_id, clinic_id, actor_id, *values,
-    )  # fmt: skip
+        """,
+        patient_id,
+        clinic_id,
+        actor_id,
+        *values,
+    )
     return to_dict(row)
 
 
-async def find_by_identifier(conn: asyncpg.Connection, clinic_id: uuid.UUID, *, abha_number: str | None,
-                             abha_address: str | None, exclude: uuid.UUID | None = None) -> uuid.UUID | None:  # fmt: skip
+async def find_by_identifier(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    *,
+    abha_number: str | None,
+    abha_address: str | None,
+    exclude: uuid.UUID | None = None,
+) -> uuid.UUID | None:
     """A live patient of the clinic holding this ABHA number or address (duplicate registration check)."""
     if abha_number is None and abha_address is None:
         return None
@@ -82,8 +121,11 @@ async def find_by_identifier(conn: asyncpg.Connection, clinic_id: uuid.UUID, *, 
           AND ((abha_number = $2) OR (abha_address = $3))
         LIMIT 1
         """,
-        clinic_id, abha_number, abha_address, exclude,
-    )  # fmt: skip
+        clinic_id,
+        abha_number,
+        abha_address,
+        exclude,
+    )
 
 
 async def lock_identifiers(conn: asyncpg.Connection, clinic_id: uuid.UUID, keys: list[str]) -> None:
@@ -92,8 +134,15 @@ async def lock_identifiers(conn: asyncpg.Connection, clinic_id: uuid.UUID, keys:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 13))", f"{clinic_id}:{key}")
 
 
-async def search(conn: asyncpg.Connection, clinic_id: uuid.UUID, *, kind: str, term: str | None,
-                 limit: int, after: tuple[float, uuid.UUID] | None) -> list[dict[str, Any]]:  # fmt: skip
+async def search(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    *,
+    kind: str,
+    term: str | None,
+    limit: int,
+    after: tuple[float, uuid.UUID] | None,
+) -> list[dict[str, Any]]:
     """One page of search results ordered by (score desc, id desc); keyset pagination on that pair.
 
     ``kind`` is what the term was recognised as: ``all`` (no term), ``abha_number``, ``abha_address``,
@@ -130,7 +179,7 @@ async def search(conn: asyncpg.Connection, clinic_id: uuid.UUID, *, kind: str, t
         WHERE clinic_id = $1 AND NOT deleted AND {where} {keyset}
         ORDER BY score DESC, id DESC
         LIMIT {int(limit)}
-        """,  # noqa: S608 - fragments are fixed strings chosen by kind; the term is bound
+        """,
         *args,
     )
     return [to_dict(r) for r in rows]

@@ -19,13 +19,16 @@ async def hit(conn: asyncpg.Connection, bucket: str, *, limit: int, window_s: in
         FROM rate_limit_hits
         WHERE bucket = $1 AND at > clock_timestamp() - make_interval(secs => $2)
         """,
-        bucket, window_s,
-    )  # fmt: skip
+        bucket,
+        window_s,
+    )
     if row["n"] >= limit:
         wait = await conn.fetchval(
-            "SELECT extract(epoch FROM $1 + make_interval(secs => $2) - clock_timestamp())::float8",
-            row["oldest"], window_s,
-        )  # fmt: skip
+            "SELECT extract(epoch FROM $1::timestamptz + make_interval(secs => $2)"
+            " - clock_timestamp())::float8",
+            row["oldest"],
+            window_s,
+        )
         return max(1.0, float(wait))
     await conn.execute("INSERT INTO rate_limit_hits (bucket) VALUES ($1)", bucket)
     return None

@@ -98,8 +98,9 @@ def _error_code(body: Any) -> tuple[str | None, str]:
 class HprClient:
     """Async client; one instance per server process (created in the app's lifespan)."""
 
-    def __init__(self, http: httpx.AsyncClient, *, hpr_url: str, gateway_url: str, client_id: str,
-                 client_secret: str) -> None:  # fmt: skip
+    def __init__(
+        self, http: httpx.AsyncClient, *, hpr_url: str, gateway_url: str, client_id: str, client_secret: str
+    ) -> None:
         self._http = http
         self._hpr = hpr_url.rstrip("/")
         self._gateway = gateway_url.rstrip("/")
@@ -129,8 +130,11 @@ class HprClient:
             resp = await self._request(
                 "POST",
                 f"{self._gateway}/gateway/v3/sessions",
-                json={"clientId": self._client_id, "clientSecret": self._client_secret,
-                      "grantType": "client_credentials"},  # fmt: skip
+                json={
+                    "clientId": self._client_id,
+                    "clientSecret": self._client_secret,
+                    "grantType": "client_credentials",
+                },
                 headers={"REQUEST-ID": str(uuid.uuid4()), "TIMESTAMP": _timestamp(), "X-CM-ID": "sbx"},
             )
             if resp.status_code != 200:
@@ -157,12 +161,15 @@ class HprClient:
         key = await self._public_key(token)
         return base64.b64encode(key.encrypt(value.encode(), padding.PKCS1v15())).decode()
 
-    async def _call(self, method: str, path: str, *, json: Any = None,
-                    extra_headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
+    async def _call(
+        self, method: str, path: str, *, json: Any = None, extra_headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         token = await self._gateway_token()
         headers = self._headers(token) | (extra_headers or {})
         resp = await self._request(method, f"{self._hpr}{path}", json=json, headers=headers)
-        if resp.status_code == 401:  # gateway token revoked early: drop it and retry once (ref §1.2)
+        if resp.status_code == 401 and _error_code(_json(resp))[0] == "900902":
+            # Gateway token expired or revoked early: drop it and retry once (ref §1.2). Only for that code,
+            # so a business 401 is never sent twice (an OTP guess must count once).
             self._session = None
             token = await self._gateway_token()
             headers = self._headers(token) | (extra_headers or {})
@@ -187,7 +194,9 @@ class HprClient:
         """Check the OTP with the registry. Returns the professional's HPR token."""
         token = await self._gateway_token()
         enc = await self._encrypt(token, otp)
-        resp = await self._call("POST", "/api/v2/auth/login/userAuthorizedToken", json={"txnId": txn_id, "otp": enc})
+        resp = await self._call(
+            "POST", "/api/v2/auth/login/userAuthorizedToken", json={"txnId": txn_id, "otp": enc}
+        )
         if resp.status_code == 200:
             return str(resp.json()["token"])
         body = _json(resp)

@@ -60,7 +60,11 @@ class SandboxState:
     def by_hpr_id(self, hpr_id: str) -> dict[str, Any] | None:
         key = hpr_id.replace("-", "")
         return next(
-            (p for p in self.professionals if p["hprIdNumber"].replace("-", "") == key or p["hprId"] == hpr_id),
+            (
+                p
+                for p in self.professionals
+                if p["hprIdNumber"].replace("-", "") == key or p["hprId"] == hpr_id
+            ),
             None,
         )
 
@@ -97,10 +101,15 @@ def create_sandbox_app(professionals: list[dict[str, Any]] | None = None) -> Fas
             return _err(401, "ABDM-1001", "Invalid client credentials")
         token = secrets.token_urlsafe(24)
         state.sessions[token] = time.time() + SESSION_TTL_S
-        return JSONResponse({
-            "accessToken": token, "expiresIn": SESSION_TTL_S, "refreshExpiresIn": 2 * SESSION_TTL_S,
-            "refreshToken": secrets.token_urlsafe(24), "tokenType": "bearer",
-        })  # fmt: skip
+        return JSONResponse(
+            {
+                "accessToken": token,
+                "expiresIn": SESSION_TTL_S,
+                "refreshExpiresIn": 2 * SESSION_TTL_S,
+                "refreshToken": secrets.token_urlsafe(24),
+                "tokenType": "bearer",
+            }
+        )
 
     @app.get("/v4/int/api/v1/auth/cert", response_class=PlainTextResponse)
     async def cert(authorization: Auth = None) -> Any:
@@ -142,15 +151,20 @@ def create_sandbox_app(professionals: list[dict[str, Any]] | None = None) -> Fas
         otp = decrypt(str(body.get("otp", "")))
         if otp is None or not secrets.compare_digest(otp, txn.otp):
             txn.tries += 1
-            return _err(401, "HIS-2001", "Invalid OTP", remainingAttempts=OTP_MAX_TRIES - txn.tries)
+            return _err(422, "HIS-2001", "Invalid OTP", remainingAttempts=OTP_MAX_TRIES - txn.tries)
         txn.done = True
         pro = state.by_mobile(txn.mobile)
         assert pro is not None
         token = secrets.token_urlsafe(24)
         state.hpr_tokens[token] = (pro["hprIdNumber"], time.time() + HPR_TOKEN_TTL_S)
-        return JSONResponse({
-            "token": token, "expiresIn": HPR_TOKEN_TTL_S, "hprIdNumber": pro["hprIdNumber"], "hprId": pro["hprId"],
-        })  # fmt: skip
+        return JSONResponse(
+            {
+                "token": token,
+                "expiresIn": HPR_TOKEN_TTL_S,
+                "hprIdNumber": pro["hprIdNumber"],
+                "hprId": pro["hprId"],
+            }
+        )
 
     @app.get("/v4/int/v1/account/information")
     async def account(authorization: Auth = None, x_token: XToken = None) -> JSONResponse:
@@ -178,11 +192,17 @@ def create_sandbox_app(professionals: list[dict[str, Any]] | None = None) -> Fas
     async def professionals() -> list[dict[str, Any]]:
         return [
             {
-                "hpr_id": p["hprIdNumber"], "hpr_address": p["hprId"], "name": p["name"], "mobile": p["mobile"],
-                "category": p["category"], "qualification": p["qualification"],
-                "system_of_medicine": p["systemOfMedicine"], "state": p["stateName"],
-                "registration_council": p["registrationCouncil"], "registration_number": p["registrationNumber"],
-            }  # fmt: skip
+                "hpr_id": p["hprIdNumber"],
+                "hpr_address": p["hprId"],
+                "name": p["name"],
+                "mobile": p["mobile"],
+                "category": p["category"],
+                "qualification": p["qualification"],
+                "system_of_medicine": p["systemOfMedicine"],
+                "state": p["stateName"],
+                "registration_council": p["registrationCouncil"],
+                "registration_number": p["registrationNumber"],
+            }
             for p in state.professionals
         ]
 

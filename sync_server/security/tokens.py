@@ -47,9 +47,12 @@ class InvalidToken(Exception):
 def decode_access(token: str, *, secret: str, issuer: str) -> AccessClaims:
     try:
         data = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], issuer=issuer,
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
             options={"require": ["exp", "iat", "sub", "sid", "clinic", "role"]},
-        )  # fmt: skip
+        )
         return AccessClaims(
             user_id=uuid.UUID(data["sub"]),
             session_id=uuid.UUID(data["sid"]),

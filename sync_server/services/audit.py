@@ -21,12 +21,19 @@ async def verify_all(conn: asyncpg.Connection) -> dict[uuid.UUID, tuple[int, Cha
                 r["prev_hash"],
                 r["hash"],
                 audit_db.entry_fields(
-                    seq=r["seq"], at=r["at"], clinic_id=r["clinic_id"], actor_id=r["actor_id"],
-                    actor_role=r["actor_role"], action=r["action"], entity_type=r["entity_type"],
-                    entity_id=r["entity_id"], client_ip=r["client_ip"], user_agent=r["user_agent"],
+                    seq=r["seq"],
+                    at=r["at"],
+                    clinic_id=r["clinic_id"],
+                    actor_id=r["actor_id"],
+                    actor_role=r["actor_role"],
+                    action=r["action"],
+                    entity_type=r["entity_type"],
+                    entity_id=r["entity_id"],
+                    client_ip=r["client_ip"],
+                    user_agent=r["user_agent"],
                     details=json.loads(r["details"]),
                 ),
-            )  # fmt: skip
+            )
             for r in rows
         ]
         out[chain] = (len(rows), verify_chain(triples))

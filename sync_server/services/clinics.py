@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 
 from shared.ids import uuid7
-from sync_server.db import audit, clinics as clinics_db
+from sync_server.db import audit
+from sync_server.db import clinics as clinics_db
 from sync_server.hpr.client import HprClient
 
 
@@ -37,22 +38,48 @@ async def seed_demo_in_own_transactions(pool: asyncpg.Pool, hpr: HprClient) -> l
         async with pool.acquire() as conn, conn.transaction():
             if await clinics_db.get(conn, clinic_id) is None:
                 await clinics_db.insert(
-                    conn, clinic_id=clinic_id, name=clinic["name"], state=clinic["state"], address=clinic["address"]
+                    conn,
+                    clinic_id=clinic_id,
+                    name=clinic["name"],
+                    state=clinic["state"],
+                    address=clinic["address"],
                 )
                 await audit.append(
-                    conn, clinic_id=clinic_id, actor_id=None, actor_role="system", action="clinic.create",
-                    entity_type="clinic", entity_id=str(clinic_id), client_ip=None, user_agent="seed-demo",
-                )  # fmt: skip
+                    conn,
+                    clinic_id=clinic_id,
+                    actor_id=None,
+                    actor_role="system",
+                    action="clinic.create",
+                    entity_type="clinic",
+                    entity_id=str(clinic_id),
+                    client_ip=None,
+                    user_agent="seed-demo",
+                )
             for role, pro in staff:
                 await clinics_db.upsert_user(
-                    conn, user_id=uuid7(), clinic_id=clinic_id,
+                    conn,
+                    user_id=uuid7(),
+                    clinic_id=clinic_id,
                     fields={
-                        "hpr_id": pro.hpr_id, "hpr_address": pro.hpr_address, "name": pro.name, "mobile": pro.mobile,
-                        "qualification": pro.qualification, "system_of_medicine": pro.system_of_medicine,
+                        "hpr_id": pro.hpr_id,
+                        "hpr_address": pro.hpr_address,
+                        "name": pro.name,
+                        "mobile": pro.mobile,
+                        "qualification": pro.qualification,
+                        "system_of_medicine": pro.system_of_medicine,
                         "registration_council": pro.registration_council,
-                        "registration_number": pro.registration_number, "state": pro.state, "role": role,
+                        "registration_number": pro.registration_number,
+                        "state": pro.state,
+                        "role": role,
                     },
-                )  # fmt: skip
-                seeded.append({"clinic": clinic["name"], "name": pro.name, "role": role,
-                               "qualification": pro.qualification, "mobile": pro.mobile})  # fmt: skip
+                )
+                seeded.append(
+                    {
+                        "clinic": clinic["name"],
+                        "name": pro.name,
+                        "role": role,
+                        "qualification": pro.qualification,
+                        "mobile": pro.mobile,
+                    }
+                )
     return seeded

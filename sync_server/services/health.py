@@ -20,5 +20,8 @@ async def readiness(pool: asyncpg.Pool, head: str) -> tuple[str | None, str | No
     if revision is None:
         return "database schema not migrated: run `integmed-server migrate`", None
     if revision != head:
-        return f"database schema at {revision}, this server needs {head}: run `integmed-server migrate`", revision
+        return (
+            f"database schema at {revision}, this server needs {head}: run `integmed-server migrate`",
+            revision,
+        )
     return None, revision

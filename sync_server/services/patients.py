@@ -9,36 +9,55 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 
-from shared.ids import normalize_abha_address, normalize_abha_number, normalize_mobile, uuid7
 from shared.errors import RuleViolation
+from shared.ids import normalize_abha_address, normalize_abha_number, normalize_mobile, uuid7
 from shared.records.patient import Patient, PatientCreate, PatientUpdate
+from shared.records.validation import violation_from
 from shared.text import fold_for_search
 from sync_server import errors
-from sync_server.db import audit, patients as patients_db
+from sync_server.db import audit
+from sync_server.db import patients as patients_db
 from sync_server.services.context import Actor
 
 
-async def _audit(conn: asyncpg.Connection, actor: Actor, action: str, entity_id: str | None,
-                 details: dict[str, Any] | None = None) -> None:  # fmt: skip
+async def _audit(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    action: str,
+    entity_id: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
     await audit.append(
-        conn, clinic_id=actor.clinic_id, actor_id=actor.user_id, actor_role=actor.role, action=action,
-        entity_type="patient", entity_id=entity_id, client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent, details=details,
-    )  # fmt: skip
+        conn,
+        clinic_id=actor.clinic_id,
+        actor_id=actor.user_id,
+        actor_role=actor.role,
+        action=action,
+        entity_type="patient",
+        entity_id=entity_id,
+        client_ip=actor.meta.client_ip,
+        user_agent=actor.meta.user_agent,
+        details=details,
+    )
 
 
-async def _refuse_duplicate(conn: asyncpg.Connection, clinic_id: uuid.UUID, fields: dict[str, Any],
-                            exclude: uuid.UUID | None) -> None:  # fmt: skip
+async def _refuse_duplicate(
+    conn: asyncpg.Connection, clinic_id: uuid.UUID, fields: dict[str, Any], exclude: uuid.UUID | None
+) -> None:
     keys = [f"abha:{fields['abha_number']}"] if fields.get("abha_number") else []
     keys += [f"addr:{fields['abha_address']}"] if fields.get("abha_address") else []
     if not keys:
         return
     await patients_db.lock_identifiers(conn, clinic_id, keys)
     existing = await patients_db.find_by_identifier(
-        conn, clinic_id, abha_number=fields.get("abha_number"), abha_address=fields.get("abha_address"),
+        conn,
+        clinic_id,
+        abha_number=fields.get("abha_number"),
+        abha_address=fields.get("abha_address"),
         exclude=exclude,
-    )  # fmt: skip
+    )
     if existing is not None:
         raise errors.DuplicatePatient(
             "A patient with this ABHA number or ABHA address is already registered in this clinic",
@@ -51,9 +70,12 @@ async def create(conn: asyncpg.Connection, actor: Actor, body: PatientCreate) ->
     patient_id = body.id or uuid7()
     await _refuse_duplicate(conn, actor.clinic_id, fields, exclude=None)
     row = await patients_db.insert(
-        conn, patient_id=patient_id, clinic_id=actor.clinic_id, actor_id=actor.user_id,
+        conn,
+        patient_id=patient_id,
+        clinic_id=actor.clinic_id,
+        actor_id=actor.user_id,
         fields=body.model_dump(exclude={"id"}),
-    )  # fmt: skip
+    )
     if row is None:
         raise errors.ConflictProblem("A record with this id already exists", code_hint="patient.id_taken")
     await _audit(conn, actor, "patient.create", str(patient_id))
@@ -69,14 +91,19 @@ async def get(conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID) -> 
     return Patient.model_validate(row)
 
 
-async def update(conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID, body: PatientUpdate) -> Patient:
+async def update(
+    conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID, body: PatientUpdate
+) -> Patient:
     changes = body.changes()
     row = await patients_db.get(conn, actor.clinic_id, patient_id, for_update=True)
     if row is None:
         raise errors.NotFound("No patient with this id in your clinic")
     merged = {**{k: row[k] for k in patients_db.MUTABLE}, **body.model_dump(exclude_unset=True)}
     # Re-validate the whole record after the change (e.g. date of birth against year of birth).
-    Patient.model_validate({**row, **merged})
+    try:
+        Patient.model_validate({**row, **merged})
+    except ValidationError as exc:
+        raise violation_from(exc) from None
     if "abha_number" in changes or "abha_address" in changes:
         await _refuse_duplicate(conn, actor.clinic_id, merged, exclude=patient_id)
     changed = {k: v for k, v in body.model_dump(exclude_unset=True).items() if row.get(k) != v}
@@ -113,8 +140,8 @@ def classify(q: str | None) -> tuple[str, str | None]:
             return "mobile", normalize_mobile(compact)
         except RuleViolation:
             return "mobile_part", compact.lstrip("+")
-    cleaned = "".join(ch for ch in fold_for_search(text) if ch not in "%_\\")
-    return "name", " ".join(cleaned.split())
+    cleaned = " ".join("".join(ch for ch in fold_for_search(text) if ch not in "%_\\").split())
+    return ("name", cleaned) if cleaned else ("none", None)
 
 
 def _encode_cursor(score: float, patient_id: uuid.UUID) -> str:
@@ -130,13 +157,19 @@ def decode_cursor(cursor: str) -> tuple[float, uuid.UUID]:
         raise errors.ProblemError("The cursor is not one this server gave out", field="cursor") from exc
 
 
-async def search(conn: asyncpg.Connection, actor: Actor, *, q: str | None, limit: int,
-                 cursor: str | None) -> Page:  # fmt: skip
+async def search(
+    conn: asyncpg.Connection, actor: Actor, *, q: str | None, limit: int, cursor: str | None
+) -> Page:
     kind, term = classify(q)
     after = decode_cursor(cursor) if cursor else None
+    if kind == "none":  # the term had nothing searchable in it (e.g. only wildcards)
+        await _audit(conn, actor, "patient.search", None, {"kind": kind, "results": 0})
+        return Page([], None)
     rows = await patients_db.search(conn, actor.clinic_id, kind=kind, term=term, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
     await _audit(conn, actor, "patient.search", None, {"kind": kind, "results": len(rows)})
     next_cursor = _encode_cursor(rows[-1]["score"], rows[-1]["id"]) if more and rows else None
-    return Page([Patient.model_validate({k: v for k, v in r.items() if k != "score"}) for r in rows], next_cursor)
+    return Page(
+        [Patient.model_validate({k: v for k, v in r.items() if k != "score"}) for r in rows], next_cursor
+    )

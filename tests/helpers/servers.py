@@ -1,0 +1,48 @@
+"""Real servers for tests: uvicorn on a free loopback port in a background thread."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        pass
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29: leave the test runner's signals alone
+        yield
+
+
+@contextlib.contextmanager
+def serve(app: Any, port: int | None = None) -> Iterator[str]:
+    """Serve an ASGI app on 127.0.0.1 in a thread; yields its base URL; stops it on exit."""
+    port = port or free_port()
+    server = _ThreadServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +14,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sync_server.api import auth, health, patients, problems
+from shared.clock import HLC
+from sync_server.api import auth, health, patients, problems, sync
 from sync_server.api.deps import AppState
 from sync_server.db.migrate import head_revision
 from sync_server.hpr.client import HprClient
@@ -90,7 +92,9 @@ def create_app(settings: Settings) -> FastAPI:
             client_id=settings.abdm_client_id,
             client_secret=settings.abdm_client_secret.get_secret_value(),
         )
-        app.state.integmed = AppState(settings, pool, http, hpr, head_revision())
+        # One clock per process; the random node id keeps stamps of several workers distinct.
+        clock = HLC(f"srv-{secrets.token_hex(6)}")
+        app.state.integmed = AppState(settings, pool, http, hpr, head_revision(), clock)
         try:
             yield
         finally:
@@ -110,17 +114,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(patients.router)
+    app.include_router(sync.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["Problem"] = problems.Problem.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            components["Problem"] = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, sub in components["Problem"].pop("$defs", {}).items():
                 components.setdefault(name, sub)
             app.openapi_schema = schema

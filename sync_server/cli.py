@@ -121,9 +121,7 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    api = _Server(
-        uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
-    )
+    api = _Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level))
     sandbox = _Server(
         uvicorn.Config(create_sandbox_app(), host=args.host, port=args.sandbox_port, log_level=args.log_level)
     )
@@ -131,9 +129,7 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
     base = f"http://{args.host}:{args.port}"
     sandbox_base = f"http://{args.host}:{args.sandbox_port}"
     try:
-        if not await _wait_ready(f"{sandbox_base}/health", stop) or not await _wait_ready(
-            f"{base}/ready", stop
-        ):
+        if not await _wait_ready(f"{sandbox_base}/health", stop) or not await _wait_ready(f"{base}/ready", stop):
             if stop.is_set():
                 return 0
             print("dev: the API did not become ready; see the log above", file=sys.stderr)
@@ -214,9 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
     p.set_defaults(func=_cmd_sandbox)
-    p = sub.add_parser(
-        "dev", help="embedded PostgreSQL + migrations + sandbox + API + demo clinic, one command"
-    )
+    p = sub.add_parser("dev", help="embedded PostgreSQL + migrations + sandbox + API + demo clinic, one command")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -229,9 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args))
 
 

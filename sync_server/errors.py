@@ -139,3 +139,27 @@ class DuplicatePatient(ProblemError):
     status = 409
     code = "patient.duplicate"
     title = "A patient with this identifier already exists in this clinic"
+
+
+class ClientOutdated(ProblemError):
+    status = 426
+    code = "sync.client_outdated"
+    title = "This IntegMed app is older than the server: update the app. Changes waiting on this PC are kept."
+
+
+class ServerOutdated(ProblemError):
+    status = 409
+    code = "sync.server_outdated"
+    title = "This IntegMed app is newer than the server: ask IT to update the server. Changes are kept."
+
+
+class DeviceInvalid(ProblemError):
+    status = 401
+    code = "auth.device_invalid"
+    title = "This PC is not enrolled any more (token unknown or revoked): sign in again to enrol it"
+
+
+class BatchDeviceMismatch(ProblemError):
+    status = 403
+    code = "sync.device_mismatch"
+    title = "The batch names another device than the one signed in"

@@ -21,23 +21,17 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 def _tokens(s: auth_service.SignedIn) -> Tokens:
-    return Tokens(
-        access_token=s.access_token, refresh_token=s.refresh_token, expires_in=s.expires_in, user=s.user
-    )
+    return Tokens(access_token=s.access_token, refresh_token=s.refresh_token, expires_in=s.expires_in, user=s.user)
 
 
 @router.post(
     "/doctor/init",
     response_model=DoctorInitAnswer,
     summary="Send a sign-in OTP to a professional's HPR-registered mobile",
-    responses=errors.responses(
-        errors.MobileNotRegistered, errors.TooManyRequests, errors.UpstreamUnavailable
-    ),
+    responses=errors.responses(errors.MobileNotRegistered, errors.TooManyRequests, errors.UpstreamUnavailable),
 )
 async def doctor_init(body: DoctorInit, st: State, meta: Meta) -> DoctorInitAnswer:
-    txn_id, message = await auth_service.start_otp(
-        st.pool, st.hpr, st.settings, mobile=body.mobile, meta=meta
-    )
+    txn_id, message = await auth_service.start_otp(st.pool, st.hpr, st.settings, mobile=body.mobile, meta=meta)
     return DoctorInitAnswer(txn_id=txn_id, message=message)
 
 
@@ -69,9 +63,7 @@ async def doctor_verify(body: DoctorVerify, st: State, meta: Meta) -> Tokens:
     responses=errors.responses(errors.RefreshInvalid),
 )
 async def refresh(body: RefreshBody, st: State, meta: Meta) -> Tokens:
-    return _tokens(
-        await auth_service.refresh(st.pool, st.settings, refresh_token=body.refresh_token, meta=meta)
-    )
+    return _tokens(await auth_service.refresh(st.pool, st.settings, refresh_token=body.refresh_token, meta=meta))
 
 
 @router.post(

@@ -12,11 +12,13 @@ import httpx
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared.clock import HLC
 from shared.records.staff import Role
 from sync_server import errors
 from sync_server.hpr.client import HprClient
 from sync_server.security import tokens
 from sync_server.services import auth as auth_service
+from sync_server.services import devices as devices_service
 from sync_server.services.context import Actor, RequestMeta
 from sync_server.settings import Settings
 
@@ -30,6 +32,7 @@ class AppState:
     http: httpx.AsyncClient
     hpr: HprClient
     schema_head: str
+    clock: HLC
 
 
 def state(request: Request) -> AppState:
@@ -76,19 +79,20 @@ async def current_actor(
             creds.credentials, secret=st.settings.jwt_secret.get_secret_value(), issuer=st.settings.jwt_issuer
         )
     except tokens.InvalidToken as exc:
-        raise errors.Unauthenticated(
-            str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        ) from exc
-    # A logged-out session, a deactivated user or a changed role ends access at once, not at token expiry.
-    role = await auth_service.live_session_role(st.pool, claims.session_id, claims.clinic_id)
+        raise errors.Unauthenticated(str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
+    # A logged-out session, a deactivated user, a changed role or a revoked PC ends access at once, not at
+    # token expiry.
+    if claims.role == devices_service.DEVICE_ROLE:
+        live = await devices_service.live_device_clinic(st.pool, claims.user_id) == claims.clinic_id
+        role: str | None = devices_service.DEVICE_ROLE if live else None
+    else:
+        role = await auth_service.live_session_role(st.pool, claims.session_id, claims.clinic_id)
     if role is None:
         raise errors.Unauthenticated(
             "This sign-in has ended: sign in again",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    return Actor(
-        claims.user_id, claims.session_id, claims.clinic_id, role, claims.hpr_id, request_meta(request)
-    )
+    return Actor(claims.user_id, claims.session_id, claims.clinic_id, role, claims.hpr_id, request_meta(request))
 
 
 def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Actor]]:
@@ -102,6 +106,18 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Actor]]:
     return _check
 
 
+def require_roles(*roles: Role) -> Any:
+    """A dependency marker (for ``Annotated[Actor, require_roles(...)]``) allowing only these roles."""
+    return Depends(require(*roles))
+
+
+async def _device(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    if actor.role != devices_service.DEVICE_ROLE:
+        raise errors.Forbidden("Sync needs an enrolled PC's token (POST /api/v1/auth/device/token)")
+    return actor
+
+
 CurrentUser = Annotated[Actor, Depends(current_actor)]
+CurrentDevice = Annotated[Actor, Depends(_device)]
 ClinicStaff = Annotated[Actor, Depends(require(Role.DOCTOR, Role.NURSE, Role.FRONT_DESK, Role.CLINIC_ADMIN))]
 ClinicId = uuid.UUID

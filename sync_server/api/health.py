@@ -22,9 +22,7 @@ async def health() -> Health:
     "/ready",
     response_model=Ready,
     summary="Readiness: database reachable and schema at the head revision",
-    responses={
-        503: {"description": "Not ready, with the reason", "content": {"application/problem+json": {}}}
-    },
+    responses={503: {"description": "Not ready, with the reason", "content": {"application/problem+json": {}}}},
 )
 async def ready(st: State) -> Ready | JSONResponse:
     reason, revision = await health_service.readiness(st.pool, st.schema_head)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from shared.records.patient import Patient, PatientCreate, PatientUpdate
 from sync_server import errors
-from sync_server.api.deps import ClinicStaff, Db
+from sync_server.api.deps import ClinicStaff, Db, State
 from sync_server.api.schemas import PatientPage
 from sync_server.services import patients as patients_service
 
@@ -24,8 +24,8 @@ _common = errors.responses(errors.Unauthenticated, errors.Forbidden)
     summary="Register a patient",
     responses=_common | errors.responses(errors.DuplicatePatient),
 )
-async def create_patient(body: PatientCreate, actor: ClinicStaff, db: Db) -> Patient:
-    return await patients_service.create(db, actor, body)
+async def create_patient(body: PatientCreate, actor: ClinicStaff, db: Db, st: State) -> Patient:
+    return await patients_service.create(db, actor, body, st.clock)
 
 
 @router.get(
@@ -64,5 +64,5 @@ async def get_patient(patient_id: uuid.UUID, actor: ClinicStaff, db: Db) -> Pati
     summary="Change some fields of a patient",
     responses=_common | errors.responses(errors.NotFound, errors.DuplicatePatient),
 )
-async def update_patient(patient_id: uuid.UUID, body: PatientUpdate, actor: ClinicStaff, db: Db) -> Patient:
-    return await patients_service.update(db, actor, patient_id, body)
+async def update_patient(patient_id: uuid.UUID, body: PatientUpdate, actor: ClinicStaff, db: Db, st: State) -> Patient:
+    return await patients_service.update(db, actor, patient_id, body, st.clock)

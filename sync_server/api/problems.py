@@ -152,6 +152,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            500, "internal", "Internal error", "An unexpected error occurred; it was logged."
-        )
+        return problem_response(500, "internal", "Internal error", "An unexpected error occurred; it was logged.")

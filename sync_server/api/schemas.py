@@ -33,9 +33,7 @@ class DoctorVerify(BaseModel):
 
     txn_id: uuid.UUID
     otp: str = Field(pattern=r"^[0-9]{4,8}$", description="The OTP the registry sent by SMS")
-    clinic_id: uuid.UUID | None = Field(
-        None, description="Needed only when the professional works at several clinics"
-    )
+    clinic_id: uuid.UUID | None = Field(None, description="Needed only when the professional works at several clinics")
 
 
 class Tokens(BaseModel):
@@ -60,9 +58,7 @@ class LogoutBody(BaseModel):
 
 class PatientPage(BaseModel):
     items: list[Patient]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page"
-    )
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page")
 
 
 class Health(BaseModel):

@@ -65,9 +65,7 @@ async def append(
     """
     chain = clinic_id or NO_CLINIC_CHAIN
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))", str(chain))
-    last = await conn.fetchrow(
-        "SELECT seq, hash FROM audit_logs WHERE chain = $1 ORDER BY seq DESC LIMIT 1", chain
-    )
+    last = await conn.fetchrow("SELECT seq, hash FROM audit_logs WHERE chain = $1 ORDER BY seq DESC LIMIT 1", chain)
     seq = (last["seq"] + 1) if last else 1
     prev = last["hash"] if last else GENESIS
     at = datetime.now(UTC)
@@ -130,4 +128,73 @@ async def for_entity(
             entity_type,
             entity_id,
         )
+    )
+
+
+async def append_many(
+    conn: asyncpg.Connection,
+    *,
+    clinic_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
+    actor_role: str | None,
+    client_ip: str | None,
+    user_agent: str | None,
+    entries: list[dict[str, Any]],
+) -> None:
+    """Append several entries of one actor in one round trip (a sync push); same chaining as `append`.
+
+    Each entry is a dict with ``action``, ``entity_type``, ``entity_id`` and optional ``details``.
+    """
+    if not entries:
+        return
+    chain = clinic_id
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))", str(chain))
+    last = await conn.fetchrow("SELECT seq, hash FROM audit_logs WHERE chain = $1 ORDER BY seq DESC LIMIT 1", chain)
+    seq = last["seq"] if last else 0
+    prev = last["hash"] if last else GENESIS
+    at = datetime.now(UTC)
+    rows = []
+    for entry in entries:
+        seq += 1
+        details = entry.get("details") or {}
+        fields = entry_fields(
+            seq=seq,
+            at=at,
+            clinic_id=clinic_id,
+            actor_id=actor_id,
+            actor_role=actor_role,
+            action=entry["action"],
+            entity_type=entry["entity_type"],
+            entity_id=entry["entity_id"],
+            client_ip=client_ip,
+            user_agent=user_agent,
+            details=details,
+        )
+        digest = link_hash(prev, fields)
+        rows.append(
+            (
+                chain,
+                seq,
+                at,
+                clinic_id,
+                actor_id,
+                actor_role,
+                entry["action"],
+                entry["entity_type"],
+                entry["entity_id"],
+                client_ip,
+                user_agent,
+                json.dumps(details),
+                prev,
+                digest,
+            )
+        )
+        prev = digest
+    await conn.executemany(
+        """
+        INSERT INTO audit_logs (chain, seq, at, clinic_id, actor_id, actor_role, action, entity_type,
+                                entity_id, client_ip, user_agent, details, prev_hash, hash)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14)
+        """,
+        rows,
     )

@@ -79,9 +79,7 @@ async def insert_session(
 
 
 async def insert_refresh(conn: asyncpg.Connection, token_hash: bytes, session_id: uuid.UUID) -> None:
-    await conn.execute(
-        "INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", token_hash, session_id
-    )
+    await conn.execute("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", token_hash, session_id)
 
 
 async def lock_refresh(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:

@@ -36,15 +36,16 @@ async def insert(
     *,
     patient_id: uuid.UUID,
     clinic_id: uuid.UUID,
-    actor_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
     fields: dict[str, Any],
+    hlc: str,
 ) -> dict[str, Any] | None:
-    """Insert; returns None when the id is already taken (in any clinic: ids are global)."""
+    """Insert with every field stamped ``hlc``; None when the id is already taken (ids are global)."""
     row = await conn.fetchrow(
         f"""
         INSERT INTO patients (id, clinic_id, name, gender, year_of_birth, date_of_birth, mobile,
-                              abha_number, abha_address, address, created_by, updated_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $11)
+                              abha_number, abha_address, address, created_by, updated_by, hlc, field_hlcs)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $11, $12, $13::jsonb)
         ON CONFLICT (id) DO NOTHING
         RETURNING {_COLUMNS}
         """,
@@ -59,6 +60,8 @@ async def insert(
         fields.get("abha_address"),
         _json(fields.get("address")),
         actor_id,
+        hlc,
+        json.dumps(dict.fromkeys(MUTABLE, hlc)),
     )
     return to_dict(row) if row else None
 
@@ -83,21 +86,26 @@ async def update(
     conn: asyncpg.Connection,
     clinic_id: uuid.UUID,
     patient_id: uuid.UUID,
-    actor_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
     changes: dict[str, Any],
+    hlc: str,
 ) -> dict[str, Any]:
+    """Set some fields, each stamped ``hlc`` (the server's clock) for per-field last-writer-wins."""
     cols = [c for c in MUTABLE if c in changes]
-    sets = ", ".join(f"{c} = ${i + 4}{'::jsonb' if c == 'address' else ''}" for i, c in enumerate(cols))
+    sets = ", ".join(f"{c} = ${i + 6}{'::jsonb' if c == 'address' else ''}" for i, c in enumerate(cols))
     values = [_json(changes[c]) if c == "address" else changes[c] for c in cols]
     row = await conn.fetchrow(
         f"""
-        UPDATE patients SET {sets}, version = version + 1, updated_at = now(), updated_by = $3
+        UPDATE patients SET {sets}, version = version + 1, updated_at = now(), updated_by = $3,
+               hlc = GREATEST(hlc, $4), field_hlcs = field_hlcs || $5::jsonb
         WHERE id = $1 AND clinic_id = $2
         RETURNING {_COLUMNS}
         """,
         patient_id,
         clinic_id,
         actor_id,
+        hlc,
+        json.dumps(dict.fromkeys(cols, hlc)),
         *values,
     )
     return to_dict(row)
@@ -183,3 +191,67 @@ async def search(
         *args,
     )
     return [to_dict(r) for r in rows]
+
+
+def state_of(row: asyncpg.Record | dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A stored patient as sync sees it: JSON field values and their stamps (fields never set are absent)."""
+    raw = row["field_hlcs"]
+    stamps: dict[str, str] = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    fields: dict[str, Any] = {}
+    for name in stamps:
+        value = row[name]
+        if name == "address" and isinstance(value, str):
+            value = json.loads(value)
+        elif name == "date_of_birth" and value is not None:
+            value = value.isoformat()
+        fields[name] = value
+    return fields, stamps
+
+
+async def lock_for_sync(conn: asyncpg.Connection, patient_id: uuid.UUID) -> asyncpg.Record | None:
+    """The stored row in any clinic (the caller checks scope), locked until commit."""
+    return await conn.fetchrow("SELECT * FROM patients WHERE id = $1 FOR UPDATE", patient_id)
+
+
+async def write_synced(
+    conn: asyncpg.Connection,
+    *,
+    patient_id: uuid.UUID,
+    clinic_id: uuid.UUID,
+    values: dict[str, Any],
+    field_hlcs: dict[str, str],
+    hlc: str,
+    exists: bool,
+) -> int:
+    """Store a merged state (typed values, ``deleted`` among them); returns the new version."""
+    args = (
+        patient_id,
+        clinic_id,
+        values["name"],
+        values["gender"],
+        values["year_of_birth"],
+        values.get("date_of_birth"),
+        values.get("mobile"),
+        values.get("abha_number"),
+        values.get("abha_address"),
+        _json(values.get("address")),
+        bool(values.get("deleted", False)),
+        hlc,
+        json.dumps(field_hlcs),
+    )
+    if not exists:
+        sql = """
+            INSERT INTO patients (id, clinic_id, name, gender, year_of_birth, date_of_birth, mobile, abha_number,
+                                  abha_address, address, deleted, hlc, field_hlcs)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13::jsonb)
+            RETURNING version
+        """
+    else:
+        sql = """
+            UPDATE patients SET name = $3, gender = $4, year_of_birth = $5, date_of_birth = $6, mobile = $7,
+                   abha_number = $8, abha_address = $9, address = $10::jsonb, deleted = $11, hlc = $12,
+                   field_hlcs = $13::jsonb, version = version + 1, updated_at = now()
+            WHERE id = $1 AND clinic_id = $2
+            RETURNING version
+        """
+    return int(await conn.fetchval(sql, *args))

@@ -24,8 +24,7 @@ async def hit(conn: asyncpg.Connection, bucket: str, *, limit: int, window_s: in
     )
     if row["n"] >= limit:
         wait = await conn.fetchval(
-            "SELECT extract(epoch FROM $1::timestamptz + make_interval(secs => $2)"
-            " - clock_timestamp())::float8",
+            "SELECT extract(epoch FROM $1::timestamptz + make_interval(secs => $2) - clock_timestamp())::float8",
             row["oldest"],
             window_s,
         )

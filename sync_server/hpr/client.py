@@ -194,9 +194,7 @@ class HprClient:
         """Check the OTP with the registry. Returns the professional's HPR token."""
         token = await self._gateway_token()
         enc = await self._encrypt(token, otp)
-        resp = await self._call(
-            "POST", "/api/v2/auth/login/userAuthorizedToken", json={"txnId": txn_id, "otp": enc}
-        )
+        resp = await self._call("POST", "/api/v2/auth/login/userAuthorizedToken", json={"txnId": txn_id, "otp": enc})
         if resp.status_code == 200:
             return str(resp.json()["token"])
         body = _json(resp)

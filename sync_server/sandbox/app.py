@@ -60,11 +60,7 @@ class SandboxState:
     def by_hpr_id(self, hpr_id: str) -> dict[str, Any] | None:
         key = hpr_id.replace("-", "")
         return next(
-            (
-                p
-                for p in self.professionals
-                if p["hprIdNumber"].replace("-", "") == key or p["hprId"] == hpr_id
-            ),
+            (p for p in self.professionals if p["hprIdNumber"].replace("-", "") == key or p["hprId"] == hpr_id),
             None,
         )
 

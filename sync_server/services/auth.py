@@ -61,9 +61,7 @@ async def start_otp(
 ) -> tuple[uuid.UUID, str]:
     """Send an OTP to a registered professional's mobile; returns our txn id and a message to show."""
     mobile = normalize_mobile(mobile)
-    await _limit(
-        pool, f"otp-init:ip:{meta.client_ip}", settings.otp_init_per_ip, settings, "sign-in attempts"
-    )
+    await _limit(pool, f"otp-init:ip:{meta.client_ip}", settings.otp_init_per_ip, settings, "sign-in attempts")
     await _limit(pool, f"otp-init:mobile:{mobile}", settings.otp_init_per_mobile, settings, "OTP requests")
     try:
         hpr_txn = await hpr.send_mobile_otp(mobile)
@@ -95,9 +93,7 @@ async def verify_otp(
     meta: RequestMeta,
 ) -> SignedIn:
     """Check the OTP (at most `otp_max_attempts` tries per txn), then open a session for the professional."""
-    await _limit(
-        pool, f"otp-verify:ip:{meta.client_ip}", settings.otp_verify_per_ip, settings, "OTP attempts"
-    )
+    await _limit(pool, f"otp-verify:ip:{meta.client_ip}", settings.otp_verify_per_ip, settings, "OTP attempts")
     async with pool.acquire() as conn, conn.transaction():
         txn = await auth_db.lock_txn(conn, txn_id)
         if txn is None:
@@ -240,9 +236,7 @@ def staff_profile(user: asyncpg.Record | dict[str, Any]) -> StaffProfile:
     )
 
 
-async def refresh(
-    pool: asyncpg.Pool, settings: Settings, *, refresh_token: str, meta: RequestMeta
-) -> SignedIn:
+async def refresh(pool: asyncpg.Pool, settings: Settings, *, refresh_token: str, meta: RequestMeta) -> SignedIn:
     """Rotate a refresh token. Presenting an already-used one ends the whole session (token theft)."""
     token_hash = tokens.refresh_hash(refresh_token)
     async with pool.acquire() as conn, conn.transaction():
@@ -262,9 +256,7 @@ async def refresh(
                 client_ip=meta.client_ip,
                 user_agent=meta.user_agent,
             )
-            failure = errors.RefreshInvalid(
-                "This sign-in was used elsewhere and has been ended: sign in again"
-            )
+            failure = errors.RefreshInvalid("This sign-in was used elsewhere and has been ended: sign in again")
         else:
             failure = None
             await auth_db.mark_refresh_used(conn, token_hash)

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from shared.clock import HLC, encode
 from shared.errors import RuleViolation
 from shared.ids import normalize_abha_address, normalize_abha_number, normalize_mobile, uuid7
 from shared.records.patient import Patient, PatientCreate, PatientUpdate
@@ -19,6 +20,7 @@ from shared.text import fold_for_search
 from sync_server import errors
 from sync_server.db import audit
 from sync_server.db import patients as patients_db
+from sync_server.db import sync as sync_db
 from sync_server.services.context import Actor
 
 
@@ -65,7 +67,7 @@ async def _refuse_duplicate(
         )
 
 
-async def create(conn: asyncpg.Connection, actor: Actor, body: PatientCreate) -> Patient:
+async def create(conn: asyncpg.Connection, actor: Actor, body: PatientCreate, clock: HLC) -> Patient:
     fields = body.model_dump(mode="json", exclude={"id"})
     patient_id = body.id or uuid7()
     await _refuse_duplicate(conn, actor.clinic_id, fields, exclude=None)
@@ -75,10 +77,13 @@ async def create(conn: asyncpg.Connection, actor: Actor, body: PatientCreate) ->
         clinic_id=actor.clinic_id,
         actor_id=actor.user_id,
         fields=body.model_dump(exclude={"id"}),
+        hlc=encode(clock.now()),
     )
     if row is None:
         raise errors.ConflictProblem("A record with this id already exists", code_hint="patient.id_taken")
     await _audit(conn, actor, "patient.create", str(patient_id))
+    # Last: the feed bump holds the clinic's feed lock until commit (see db.sync.bump_feed).
+    await sync_db.bump_feed(conn, actor.clinic_id, "patient", [patient_id], batch_id=None)
     return Patient.model_validate(row)
 
 
@@ -92,7 +97,7 @@ async def get(conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID) -> 
 
 
 async def update(
-    conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID, body: PatientUpdate
+    conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID, body: PatientUpdate, clock: HLC
 ) -> Patient:
     changes = body.changes()
     row = await patients_db.get(conn, actor.clinic_id, patient_id, for_update=True)
@@ -108,8 +113,10 @@ async def update(
         await _refuse_duplicate(conn, actor.clinic_id, merged, exclude=patient_id)
     changed = {k: v for k, v in body.model_dump(exclude_unset=True).items() if row.get(k) != v}
     if changed:
-        row = await patients_db.update(conn, actor.clinic_id, patient_id, actor.user_id, changed)
+        row = await patients_db.update(conn, actor.clinic_id, patient_id, actor.user_id, changed, encode(clock.now()))
     await _audit(conn, actor, "patient.update", str(patient_id), {"fields": sorted(changed)})
+    if changed:
+        await sync_db.bump_feed(conn, actor.clinic_id, "patient", [patient_id], batch_id=None)
     return Patient.model_validate(row)
 
 
@@ -157,9 +164,7 @@ def decode_cursor(cursor: str) -> tuple[float, uuid.UUID]:
         raise errors.ProblemError("The cursor is not one this server gave out", field="cursor") from exc
 
 
-async def search(
-    conn: asyncpg.Connection, actor: Actor, *, q: str | None, limit: int, cursor: str | None
-) -> Page:
+async def search(conn: asyncpg.Connection, actor: Actor, *, q: str | None, limit: int, cursor: str | None) -> Page:
     kind, term = classify(q)
     after = decode_cursor(cursor) if cursor else None
     if kind == "none":  # the term had nothing searchable in it (e.g. only wildcards)
@@ -170,6 +175,4 @@ async def search(
     rows = rows[:limit]
     await _audit(conn, actor, "patient.search", None, {"kind": kind, "results": len(rows)})
     next_cursor = _encode_cursor(rows[-1]["score"], rows[-1]["id"]) if more and rows else None
-    return Page(
-        [Patient.model_validate({k: v for k, v in r.items() if k != "score"}) for r in rows], next_cursor
-    )
+    return Page([Patient.model_validate({k: v for k, v in r.items() if k != "score"}) for r in rows], next_cursor)

@@ -70,9 +70,7 @@ def test_bams_doctor_profile_carries_system_of_medicine(api: TestClient, sandbox
 
 def test_each_otp_is_fresh(api: TestClient, sandbox_url: str) -> None:
     txns = [init(api, MBBS_MOBILE).json()["txn_id"] for _ in range(3)]
-    box = httpx.get(
-        f"{sandbox_url}/sandbox/otp-outbox", params={"mobile": MBBS_MOBILE}, trust_env=False
-    ).json()
+    box = httpx.get(f"{sandbox_url}/sandbox/otp-outbox", params={"mobile": MBBS_MOBILE}, trust_env=False).json()
     assert len(set(txns)) == 3
     assert len({m["txn_id"] for m in box[:3]}) == 3  # newest first, one per request
     assert box[0]["sent_at"] >= box[1]["sent_at"] >= box[2]["sent_at"]
@@ -151,18 +149,12 @@ def test_refresh_rotates_and_reuse_ends_the_session(api: TestClient, sandbox_url
     assert r.status_code == 200
     new = r.json()
     assert new["refresh_token"] != s.refresh
-    assert (
-        api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {new['access_token']}"}).status_code
-        == 200
-    )
+    assert api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {new['access_token']}"}).status_code == 200
     # Replaying the old refresh token looks like theft: the whole session ends.
     reuse = api.post("/api/v1/auth/refresh", json={"refresh_token": s.refresh})
     assert reuse.status_code == 401 and reuse.json()["code"] == "auth.refresh_invalid"
     assert api.post("/api/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 401
-    assert (
-        api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {new['access_token']}"}).status_code
-        == 401
-    )
+    assert api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {new['access_token']}"}).status_code == 401
 
 
 def test_logout_revokes_refresh_and_access(api: TestClient, sandbox_url: str) -> None:
@@ -173,9 +165,7 @@ def test_logout_revokes_refresh_and_access(api: TestClient, sandbox_url: str) ->
     assert api.get("/api/v1/auth/me", headers=s.headers).status_code == 401
 
 
-@pytest.mark.parametrize(
-    "header", ["", "Bearer ", "Bearer abc.def.ghi", "Basic dXNlcjpwYXNz", "Bearer " + "x" * 5000]
-)
+@pytest.mark.parametrize("header", ["", "Bearer ", "Bearer abc.def.ghi", "Basic dXNlcjpwYXNz", "Bearer " + "x" * 5000])
 def test_bad_tokens_are_401(api: TestClient, header: str) -> None:
     r = api.get("/api/v1/patients", headers={"Authorization": header} if header else {})
     assert r.status_code == 401
@@ -191,9 +181,7 @@ def test_token_signed_with_another_secret_is_refused(api: TestClient, sandbox_ur
     assert api.get("/api/v1/patients", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
 
 
-def test_professional_in_two_clinics_must_choose(
-    api: TestClient, sandbox_url: str, settings: Settings
-) -> None:
+def test_professional_in_two_clinics_must_choose(api: TestClient, sandbox_url: str, settings: Settings) -> None:
     pg.query(
         settings.database_url,
         """
@@ -220,7 +208,5 @@ def test_sign_in_events_are_audited(api: TestClient, sandbox_url: str, settings:
     otp = last_otp(sandbox_url, MBBS_MOBILE)
     verify(api, txn, wrong(otp))
     verify(api, txn, otp)
-    actions = [
-        r["action"] for r in pg.query(settings.database_url, "SELECT action FROM audit_logs ORDER BY id")
-    ]
+    actions = [r["action"] for r in pg.query(settings.database_url, "SELECT action FROM audit_logs ORDER BY id")]
     assert "auth.otp_failed" in actions and "auth.login" in actions

@@ -69,9 +69,7 @@ def test_bad_bodies_on_every_write_endpoint(
         ("POST", "/api/v1/auth/refresh"),
     ]
     for method, path in endpoints:
-        r = api.request(
-            method, path, content=raw, headers={**doctor.headers, "Content-Type": "application/json"}
-        )
+        r = api.request(method, path, content=raw, headers={**doctor.headers, "Content-Type": "application/json"})
         assert_problem(r)
     assert counts(settings.database_url) == before
 

@@ -101,9 +101,7 @@ def test_dev_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
     # Restart on the same data dir: the patient is still there.
     proc, _ = _start(tmp_path, port, sport)
     try:
-        init = httpx.post(
-            f"{base}/api/v1/auth/doctor/init", json={"mobile": "+919810000001"}, trust_env=False
-        )
+        init = httpx.post(f"{base}/api/v1/auth/doctor/init", json={"mobile": "+919810000001"}, trust_env=False)
         otp = httpx.get(
             f"http://127.0.0.1:{sport}/sandbox/otp-outbox",
             params={"mobile": "+919810000001"},

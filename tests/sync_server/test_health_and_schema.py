@@ -84,9 +84,7 @@ def test_openapi_has_real_schemas_and_examples(api: TestClient) -> None:
     assert api.get("/api/docs").status_code == 200 and api.get("/api/redoc").status_code == 200
 
 
-def test_audit_chain_verifies_and_detects_tampering(
-    api: TestClient, doctor: SignedIn, settings: Settings
-) -> None:
+def test_audit_chain_verifies_and_detects_tampering(api: TestClient, doctor: SignedIn, settings: Settings) -> None:
     for _ in range(3):
         api.post("/api/v1/patients", json=make_patient(), headers=doctor.headers)
     env = {"INTEGMED_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin"}

@@ -29,12 +29,8 @@ def create(api: TestClient, who: SignedIn, **overrides: object) -> dict:
     return r.json()
 
 
-def test_seed_example_with_bad_check_digit_is_refused(
-    api: TestClient, doctor: SignedIn, settings: Settings
-) -> None:
-    r = api.post(
-        "/api/v1/patients", json={**SEED, "abha_number": "12-3456-7890-1234"}, headers=doctor.headers
-    )
+def test_seed_example_with_bad_check_digit_is_refused(api: TestClient, doctor: SignedIn, settings: Settings) -> None:
+    r = api.post("/api/v1/patients", json={**SEED, "abha_number": "12-3456-7890-1234"}, headers=doctor.headers)
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
@@ -122,9 +118,7 @@ def test_every_patient_access_is_audited_in_the_same_transaction(
     api.get(f"/api/v1/patients/{p['id']}", headers=doctor.headers)
     api.patch(f"/api/v1/patients/{p['id']}", json={"name": "New Name"}, headers=doctor.headers)
     api.get("/api/v1/patients?q=new", headers={**doctor.headers, "User-Agent": "IntegMed-Desktop/0.1"})
-    rows = pg.query(
-        settings.database_url, "SELECT * FROM audit_logs WHERE entity_type = 'patient' ORDER BY seq"
-    )
+    rows = pg.query(settings.database_url, "SELECT * FROM audit_logs WHERE entity_type = 'patient' ORDER BY seq")
     assert [r["action"] for r in rows] == [
         "patient.create",
         "patient.read",

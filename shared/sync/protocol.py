@@ -1,0 +1,374 @@
+"""Sync wire protocol: push/pull request and response models, protocol version and per-change result codes.
+
+One `Change` carries one record's edit. For per-field last-writer-wins (patients) every field travels with
+its own HLC stamp in ``field_hlcs``; ``hlc`` is the change's greatest stamp. A delete is a tombstone: the
+server turns it into the field ``deleted = true`` stamped ``hlc`` (see `shared.sync.merge`). Stamps are the
+text form of `shared.clock.encode`, so comparing two stamp strings compares the stamps.
+
+A push answers every change in order: ``PushResponse.results[i]`` is the outcome of ``changes[i]``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from enum import StrEnum
+from itertools import pairwise
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
+from shared.clock import decode
+
+__all__ = [
+    "DELETED_FIELD",
+    "MAX_FIELDS_PER_CHANGE",
+    "MAX_PUSH_CHANGES",
+    "PROTOCOL_VERSION",
+    "RECORD_SCHEMA_VERSION",
+    "Change",
+    "ChangeResult",
+    "ChangeStatus",
+    "HlcText",
+    "JsonValue",
+    "Op",
+    "PullResponse",
+    "PulledChange",
+    "PushRequest",
+    "PushResponse",
+    "RecordKind",
+    "RejectCode",
+]
+
+MAX_PUSH_CHANGES = 1000
+MAX_FIELDS_PER_CHANGE = 64
+DELETED_FIELD = "deleted"
+"""The tombstone field: a delete sets it to ``true``, an explicit restore to ``false``."""
+
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _hlc(value: str) -> str:
+    decode(value)  # raises ValueError with the reason, which pydantic reports against the field
+    return value
+
+
+HlcText = Annotated[str, Field(max_length=100), AfterValidator(_hlc)]
+"""An encoded HLC stamp (`shared.clock.encode`)."""
+
+
+class RecordKind(StrEnum):
+    """Kinds of synced record.
+
+    Only patients sync today. ``encounter``, ``prescription``, ``reading`` and ``audit_event`` join here as
+    their record modules and merge rules land; an older server then refuses them at validation time.
+    """
+
+    PATIENT = "patient"
+
+
+class Op(StrEnum):
+    """What a change does to its record."""
+
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+class ChangeStatus(StrEnum):
+    """Outcome of one pushed change.
+
+    ``applied``: everything in the change is now the server's state (a replay of an applied change is
+    also ``applied``). ``merged``: the server kept some newer values of its own; the pull brings them and
+    the losing values stay in the record's history. ``rejected``: nothing was written; see the reason code.
+    """
+
+    APPLIED = "applied"
+    MERGED = "merged"
+    REJECTED = "rejected"
+
+
+class RejectCode(StrEnum):
+    """Why a change was rejected; the desktop maps each code to its own sentence and action."""
+
+    SCHEMA_MISMATCH = "schema_mismatch"
+    """The change's record shape is from another record schema version: update the app."""
+    INVALID_RECORD = "invalid_record"
+    """The record would break a validation rule; the message names the field."""
+    SIGNED_IMMUTABLE = "signed_immutable"
+    """The change edits content frozen by a signature (signed prescription) or an append-only record."""
+    NOT_IN_SCOPE = "not_in_scope"
+    """The record belongs to a clinic this device does not serve."""
+    STALE_BASE = "stale_base"
+    """``base_version`` is older than the server's, for a kind that needs it (not per-field LWW kinds)."""
+    CLOCK_SKEW = "clock_skew"
+    """A stamp is too far ahead of the server's clock (`shared.clock.check_incoming`); fix the PC's clock."""
+
+
+_HLC_EXAMPLE = "019ab4c27d10-0000-019ab4c2-7000-7000-8000-0000000000d1"
+_CHANGE_EXAMPLE: dict[str, JsonValue] = {
+    "kind": "patient",
+    "id": "019ab4c2-7d10-7c3e-8b7a-3f5d2a9c1e44",
+    "op": "upsert",
+    "hlc": _HLC_EXAMPLE,
+    "base_version": 3,
+    "fields": {"mobile": "+919812345678", "address": None},
+    "field_hlcs": {
+        "mobile": _HLC_EXAMPLE,
+        "address": "019ab4c27a00-0002-019ab4c2-7000-7000-8000-0000000000d1",
+    },
+}
+
+
+class Change(BaseModel):
+    """One record's edit as it travels in a push or a pull.
+
+    Args:
+        kind: the record kind.
+        id: the record's id (UUIDv7, made by the client that created it).
+        op: ``upsert`` (set the given fields) or ``delete`` (tombstone; no fields).
+        hlc: the change's stamp, equal to or greater than every field stamp.
+        base_version: the server version the edit was based on, when the kind's rule needs it.
+        fields: for an upsert, field name to new JSON value (``null`` clears); empty for a delete.
+        field_hlcs: one stamp per entry of ``fields``, the same keys.
+
+    Raises:
+        ValidationError: on a bad stamp, field name or kind; when ``fields`` and ``field_hlcs`` disagree; when
+            a field stamp is newer than ``hlc``; when a delete carries fields or an upsert none.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [_CHANGE_EXAMPLE]})
+
+    kind: RecordKind
+    id: uuid.UUID
+    op: Op
+    hlc: HlcText
+    base_version: Annotated[int, Field(ge=0)] | None = None
+    fields: Annotated[dict[str, JsonValue], Field(max_length=MAX_FIELDS_PER_CHANGE)] = Field(
+        default_factory=dict
+    )
+    field_hlcs: Annotated[dict[str, HlcText], Field(max_length=MAX_FIELDS_PER_CHANGE)] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Change:
+        if self.op is Op.DELETE:
+            if self.fields or self.field_hlcs:
+                raise ValueError("a delete carries no fields: it is a tombstone stamped with hlc")
+            return self
+        if not self.fields:
+            raise ValueError("an upsert must change at least one field")
+        if self.fields.keys() != self.field_hlcs.keys():
+            raise ValueError("fields and field_hlcs must have the same keys (one stamp per field)")
+        for name, stamp in self.field_hlcs.items():
+            if not _FIELD_NAME.fullmatch(name):
+                raise ValueError(f"field name {name!r:.80} must be snake_case, at most 64 characters")
+            # Encoded stamps sort like stamps, so text comparison is stamp comparison.
+            if stamp > self.hlc:
+                raise ValueError(f"the stamp of field {name!r} is newer than the change's hlc")
+        if DELETED_FIELD in self.fields and not isinstance(self.fields[DELETED_FIELD], bool):
+            raise ValueError(f"field {DELETED_FIELD!r} must be true or false")
+        return self
+
+
+class PushRequest(BaseModel):
+    """Body of ``POST /api/v1/sync/push``: one outbox batch.
+
+    Args:
+        batch_id: the client's id for the batch; a retry with the same id returns the first answer.
+        device_id: the pushing device.
+        schema_version: the client's `shared.RECORD_SCHEMA_VERSION`.
+        protocol_version: the client's `shared.PROTOCOL_VERSION`.
+        changes: 1 to `MAX_PUSH_CHANGES` changes, oldest first.
+
+    Raises:
+        ValidationError: on a malformed change, or an empty or oversized batch.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "batch_id": "019ab4c2-7d20-7000-8000-00000000b001",
+                    "device_id": "019ab4c2-7000-7000-8000-0000000000d1",
+                    "schema_version": RECORD_SCHEMA_VERSION,
+                    "protocol_version": PROTOCOL_VERSION,
+                    "changes": [_CHANGE_EXAMPLE],
+                }
+            ]
+        },
+    )
+
+    batch_id: uuid.UUID
+    device_id: uuid.UUID
+    schema_version: Annotated[int, Field(ge=1)]
+    protocol_version: Annotated[int, Field(ge=1)]
+    changes: Annotated[list[Change], Field(min_length=1, max_length=MAX_PUSH_CHANGES)]
+
+
+class ChangeResult(BaseModel):
+    """The server's answer for one pushed change.
+
+    Args:
+        kind: the record kind of the change.
+        id: the record id of the change.
+        status: applied, merged or rejected.
+        reason: why it was rejected; present exactly when rejected.
+        message: sentence explaining the rejection; present exactly when rejected.
+        server_version: the record's version on the server after the push (when the record exists).
+
+    Raises:
+        ValidationError: when ``reason`` and ``message`` do not match ``status``, or an accepted change has no
+            ``server_version``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "patient",
+                    "id": "019ab4c2-7d10-7c3e-8b7a-3f5d2a9c1e44",
+                    "status": "merged",
+                    "server_version": 4,
+                },
+                {
+                    "kind": "patient",
+                    "id": "019ab4c2-7d10-7c3e-8b7a-3f5d2a9c1e45",
+                    "status": "rejected",
+                    "reason": "invalid_record",
+                    "message": "mobile: Mobile number must have 10 digits",
+                    "server_version": None,
+                },
+            ]
+        },
+    )
+
+    kind: RecordKind
+    id: uuid.UUID
+    status: ChangeStatus
+    reason: RejectCode | None = None
+    message: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    server_version: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _reason_iff_rejected(self) -> ChangeResult:
+        rejected = self.status is ChangeStatus.REJECTED
+        if rejected != (self.reason is not None) or rejected != (self.message is not None):
+            raise ValueError("reason and message are given exactly when the change is rejected")
+        if not rejected and self.server_version is None:
+            raise ValueError("an applied or merged change reports its server_version")
+        return self
+
+
+class PushResponse(BaseModel):
+    """Body of the push answer.
+
+    Args:
+        batch_id: echoes the request's batch id.
+        results: one result per pushed change, in the request's order.
+        server_hlc: the server's clock after the push; the client folds it in with `shared.clock.HLC.update`.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "batch_id": "019ab4c2-7d20-7000-8000-00000000b001",
+                    "results": [
+                        {
+                            "kind": "patient",
+                            "id": "019ab4c2-7d10-7c3e-8b7a-3f5d2a9c1e44",
+                            "status": "applied",
+                            "server_version": 4,
+                        }
+                    ],
+                    "server_hlc": "019ab4c27e00-0000-server",
+                }
+            ]
+        },
+    )
+
+    batch_id: uuid.UUID
+    results: Annotated[list[ChangeResult], Field(max_length=MAX_PUSH_CHANGES)]
+    server_hlc: HlcText
+
+
+class PulledChange(Change):
+    """A change as the feed hands it out: the change plus its place in the server's feed.
+
+    Args:
+        seq: the change's position in the server's feed (increasing in cursor order).
+        server_version: the record's version after this change.
+        batch_id: the push batch it came from, so a device recognises its own echoed changes; ``None`` for
+            changes the server made itself.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    **_CHANGE_EXAMPLE,
+                    "seq": 1042,
+                    "server_version": 4,
+                    "batch_id": "019ab4c2-7d20-7000-8000-00000000b001",
+                }
+            ]
+        },
+    )
+
+    seq: Annotated[int, Field(ge=1)]
+    server_version: Annotated[int, Field(ge=1)]
+    batch_id: uuid.UUID | None = None
+
+
+class PullResponse(BaseModel):
+    """Body of ``GET /api/v1/sync/pull?cursor=…&limit=…``: one page of the device's feed.
+
+    Args:
+        changes: changes after the request's cursor, in feed order.
+        next_cursor: opaque cursor to send next time; store it only after the page is applied.
+        has_more: True when another page is ready now.
+        server_hlc: the server's clock; the client folds it in with `shared.clock.HLC.update`.
+
+    Raises:
+        ValidationError: when ``changes`` are not in increasing ``seq`` order.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "changes": [
+                        {
+                            **_CHANGE_EXAMPLE,
+                            "seq": 1042,
+                            "server_version": 4,
+                            "batch_id": "019ab4c2-7d20-7000-8000-00000000b001",
+                        }
+                    ],
+                    "next_cursor": "1042",
+                    "has_more": False,
+                    "server_hlc": "019ab4c27e00-0000-server",
+                }
+            ]
+        },
+    )
+
+    changes: list[PulledChange]
+    next_cursor: Annotated[str, Field(min_length=1, max_length=200)]
+    has_more: bool
+    server_hlc: HlcText
+
+    @model_validator(mode="after")
+    def _in_feed_order(self) -> PullResponse:
+        seqs = [change.seq for change in self.changes]
+        if any(a >= b for a, b in pairwise(seqs)):
+            raise ValueError("pulled changes must be in strictly increasing seq order")
+        return self

@@ -1,0 +1,136 @@
+"""Sync routes: enrol a PC, device tokens, push a batch, pull the clinic's feed, patient field history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.records.staff import Role
+from shared.sync.protocol import PullResponse, PushRequest, PushResponse
+from sync_server import errors
+from sync_server.api.deps import ClinicStaff, CurrentDevice, Db, Meta, State, require_roles
+from sync_server.services import devices as devices_service
+from sync_server.services import sync as sync_service
+from sync_server.services.context import Actor
+
+router = APIRouter(prefix="/api/v1", tags=["sync"])
+
+
+class EnrollBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Reception PC 1"}]})
+
+    name: str = Field(min_length=1, max_length=100, description="A name clinic staff recognise the PC by")
+    device_id: uuid.UUID | None = Field(None, description="The PC's own id when it made one (UUIDv7)")
+
+
+class Enrolled(BaseModel):
+    device_id: uuid.UUID
+    device_token: str = Field(description="Keep in the OS keyring; exchange at /api/v1/auth/device/token")
+    clinic_id: uuid.UUID
+
+
+class DeviceTokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: uuid.UUID
+    device_token: str = Field(min_length=10, max_length=200)
+
+
+class DeviceAccess(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class HistoryEntry(BaseModel):
+    field: str
+    value: Any
+    hlc: str | None
+    replaced_by_hlc: str | None
+    conflict: bool = Field(description="True when this value lost a conflict (it came in older than the stored one)")
+    source: str | None
+    recorded_at: Any
+
+
+EnrollStaff = Annotated[Actor, require_roles(Role.DOCTOR, Role.CLINIC_ADMIN)]
+
+
+@router.post(
+    "/devices",
+    response_model=Enrolled,
+    status_code=status.HTTP_201_CREATED,
+    summary="Enrol this PC for the signed-in user's clinic (doctor or clinic admin)",
+    responses=errors.responses(errors.Unauthenticated, errors.Forbidden, errors.ConflictProblem),
+)
+async def enroll_device(body: EnrollBody, actor: EnrollStaff, db: Db) -> Enrolled:
+    done = await devices_service.enroll(db, actor, name=body.name, device_id=body.device_id)
+    return Enrolled(device_id=done.device_id, device_token=done.device_token, clinic_id=done.clinic_id)
+
+
+@router.delete(
+    "/devices/{device_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke a PC (clinic admin)",
+    responses=errors.responses(errors.NotFound, errors.Forbidden),
+)
+async def revoke_device(
+    device_id: uuid.UUID, actor: Annotated[Actor, require_roles(Role.CLINIC_ADMIN)], db: Db
+) -> None:
+    await devices_service.revoke(db, actor, device_id)
+
+
+@router.post(
+    "/auth/device/token",
+    response_model=DeviceAccess,
+    summary="Exchange a device token for access",
+    responses=errors.responses(errors.DeviceInvalid),
+)
+async def device_token(body: DeviceTokenBody, db: Db, st: State, meta: Meta) -> DeviceAccess:
+    token = await devices_service.access_token(db, st.settings, device_id=body.device_id, token=body.device_token)
+    return DeviceAccess(access_token=token, expires_in=st.settings.access_token_ttl_s)
+
+
+@router.post(
+    "/sync/push",
+    response_model=PushResponse,
+    summary="Push a batch of local changes (idempotent)",
+    responses=errors.responses(
+        errors.ClientOutdated, errors.ServerOutdated, errors.DeviceInvalid, errors.BatchDeviceMismatch
+    ),
+)
+async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State) -> PushResponse:
+    return await sync_service.push(db, device, body, st.clock)
+
+
+@router.get(
+    "/sync/pull",
+    response_model=PullResponse,
+    summary="Changes for this PC's clinic after the cursor",
+    responses=errors.responses(errors.ClientOutdated, errors.ServerOutdated, errors.DeviceInvalid),
+)
+async def pull(
+    device: CurrentDevice,
+    db: Db,
+    st: State,
+    cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    x_integmed_protocol: Annotated[int | None, Header()] = None,
+    x_integmed_schema: Annotated[int | None, Header()] = None,
+) -> PullResponse:
+    if x_integmed_protocol is not None or x_integmed_schema is not None:
+        sync_service.check_versions(schema_version=x_integmed_schema or 0, protocol_version=x_integmed_protocol or 0)
+    return await sync_service.pull(db, device, cursor=cursor, limit=limit, clock=st.clock)
+
+
+@router.get(
+    "/patients/{patient_id}/history",
+    response_model=list[HistoryEntry],
+    tags=["patients"],
+    summary="Earlier and conflicting values of a patient's fields",
+    responses=errors.responses(errors.NotFound),
+)
+async def patient_history(patient_id: uuid.UUID, actor: ClinicStaff, db: Db) -> list[HistoryEntry]:
+    return [HistoryEntry.model_validate(h) for h in await sync_service.history(db, actor, patient_id)]

@@ -33,12 +33,24 @@ class Device:
 
     def change(self, pid: uuid.UUID, fields: dict[str, Any]) -> dict[str, Any]:
         stamp = encode(self.clock.now())
-        return {"kind": "patient", "id": str(pid), "op": "upsert", "hlc": stamp, "fields": fields,
-                "field_hlcs": dict.fromkeys(fields, stamp)}  # fmt: skip
+        return {
+            "kind": "patient",
+            "id": str(pid),
+            "op": "upsert",
+            "hlc": stamp,
+            "fields": fields,
+            "field_hlcs": dict.fromkeys(fields, stamp),
+        }
 
     def push(self, changes: list[dict[str, Any]], batch_id: str | None = None, **extra: Any) -> Any:
-        body = {"batch_id": batch_id or str(uuid7()), "device_id": self.id, "schema_version": RECORD_SCHEMA_VERSION,
-                "protocol_version": PROTOCOL_VERSION, "changes": changes, **extra}  # fmt: skip
+        body = {
+            "batch_id": batch_id or str(uuid7()),
+            "device_id": self.id,
+            "schema_version": RECORD_SCHEMA_VERSION,
+            "protocol_version": PROTOCOL_VERSION,
+            "changes": changes,
+            **extra,
+        }
         return self.api.post("/api/v1/sync/push", json=body, headers=self.headers)
 
     def pull_all(self, cursor: str | None = None, limit: int = 1000) -> tuple[list[dict[str, Any]], str]:
@@ -63,8 +75,9 @@ def test_push_create_then_pull_on_another_pc(api: TestClient, doctor: SignedIn) 
     pid = uuid7()
     r = a.push([a.change(pid, new_patient(name="Meena Kumari"))])
     assert r.status_code == 200, r.text
-    assert r.json()["results"] == [{"kind": "patient", "id": str(pid), "status": "applied", "reason": None,
-                                    "message": None, "server_version": 1}]  # fmt: skip
+    assert r.json()["results"] == [
+        {"kind": "patient", "id": str(pid), "status": "applied", "reason": None, "message": None, "server_version": 1}
+    ]
     pulled, cursor = b.pull_all()
     assert [c["id"] for c in pulled] == [str(pid)]
     assert pulled[0]["fields"]["name"] == "Meena Kumari"
@@ -75,18 +88,27 @@ def test_push_create_then_pull_on_another_pc(api: TestClient, doctor: SignedIn) 
     assert api.get(f"/api/v1/patients/{pid}", headers=doctor.headers).json()["name"] == "Meena Kumari"
 
 
-def test_replayed_batch_returns_same_results_and_writes_nothing(api: TestClient, doctor: SignedIn,
-                                                                settings: Settings) -> None:  # fmt: skip
+def test_replayed_batch_returns_same_results_and_writes_nothing(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
     a = Device(api, doctor)
     batch = str(uuid7())
     changes = [a.change(uuid7(), new_patient()) for _ in range(3)]
     first = a.push(changes, batch_id=batch).json()
-    counts = pg.query(settings.database_url, "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM audit_logs),"
-                                             " (SELECT max(seq) FROM change_feed)")[0]  # fmt: skip
+    counts = pg.query(
+        settings.database_url,
+        "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM audit_logs), (SELECT max(seq) FROM change_feed)",
+    )[0]
     second = a.push(changes, batch_id=batch).json()
     assert second == first
-    assert pg.query(settings.database_url, "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM audit_logs),"
-                                           " (SELECT max(seq) FROM change_feed)")[0] == counts  # fmt: skip
+    assert (
+        pg.query(
+            settings.database_url,
+            "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM audit_logs),"
+            " (SELECT max(seq) FROM change_feed)",
+        )[0]
+        == counts
+    )
     # The same changes in a new batch (reply lost, batch rebuilt) are no-ops too.
     third = a.push(list(reversed(changes))).json()
     assert {r["status"] for r in third["results"]} == {"applied"}
@@ -129,8 +151,14 @@ def test_stamp_from_the_future_is_rejected_with_clock_skew(api: TestClient, doct
     fast = HLC(a.id.replace("-", ""), wall_clock=lambda: system_wall_ms() + 24 * 3600 * 1000)
     stamp = encode(fast.now())
     fields = new_patient()
-    change = {"kind": "patient", "id": str(uuid7()), "op": "upsert", "hlc": stamp, "fields": fields,
-              "field_hlcs": dict.fromkeys(fields, stamp)}  # fmt: skip
+    change = {
+        "kind": "patient",
+        "id": str(uuid7()),
+        "op": "upsert",
+        "hlc": stamp,
+        "fields": fields,
+        "field_hlcs": dict.fromkeys(fields, stamp),
+    }
     res = a.push([change]).json()["results"][0]
     assert res["reason"] == "clock_skew" and "ahead" in res["message"]
 
@@ -145,8 +173,9 @@ def test_outdated_client_is_told_to_update(api: TestClient, doctor: SignedIn) ->
     assert r.status_code == 426 and "Update IntegMed" in r.json()["detail"]
 
 
-def test_other_clinic_device_cannot_touch_or_see(api: TestClient, doctor: SignedIn,
-                                                 other_clinic_doctor: SignedIn) -> None:  # fmt: skip
+def test_other_clinic_device_cannot_touch_or_see(
+    api: TestClient, doctor: SignedIn, other_clinic_doctor: SignedIn
+) -> None:
     mine, theirs = Device(api, doctor), Device(api, other_clinic_doctor)
     pid = uuid7()
     mine.push([mine.change(pid, new_patient(name="Private Patient"))])
@@ -194,8 +223,13 @@ def test_revoked_device_is_refused(api: TestClient, doctor: SignedIn, sandbox_ur
 
 def test_device_cannot_push_as_another_device(api: TestClient, doctor: SignedIn) -> None:
     a, b = Device(api, doctor, "A"), Device(api, doctor, "B")
-    body_for_b = {"batch_id": str(uuid7()), "device_id": b.id, "schema_version": RECORD_SCHEMA_VERSION,
-                  "protocol_version": PROTOCOL_VERSION, "changes": [a.change(uuid7(), new_patient())]}  # fmt: skip
+    body_for_b = {
+        "batch_id": str(uuid7()),
+        "device_id": b.id,
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "protocol_version": PROTOCOL_VERSION,
+        "changes": [a.change(uuid7(), new_patient())],
+    }
     assert api.post("/api/v1/sync/push", json=body_for_b, headers=a.headers).status_code == 403
 
 
@@ -217,8 +251,9 @@ async def _late_commit_scenario(dsn: str, clinic_id: uuid.UUID) -> list[list[int
             await conn.execute(
                 "INSERT INTO patients (id, clinic_id, name, gender, year_of_birth, hlc, field_hlcs) "
                 "VALUES ($1, $2, 'X', 'M', 1980, '000000000001-0000-t', '{\"name\": \"000000000001-0000-t\"}')",
-                pid, clinic_id,
-            )  # fmt: skip
+                pid,
+                clinic_id,
+            )
         # A starts first and writes its record; B starts later.
         txa = a_conn.transaction()
         await txa.start()

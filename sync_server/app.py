@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,12 +67,66 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    resp = problems.problem_response(
-        413, "body.too_large", "Request body too large", f"Bodies are limited to {limit} bytes"
-    )
-    await send({"type": "http.response.start", "status": 413, "headers": resp.raw_headers})
+class GunzipRequests:
+    """Accept ``Content-Encoding: gzip`` request bodies (sync batches), inflating at most `limit` bytes.
+
+    Runs inside `BodyLimit`, which bounds the compressed size; this bounds the inflated size, so a small
+    "zip bomb" cannot exhaust memory. A body that is not valid gzip is a 400 problem.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
+        if headers.get(b"content-encoding", b"").lower() != b"gzip":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = inflater.decompress(b"".join(chunks), self.limit + 1)
+            if len(body) > self.limit or inflater.unconsumed_tail:
+                await _send_problem(
+                    send,
+                    413,
+                    "body.too_large",
+                    "Request body too large",
+                    f"Inflated bodies are limited to {self.limit} bytes",
+                )
+                return
+            if not inflater.eof:
+                raise zlib.error("truncated gzip stream")
+        except zlib.error as exc:
+            await _send_problem(send, 400, "body.bad_encoding", "The gzip body could not be decoded", str(exc))
+            return
+        new_headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
+        new_headers.append((b"content-length", str(len(body)).encode()))
+        sent = False
+
+        async def inflated() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app({**scope, "headers": new_headers}, inflated, send)
+
+
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+    resp = problems.problem_response(status, code, title, detail)
+    await send({"type": "http.response.start", "status": status, "headers": resp.raw_headers})
     await send({"type": "http.response.body", "body": resp.body})
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    await _send_problem(send, 413, "body.too_large", "Request body too large", f"Bodies are limited to {limit} bytes")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -115,6 +171,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(patients.router)
     app.include_router(sync.router)
+    # Outermost first: bound the wire size, then inflate gzip bodies (bounded again), and gzip big answers.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(GunzipRequests, limit=settings.max_inflated_body_bytes)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     def openapi() -> dict[str, Any]:

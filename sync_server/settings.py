@@ -46,7 +46,8 @@ class Settings(DatabaseSettings):
     rate_window_s: int = 15 * 60
     trust_forwarded_for: bool = False
 
-    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    max_inflated_body_bytes: int = Field(default=8_000_000, ge=1024)
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_dev(self) -> Settings:

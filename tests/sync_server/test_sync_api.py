@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 from fastapi.testclient import TestClient
 
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
@@ -311,3 +312,55 @@ def test_cursor_never_skips_a_late_commit(settings: Settings, api: TestClient) -
     assert resumed == [base + 2]  # resuming after B's seq finds A: nothing skipped
     assert blocked == [1]  # B waited for A's commit instead of taking a later seq and committing first
     assert second == [base + 3, base + 4]  # A then B, in commit order
+
+
+def test_gzip_push_and_gzip_pull(api: TestClient, doctor: SignedIn) -> None:
+    import gzip
+    import json
+
+    a = Device(api, doctor)
+    body = {
+        "batch_id": str(uuid7()),
+        "device_id": a.id,
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "protocol_version": PROTOCOL_VERSION,
+        "changes": [a.change(uuid7(), new_patient()) for _ in range(50)],
+    }
+    raw = gzip.compress(json.dumps(body).encode())
+    r = api.post(
+        "/api/v1/sync/push",
+        content=raw,
+        headers={**a.headers, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["results"]) == 50
+    pulled = api.get("/api/v1/sync/pull", headers={**a.headers, "Accept-Encoding": "gzip"})
+    assert pulled.headers["content-encoding"] == "gzip"
+    assert len(pulled.json()["changes"]) == 50
+
+
+@pytest.mark.parametrize("raw", [b"not gzip at all", b"\x1f\x8b\x08\x00garbage"])
+def test_corrupt_gzip_is_a_400_and_nothing_is_written(
+    api: TestClient, doctor: SignedIn, settings: Settings, raw: bytes
+) -> None:
+    a = Device(api, doctor)
+    r = api.post(
+        "/api/v1/sync/push",
+        content=raw,
+        headers={**a.headers, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 400 and r.json()["code"] == "body.bad_encoding"
+    assert pg.scalar(settings.database_url, "SELECT count(*) FROM patients") == 0
+
+
+def test_gzip_bomb_is_refused(api: TestClient, doctor: SignedIn) -> None:
+    import gzip
+
+    a = Device(api, doctor)
+    bomb = gzip.compress(b" " * 50_000_000)
+    r = api.post(
+        "/api/v1/sync/push",
+        content=bomb,
+        headers={**a.headers, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 413

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.records.staff import Role
@@ -112,6 +112,7 @@ async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State) -> P
     responses=errors.responses(errors.ClientOutdated, errors.ServerOutdated, errors.DeviceInvalid),
 )
 async def pull(
+    response: Response,
     device: CurrentDevice,
     db: Db,
     st: State,
@@ -122,7 +123,10 @@ async def pull(
 ) -> PullResponse:
     if x_integmed_protocol is not None or x_integmed_schema is not None:
         sync_service.check_versions(schema_version=x_integmed_schema or 0, protocol_version=x_integmed_protocol or 0)
-    return await sync_service.pull(db, device, cursor=cursor, limit=limit, clock=st.clock)
+    page = await sync_service.pull(db, device, cursor=cursor, limit=limit, clock=st.clock)
+    # Progress for a first sync: how much is left after this page (header, so the body stays the protocol's).
+    response.headers["X-IntegMed-Remaining"] = str(await sync_service.remaining_after(db, device, page))
+    return page
 
 
 @router.get(

@@ -150,3 +150,10 @@ async def history(
             record_id,
         )
     )
+
+
+async def feed_remaining(conn: asyncpg.Connection, clinic_id: uuid.UUID, after: int) -> int:
+    """How many feed entries lie after ``after`` (for a first sync's progress bar)."""
+    return int(
+        await conn.fetchval("SELECT count(*) FROM change_feed WHERE clinic_id = $1 AND seq > $2", clinic_id, after)
+    )

@@ -196,6 +196,13 @@ def parse_cursor(cursor: str | None) -> int:
     return int(cursor)
 
 
+async def remaining_after(conn: asyncpg.Connection, actor: Actor, page: PullResponse) -> int:
+    """Feed entries still to fetch after this page (0 on the last page)."""
+    if not page.has_more:
+        return 0
+    return await sync_db.feed_remaining(conn, actor.clinic_id, parse_cursor(page.next_cursor))
+
+
 async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, limit: int, clock: HLC) -> PullResponse:
     after = parse_cursor(cursor)
     rows = await sync_db.feed_page(conn, actor.clinic_id, after, limit + 1)

@@ -200,7 +200,9 @@ def test_pull_pages_resume_from_cursor(api: TestClient, doctor: SignedIn) -> Non
     a, b = Device(api, doctor, "A"), Device(api, doctor, "B")
     ids = [uuid7() for _ in range(25)]
     a.push([a.change(i, new_patient()) for i in ids])
-    r = api.get("/api/v1/sync/pull", params={"limit": 10}, headers=b.headers).json()
+    resp = api.get("/api/v1/sync/pull", params={"limit": 10}, headers=b.headers)
+    assert resp.headers["x-integmed-remaining"] == "15"
+    r = resp.json()
     assert len(r["changes"]) == 10 and r["has_more"] is True
     rest, _ = b.pull_all(r["next_cursor"], limit=10)
     assert [c["id"] for c in r["changes"] + rest] == [str(i) for i in ids]

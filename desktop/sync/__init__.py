@@ -1,0 +1,1 @@
+"""Sync client: plain Python + httpx (no Qt); push the outbox, then pull the clinic's feed."""

@@ -1,0 +1,184 @@
+"""HTTP to the IntegMed server: device auth, gzip, protocol headers, retry with backoff, typed errors.
+
+Retries cover what a flaky clinic link does: refused or reset connections, timeouts and 5xx answers (with
+exponential backoff and jitter). A push is safe to retry because the server answers a repeated batch id with
+its first answer. 4xx answers are not retried: they become `ServerRefused` (or a more specific error).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from desktop.errors import ServerUnreachable
+from desktop.sync.errors import AppOutdated, DeviceSignInRequired, ServerError, ServerOutdated, ServerRefused
+from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
+from shared.sync.protocol import PullResponse, PushRequest, PushResponse
+
+log = logging.getLogger(__name__)
+GZIP_ABOVE = 1024
+USER_AGENT = "IntegMed-Desktop/0.1"
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 4
+    base_s: float = 0.5
+    max_s: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_s, self.base_s * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311 - jitter
+
+
+def _problem(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {"detail": resp.text[:300]}
+    return body if isinstance(body, dict) else {"detail": str(body)[:300]}
+
+
+def raise_for_problem(resp: httpx.Response) -> None:
+    """Turn a non-2xx answer into the matching `KnownError`."""
+    if resp.status_code < 400:
+        return
+    problem = _problem(resp)
+    code = str(problem.get("code", ""))
+    detail = str(problem.get("detail") or problem.get("title") or resp.reason_phrase)
+    if resp.status_code == 426 or code == "sync.client_outdated":
+        raise AppOutdated(detail=detail)
+    if code == "sync.server_outdated":
+        raise ServerOutdated(detail=detail)
+    if code in ("auth.device_invalid",):
+        raise DeviceSignInRequired(detail=detail)
+    if resp.status_code >= 500:
+        raise ServerError(detail=detail)
+    extra = {k: v for k, v in problem.items() if k not in ("type", "title", "status", "code", "detail", "instance")}
+    raise ServerRefused(detail, status=resp.status_code, problem_code=code or None, detail=detail, extra=extra)
+
+
+class Transport:
+    """One server, one device; thread-safe enough for one sync worker at a time."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        http: httpx.Client | None = None,
+        timeout_s: float = 20.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = http or httpx.Client(timeout=timeout_s, trust_env=False, headers={"User-Agent": USER_AGENT})
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._device: tuple[uuid.UUID, str] | None = None
+        self._access: tuple[str, float] | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def use_device(self, device_id: uuid.UUID, device_token: str) -> None:
+        self._device = (device_id, device_token)
+        self._access = None
+
+    # ---- low level -----------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, *, body: Any = None, token: str | None = None,
+              params: dict[str, Any] | None = None, retry: bool = True) -> httpx.Response:  # fmt: skip
+        headers = {"X-IntegMed-Protocol": str(PROTOCOL_VERSION), "X-IntegMed-Schema": str(RECORD_SCHEMA_VERSION),
+                   "Accept-Encoding": "gzip"}  # fmt: skip
+        content = None
+        if body is not None:
+            content = json.dumps(body, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+            if len(content) > GZIP_ABOVE:
+                content = gzip.compress(content, compresslevel=5)
+                headers["Content-Encoding"] = "gzip"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        attempts = self._retry.attempts if retry else 1
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                resp = self._http.request(method, self.base_url + path, content=content, headers=headers, params=params)
+            except httpx.TransportError as exc:
+                last = exc
+                log.info("%s %s failed (%s), attempt %d", method, path, type(exc).__name__, attempt + 1)
+            else:
+                if resp.status_code < 500 or attempt == attempts - 1:
+                    return resp
+                last = ServerError(detail=f"{resp.status_code}")
+            if attempt < attempts - 1:
+                self._sleep(self._retry.delay(attempt))
+        if isinstance(last, ServerError):
+            raise last
+        raise ServerUnreachable(detail=f"{type(last).__name__}: {last}")
+
+    def _access_token(self) -> str:
+        if self._access and self._access[1] > time.monotonic():
+            return self._access[0]
+        if self._device is None:
+            raise DeviceSignInRequired("This PC is not enrolled yet.")
+        device_id, token = self._device
+        resp = self._send("POST", "/api/v1/auth/device/token",
+                          body={"device_id": str(device_id), "device_token": token})  # fmt: skip
+        raise_for_problem(resp)
+        data = resp.json()
+        self._access = (data["access_token"], time.monotonic() + max(10, int(data["expires_in"]) - 30))
+        return self._access[0]
+
+    def _authed(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        resp = self._send(method, path, token=self._access_token(), **kw)
+        if resp.status_code == 401:  # access token expired early or the server restarted with a new secret
+            self._access = None
+            resp = self._send(method, path, token=self._access_token(), **kw)
+        raise_for_problem(resp)
+        return resp
+
+    # ---- sync ------------------------------------------------------------------------------------------
+
+    def push(self, request: PushRequest) -> PushResponse:
+        resp = self._authed("POST", "/api/v1/sync/push", body=request.model_dump(mode="json"))
+        return PushResponse.model_validate(resp.json())
+
+    def pull(self, cursor: str | None, limit: int) -> PullResponse:
+        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        resp = self._authed("GET", "/api/v1/sync/pull", params=params)
+        return PullResponse.model_validate(resp.json())
+
+    def ping(self) -> bool:
+        """Cheap reachability probe for the status bar; never raises."""
+        try:
+            return self._http.get(self.base_url + "/health", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # ---- sign-in and enrolment (user tokens) ----------------------------------------------------------------
+
+    def sign_in_init(self, mobile: str) -> dict[str, Any]:
+        resp = self._send("POST", "/api/v1/auth/doctor/init", body={"mobile": mobile, "purpose": "login"}, retry=False)
+        raise_for_problem(resp)
+        return dict(resp.json())
+
+    def sign_in_verify(self, txn_id: str, otp: str, clinic_id: str | None = None) -> dict[str, Any]:
+        body = {"txn_id": txn_id, "otp": otp} | ({"clinic_id": clinic_id} if clinic_id else {})
+        resp = self._send("POST", "/api/v1/auth/doctor/verify", body=body, retry=False)
+        raise_for_problem(resp)
+        return dict(resp.json())
+
+    def enroll_device(self, access_token: str, name: str, device_id: uuid.UUID) -> dict[str, Any]:
+        resp = self._send("POST", "/api/v1/devices", body={"name": name, "device_id": str(device_id)},
+                          token=access_token, retry=False)  # fmt: skip
+        raise_for_problem(resp)
+        return dict(resp.json())

@@ -1,0 +1,1 @@
+"""Data files shipped inside the desktop package (fonts), read with importlib.resources."""

@@ -107,8 +107,7 @@ class Stamp:
             raise ValueError(f"HLC counter must be between 0 and {MAX_COUNTER}, got {self.counter}")
         if not _NODE.fullmatch(self.node):
             raise ValueError(
-                f"HLC node id must be 1-{MAX_NODE_LENGTH} characters of 0-9, a-z, '_' or '-', "
-                f"got {self.node!r:.80}"
+                f"HLC node id must be 1-{MAX_NODE_LENGTH} characters of 0-9, a-z, '_' or '-', got {self.node!r:.80}"
             )
 
     def __str__(self) -> str:

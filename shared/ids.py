@@ -173,9 +173,7 @@ def normalize_mobile(raw: str, *, field: str = "mobile") -> str:
     text = _MOBILE_SEPARATORS.sub("", raw.strip())
     if text.startswith("+"):
         if not text.startswith("+91"):
-            raise RuleViolation(
-                [FieldProblem(field, "mobile.country", "Only Indian (+91) mobiles are accepted")]
-            )
+            raise RuleViolation([FieldProblem(field, "mobile.country", "Only Indian (+91) mobiles are accepted")])
         text = text[3:]
     elif len(text) == 12 and text.startswith("91"):
         text = text[2:]
@@ -184,9 +182,7 @@ def normalize_mobile(raw: str, *, field: str = "mobile") -> str:
     if not text.isascii() or not text.isdigit() or len(text) != 10:
         raise RuleViolation([FieldProblem(field, "mobile.format", "Mobile number must have 10 digits")])
     if text[0] not in "6789":
-        raise RuleViolation(
-            [FieldProblem(field, "mobile.prefix", "Indian mobile numbers start with 6, 7, 8 or 9")]
-        )
+        raise RuleViolation([FieldProblem(field, "mobile.prefix", "Indian mobile numbers start with 6, 7, 8 or 9")])
     return "+91" + text
 
 

@@ -13,8 +13,15 @@ class ServerRefused(KnownError):
     action = "Check what you typed and try again."
     code = "desktop.server_refused"
 
-    def __init__(self, message: str | None = None, *, status: int = 400, problem_code: str | None = None,
-                 detail: str | None = None, extra: dict[str, object] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int = 400,
+        problem_code: str | None = None,
+        detail: str | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message, detail=detail)
         self.status = status
         self.problem_code = problem_code

@@ -36,7 +36,7 @@ class RetryPolicy:
     max_s: float = 8.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_s, self.base_s * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311 - jitter
+        return min(self.max_s, self.base_s * 2**attempt) * (0.5 + random.random() / 2)
 
 
 def _problem(resp: httpx.Response) -> dict[str, Any]:
@@ -94,10 +94,21 @@ class Transport:
 
     # ---- low level -----------------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, *, body: Any = None, token: str | None = None,
-              params: dict[str, Any] | None = None, retry: bool = True) -> httpx.Response:  # fmt: skip
-        headers = {"X-IntegMed-Protocol": str(PROTOCOL_VERSION), "X-IntegMed-Schema": str(RECORD_SCHEMA_VERSION),
-                   "Accept-Encoding": "gzip"}  # fmt: skip
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        token: str | None = None,
+        params: dict[str, Any] | None = None,
+        retry: bool = True,
+    ) -> httpx.Response:
+        headers = {
+            "X-IntegMed-Protocol": str(PROTOCOL_VERSION),
+            "X-IntegMed-Schema": str(RECORD_SCHEMA_VERSION),
+            "Accept-Encoding": "gzip",
+        }
         content = None
         if body is not None:
             content = json.dumps(body, separators=(",", ":")).encode()
@@ -131,8 +142,9 @@ class Transport:
         if self._device is None:
             raise DeviceSignInRequired("This PC is not enrolled yet.")
         device_id, token = self._device
-        resp = self._send("POST", "/api/v1/auth/device/token",
-                          body={"device_id": str(device_id), "device_token": token})  # fmt: skip
+        resp = self._send(
+            "POST", "/api/v1/auth/device/token", body={"device_id": str(device_id), "device_token": token}
+        )
         raise_for_problem(resp)
         data = resp.json()
         self._access = (data["access_token"], time.monotonic() + max(10, int(data["expires_in"]) - 30))
@@ -152,10 +164,12 @@ class Transport:
         resp = self._authed("POST", "/api/v1/sync/push", body=request.model_dump(mode="json"))
         return PushResponse.model_validate(resp.json())
 
-    def pull(self, cursor: str | None, limit: int) -> PullResponse:
+    def pull(self, cursor: str | None, limit: int) -> tuple[PullResponse, int]:
+        """One page after ``cursor``, and how many feed entries remain after it."""
         params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
         resp = self._authed("GET", "/api/v1/sync/pull", params=params)
-        return PullResponse.model_validate(resp.json())
+        remaining = resp.headers.get("x-integmed-remaining", "0")
+        return PullResponse.model_validate(resp.json()), int(remaining) if remaining.isdigit() else 0
 
     def ping(self) -> bool:
         """Cheap reachability probe for the status bar; never raises."""
@@ -178,7 +192,8 @@ class Transport:
         return dict(resp.json())
 
     def enroll_device(self, access_token: str, name: str, device_id: uuid.UUID) -> dict[str, Any]:
-        resp = self._send("POST", "/api/v1/devices", body={"name": name, "device_id": str(device_id)},
-                          token=access_token, retry=False)  # fmt: skip
+        resp = self._send(
+            "POST", "/api/v1/devices", body={"name": name, "device_id": str(device_id)}, token=access_token, retry=False
+        )
         raise_for_problem(resp)
         return dict(resp.json())

@@ -121,9 +121,7 @@ class PatientFields(BaseModel):
     def _dob_matches_year(self) -> PatientFields:
         if self.date_of_birth is not None:
             if self.date_of_birth.year != self.year_of_birth:
-                raise PydanticCustomError(
-                    "date_of_birth.mismatch", "Date of birth does not fall in the year of birth"
-                )
+                raise PydanticCustomError("date_of_birth.mismatch", "Date of birth does not fall in the year of birth")
             if self.date_of_birth > datetime.now(UTC).date():
                 raise PydanticCustomError("date_of_birth.future", "Date of birth is in the future")
         return self

@@ -106,9 +106,7 @@ class MergeResult:
         return ChangeStatus.APPLIED
 
 
-def _decoded_stamps(
-    fields: Mapping[str, JsonValue], field_hlcs: Mapping[str, str], side: Side
-) -> dict[str, Stamp]:
+def _decoded_stamps(fields: Mapping[str, JsonValue], field_hlcs: Mapping[str, str], side: Side) -> dict[str, Stamp]:
     """Check one side of a merge and decode its stamps (so a malformed stamp never enters a state)."""
     if fields.keys() != field_hlcs.keys():
         raise ValueError(f"{side} fields and field stamps must have the same keys")

@@ -144,12 +144,8 @@ class Change(BaseModel):
     op: Op
     hlc: HlcText
     base_version: Annotated[int, Field(ge=0)] | None = None
-    fields: Annotated[dict[str, JsonValue], Field(max_length=MAX_FIELDS_PER_CHANGE)] = Field(
-        default_factory=dict
-    )
-    field_hlcs: Annotated[dict[str, HlcText], Field(max_length=MAX_FIELDS_PER_CHANGE)] = Field(
-        default_factory=dict
-    )
+    fields: Annotated[dict[str, JsonValue], Field(max_length=MAX_FIELDS_PER_CHANGE)] = Field(default_factory=dict)
+    field_hlcs: Annotated[dict[str, HlcText], Field(max_length=MAX_FIELDS_PER_CHANGE)] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Change:

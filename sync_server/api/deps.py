@@ -49,7 +49,9 @@ async def _db(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-Db = Annotated[asyncpg.Connection, Depends(_db)]
+# scope="function": commit (or roll back) before the response is sent, never after it; otherwise a client
+# could be told "201 Created" for a write that is not yet visible, or that then fails to commit.
+Db = Annotated[asyncpg.Connection, Depends(_db, scope="function")]
 
 
 def request_meta(request: Request) -> RequestMeta:

@@ -263,9 +263,7 @@ class TestDayOfClockSkew:
 
     def test_desktop_bound_covers_a_day_slow_pc_but_not_two(self) -> None:
         server_stamp = Stamp(T + MAX_DRIFT_MS, 0, "server")  # the most a server ever hands out at time T
-        day_slow = HLC(
-            "pc-a", wall_clock=FakeWall(T - PC_CLOCK_TOLERANCE_MS), max_drift_ms=DESKTOP_MAX_DRIFT_MS
-        )
+        day_slow = HLC("pc-a", wall_clock=FakeWall(T - PC_CLOCK_TOLERANCE_MS), max_drift_ms=DESKTOP_MAX_DRIFT_MS)
         assert day_slow.update(server_stamp) > server_stamp
         two_days_slow = HLC("pc-a", wall_clock=FakeWall(T - 2 * DAY), max_drift_ms=DESKTOP_MAX_DRIFT_MS)
         with pytest.raises(ClockSkewError, match="2 d 0 h 5 min ahead of this computer"):

@@ -135,9 +135,7 @@ def test_abha_addresses(good: str) -> None:
     assert normalize_abha_address(good) == good.lower()
 
 
-@pytest.mark.parametrize(
-    "bad", ["rajesh@gmail.com", ".rajesh@abdm", "rajesh.@abdm", "r@abdm", "rajesh", "राजेश@abdm"]
-)
+@pytest.mark.parametrize("bad", ["rajesh@gmail.com", ".rajesh@abdm", "rajesh.@abdm", "r@abdm", "rajesh", "राजेश@abdm"])
 def test_bad_abha_addresses(bad: str) -> None:
     with pytest.raises(RuleViolation):
         normalize_abha_address(bad)

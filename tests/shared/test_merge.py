@@ -89,9 +89,7 @@ class TestMergePatient:
 
     def test_mixed_stamps_merge_field_by_field_and_keep_both_losers(self) -> None:
         current = {"name": "Asha", "mobile": "+919800000001"}, {"name": h(10), "mobile": h(10)}
-        result = merge_patient(
-            *current, {"name": "Asha K", "mobile": "+919800000002"}, {"name": h(20), "mobile": h(5)}
-        )
+        result = merge_patient(*current, {"name": "Asha K", "mobile": "+919800000002"}, {"name": h(20), "mobile": h(5)})
         assert result.fields == {"name": "Asha K", "mobile": "+919800000001"}
         assert result.field_hlcs == {"name": h(20), "mobile": h(10)}
         assert result.lost == (
@@ -118,9 +116,7 @@ class TestMergePatient:
 
     def test_partial_replay_with_new_fields_is_applied(self) -> None:
         current = {"name": "Asha"}, {"name": h(10)}
-        result = merge_patient(
-            *current, {"name": "Asha", "mobile": "+919800000001"}, {"name": h(10), "mobile": h(11)}
-        )
+        result = merge_patient(*current, {"name": "Asha", "mobile": "+919800000001"}, {"name": h(10), "mobile": h(11)})
         assert result.outcome is MergeOutcome.APPLIED
         assert result.lost == ()
 
@@ -236,9 +232,7 @@ class TestTombstone:
     def test_later_edit_is_kept_but_does_not_resurrect(self) -> None:
         deleted = merge_patient({"name": "Asha"}, {"name": h(1)}, *edits_of(self.delete(5)))
         assert is_deleted(deleted.fields)
-        edited = merge_patient(
-            deleted.fields, deleted.field_hlcs, {"mobile": "+919800000001"}, {"mobile": h(9)}
-        )
+        edited = merge_patient(deleted.fields, deleted.field_hlcs, {"mobile": "+919800000001"}, {"mobile": h(9)})
         assert is_deleted(edited.fields)
         assert edited.fields["mobile"] == "+919800000001"
 
@@ -246,9 +240,7 @@ class TestTombstone:
         deleted = merge_patient({}, {}, *edits_of(self.delete(5)))
         restored = merge_patient(deleted.fields, deleted.field_hlcs, {"deleted": False}, {"deleted": h(6)})
         assert not is_deleted(restored.fields)
-        stale_restore = merge_patient(
-            deleted.fields, deleted.field_hlcs, {"deleted": False}, {"deleted": h(4)}
-        )
+        stale_restore = merge_patient(deleted.fields, deleted.field_hlcs, {"deleted": False}, {"deleted": h(4)})
         assert is_deleted(stale_restore.fields)
 
     def test_delete_and_edit_commute(self) -> None:
@@ -269,9 +261,7 @@ Reading = tuple[uuid.UUID, tuple[str, int] | None]
 
 
 def plan(incoming: list[Reading], ids: set[uuid.UUID], keys: set[Hashable]) -> AppendPlan[Reading]:
-    return plan_appends(
-        incoming, known_ids=ids, known_keys=keys, id_of=lambda r: r[0], natural_key_of=lambda r: r[1]
-    )
+    return plan_appends(incoming, known_ids=ids, known_keys=keys, id_of=lambda r: r[0], natural_key_of=lambda r: r[1])
 
 
 readings = st.lists(
@@ -304,13 +294,9 @@ class TestPlanAppends:
         )
 
     @given(readings)
-    def test_every_record_is_either_new_or_a_duplicate_and_new_ones_are_unique(
-        self, incoming: list[Reading]
-    ) -> None:
+    def test_every_record_is_either_new_or_a_duplicate_and_new_ones_are_unique(self, incoming: list[Reading]) -> None:
         result = plan(incoming, set(), set())
-        assert sorted(map(str, [*result.new, *(r for r, _ in result.duplicates)])) == sorted(
-            map(str, incoming)
-        )
+        assert sorted(map(str, [*result.new, *(r for r, _ in result.duplicates)])) == sorted(map(str, incoming))
         ids = [r[0] for r in result.new]
         keys = [r[1] for r in result.new if r[1] is not None]
         assert len(ids) == len(set(ids)) and len(keys) == len(set(keys))

@@ -141,9 +141,7 @@ class TestChange:
                 | st.integers(-(2**63), 2**63 - 1)
                 | st.floats(allow_nan=False, allow_infinity=False)
                 | st.text(max_size=10),
-                lambda inner: (
-                    st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-                ),
+                lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
                 max_leaves=8,
             ),
             min_size=1,
@@ -195,9 +193,7 @@ class TestChangeResult:
     def test_reason_goes_with_rejection_and_version_with_acceptance(self, overrides: dict[str, Any]) -> None:
         with pytest.raises(ValidationError) as info:
             ChangeResult.model_validate(self.base(**overrides))
-        assert "exactly when the change is rejected" in error_text(info) or "server_version" in error_text(
-            info
-        )
+        assert "exactly when the change is rejected" in error_text(info) or "server_version" in error_text(info)
 
 
 class TestPullResponse:
@@ -212,7 +208,5 @@ class TestPullResponse:
 
     def test_refuses_a_bad_server_clock(self) -> None:
         with pytest.raises(ValidationError) as info:
-            PullResponse.model_validate(
-                {"changes": [], "next_cursor": "0", "has_more": False, "server_hlc": ""}
-            )
+            PullResponse.model_validate({"changes": [], "next_cursor": "0", "has_more": False, "server_hlc": ""})
         assert info.value.errors()[0]["loc"] == ("server_hlc",)

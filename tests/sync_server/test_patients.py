@@ -256,3 +256,29 @@ def test_other_clinic_can_never_read_or_change(
         settings.database_url, "SELECT name, clinic_id FROM patients WHERE id = $1", uuid.UUID(mine["id"])
     )
     assert stored[0]["name"] == "Kamala Devi" and str(stored[0]["clinic_id"]) == doctor.user["clinic"]["id"]
+
+
+def test_success_is_answered_only_after_the_commit(api: TestClient, doctor: SignedIn, settings: Settings) -> None:
+    """The request's transaction commits before the response is sent (a request-scoped dependency would
+    commit after it). A constraint checked only at COMMIT proves the order: the client must not get a 201
+    for a write that then failed to commit."""
+    pg.query(
+        settings.database_url,
+        """
+        CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.name = 'Fails At Commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+            RETURN NULL;
+        END $$
+        """,
+    )
+    pg.query(
+        settings.database_url,
+        """
+        CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON patients
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();
+        """,
+    )
+    status = api.post("/api/v1/patients", json=make_patient(name="Fails At Commit"), headers=doctor.headers).status_code
+    assert status != 201
+    assert pg.scalar(settings.database_url, "SELECT count(*) FROM patients") == 0

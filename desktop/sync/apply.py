@@ -1,0 +1,57 @@
+"""Apply one pulled page in one local transaction, together with the new cursor (all or nothing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from desktop.store.unit_of_work import UnitOfWorkFactory
+from shared.clock import HLC, ClockSkewError, decode
+from shared.sync.merge import MergeOutcome, edits_of
+from shared.sync.protocol import PullResponse, RecordKind
+
+
+@dataclass
+class ApplyStats:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    conflicts: int = 0  # incoming values that lost to newer local ones (kept in history)
+
+
+class ClockTooSlow(Exception):
+    """This PC's clock is so far behind that it cannot accept the server's stamps (fix the date/time)."""
+
+
+def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> ApplyStats:
+    """Merge every change of the page into the local store and store ``page.next_cursor``, in one transaction.
+
+    Must run on the writer thread. A crash anywhere leaves either the old state and cursor or the new ones.
+    """
+    stats = ApplyStats()
+    now = datetime.now(UTC)
+    with uows.write() as uow:
+        clinic_id = uow.sync_state.clinic_id_or_unenrolled()
+        for change in page.changes:
+            if change.kind is not RecordKind.PATIENT:
+                continue  # kinds this version does not know yet stay on the server; the cursor moves on
+            try:
+                clock.update(decode(change.hlc))
+            except ClockSkewError as exc:
+                raise ClockTooSlow(exc.message) from exc
+            fields, stamps = edits_of(change)
+            if uow.patients.find_state(change.id) is None:
+                uow.patients.insert(change.id, clinic_id=clinic_id, fields=fields, field_hlcs=stamps, now=now)
+                stats.inserted += 1
+                continue
+            result = uow.patients.update_fields(change.id, fields, stamps, source="sync", now=now)
+            stats.conflicts += sum(1 for lost in result.lost if lost.side == "incoming")
+            if result.outcome is MergeOutcome.NOOP:
+                stats.unchanged += 1
+            else:
+                stats.updated += 1
+        uow.sync_state.set_pull_cursor(page.next_cursor)
+        uow.sync_state.remember_stamp(decode(page.server_hlc))
+        uow.sync_state.set_last_pull_at(now)
+        uow.commit()
+    return stats

@@ -142,50 +142,104 @@ async def lock_identifiers(conn: asyncpg.Connection, clinic_id: uuid.UUID, keys:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 13))", f"{clinic_id}:{key}")
 
 
-async def search(
+# Name search runs in tiers, best first; a row appears in the first tier it matches only. Within tiers 1-3 the
+# newest registration comes first; tier 4 (typos) is ordered by trigram word similarity. Each tier is its own
+# small indexed query (whole-name prefix: patients_clinic_name_prefix; the others: patients_name_trgm), which
+# is what keeps p95 low at 100k patients: the alternative, scoring every trigram match and sorting, costs
+# tens of milliseconds for a common surname (BENCHMARKS.md).
+def _tier_condition(tier: int, word_params: list[str]) -> str:
+    """SQL condition of a tier; ``$2`` is the whole term, ``word_params`` the placeholders of its words.
+
+    Per-word conditions are spelled out (not looped over an array) so that each can use the trigram index.
+    """
+    if tier == 1:
+        return "lower(name) LIKE $2 || '%'"
+    if tier == 2:
+        return "lower(name) LIKE '% ' || $2 || '%'"
+    if tier == 3:
+        return "(" + " AND ".join(f"lower(name) LIKE '%' || {w} || '%'" for w in word_params) + ")"
+    return "(" + " AND ".join(f"{w} <% lower(name)" for w in word_params) + ")"
+
+
+# Misspelt Indian names score 0.5-0.6 against the intended one ("pradip" ~ "pradeep"); pg_trgm's default
+# 0.6 would miss them (bench/server_patients.py fuzzy misses).
+FUZZY_THRESHOLD = 0.5
+MAX_WORDS = 6
+
+
+async def search_name_tier(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    *,
+    tier: int,
+    term: str,
+    words: list[str],
+    limit: int,
+    after: tuple[float, uuid.UUID] | None,
+) -> list[dict[str, Any]]:
+    """One tier of a name search, best first; rows matching an earlier tier are left out.
+
+    Name search runs in tiers: 1 whole-name prefix, 2 prefix of a later word, 3 every typed word inside the
+    name, 4 every typed word close to a word of the name (typos). Within tiers 1-3 the newest registration
+    comes first; tier 4 is ordered by trigram word similarity. Each tier is one small indexed query
+    (tier 1: patients_clinic_name_prefix; the others: patients_name_trgm). Scoring every trigram match and
+    sorting instead costs tens of milliseconds for a common surname at 100k patients (BENCHMARKS.md).
+    """
+    words = words[:MAX_WORDS] if tier >= 3 else []  # tiers 1-2 use only the whole term
+    word_params = [f"${i + 3}" for i in range(len(words))]
+    args: list[Any] = [clinic_id, term, *words]
+    earlier = " ".join(f"AND NOT ({_tier_condition(t, word_params)})" for t in range(1, tier))
+    score = (
+        "(" + " + ".join(f"word_similarity({w}, lower(name))" for w in word_params) + f") / {len(words)}"
+        if tier == 4
+        else "0"
+    )
+    keyset = ""
+    if after is not None:
+        n = len(args)
+        keyset = f"AND (({score})::float8, id) < (${n + 1}::float8, ${n + 2}::uuid)"
+        args += [after[0], after[1]]
+    if tier == 4:
+        await conn.execute(f"SET LOCAL pg_trgm.word_similarity_threshold = {FUZZY_THRESHOLD}")
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLUMNS}, ({score})::float8 AS score FROM patients
+        WHERE clinic_id = $1 AND NOT deleted AND {_tier_condition(tier, word_params)} {earlier} {keyset}
+        ORDER BY score DESC, id DESC
+        LIMIT {int(limit)}
+        """,
+        *args,
+    )
+    return [to_dict(r) for r in rows]
+
+
+async def search_exact(
     conn: asyncpg.Connection,
     clinic_id: uuid.UUID,
     *,
     kind: str,
     term: str | None,
     limit: int,
-    after: tuple[float, uuid.UUID] | None,
+    after: uuid.UUID | None,
 ) -> list[dict[str, Any]]:
-    """One page of search results ordered by (score desc, id desc); keyset pagination on that pair.
-
-    ``kind`` is what the term was recognised as: ``all`` (no term), ``abha_number``, ``abha_address``,
-    ``mobile`` (full E.164), ``mobile_part`` (digits) or ``name``.
-    """
-    score_sql = {
-        "all": "0::float8",
-        "abha_number": "1::float8",
-        "abha_address": "1::float8",
-        "mobile": "1::float8",
-        "mobile_part": "1::float8",
-        # Prefix of the whole name beats prefix of any word beats fuzzy similarity.
-        "name": (
-            "(CASE WHEN lower(name) LIKE $2 || '%' THEN 2 WHEN lower(name) LIKE '% ' || $2 || '%' THEN 1.5"
-            " ELSE 0 END + word_similarity($2, lower(name)))::float8"
-        ),
-    }[kind]
+    """Identifier searches (ABHA number / address, mobile, mobile digits) and the unfiltered list, newest first."""
     where = {
-        "all": "length($2::text) >= 0",  # binds $2 so every kind takes the same parameters
+        "all": "true",
         "abha_number": "abha_number = $2",
         "abha_address": "abha_address = $2",
         "mobile": "mobile = $2",
         "mobile_part": "mobile LIKE '%' || $2 || '%'",
-        "name": "(lower(name) LIKE '%' || $2 || '%' OR $2 <% lower(name))",
     }[kind]
     args: list[Any] = [clinic_id, term or ""]
     keyset = ""
     if after is not None:
-        keyset = f"AND ({score_sql}, id) < ($3::float8, $4::uuid)"
-        args += [after[0], after[1]]
+        keyset = "AND id < $3::uuid"
+        args.append(after)
     rows = await conn.fetch(
         f"""
-        SELECT {_COLUMNS}, {score_sql} AS score FROM patients
-        WHERE clinic_id = $1 AND NOT deleted AND {where} {keyset}
-        ORDER BY score DESC, id DESC
+        SELECT {_COLUMNS}, 0::float8 AS score FROM patients
+        WHERE clinic_id = $1 AND NOT deleted AND {where} AND length($2::text) >= 0 {keyset}
+        ORDER BY id DESC
         LIMIT {int(limit)}
         """,
         *args,

@@ -127,7 +127,12 @@ class Page:
 
 
 def classify(q: str | None) -> tuple[str, str | None]:
-    """Decide what a search term is: ABHA number, ABHA address, full mobile, mobile digits, or a name."""
+    """Decide what a search term is: ABHA number, ABHA address, full mobile, mobile digits, or a name.
+
+    Raises:
+        RuleViolation: for a 14-digit number whose ABHA check digit is wrong (a mistyped ABHA number is
+            told to the user, not searched as a mobile fragment that finds nothing).
+    """
     if q is None or not q.strip():
         return "all", None
     text = q.strip()
@@ -138,10 +143,7 @@ def classify(q: str | None) -> tuple[str, str | None]:
         except RuleViolation:
             return "name", fold_for_search(text)
     if compact.isascii() and compact.isdigit() and len(compact) == 14:
-        try:
-            return "abha_number", normalize_abha_number(compact)
-        except RuleViolation:
-            return "mobile_part", compact
+        return "abha_number", normalize_abha_number(compact, field="q")
     if compact.lstrip("+").isascii() and compact.lstrip("+").isdigit():
         try:
             return "mobile", normalize_mobile(compact)
@@ -151,17 +153,54 @@ def classify(q: str | None) -> tuple[str, str | None]:
     return ("name", cleaned) if cleaned else ("none", None)
 
 
-def _encode_cursor(score: float, patient_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(json.dumps([score, str(patient_id)]).encode()).decode().rstrip("=")
+def _encode_cursor(tier: int, score: float, patient_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(json.dumps([tier, score, str(patient_id)]).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[float, uuid.UUID]:
+def decode_cursor(cursor: str) -> tuple[int, float, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        score, pid = json.loads(raw)
-        return float(score), uuid.UUID(pid)
+        tier, score, pid = json.loads(raw)
+        if not isinstance(tier, int) or not 0 <= tier <= 4:
+            raise ValueError("tier")
+        return tier, float(score), uuid.UUID(pid)
     except (ValueError, TypeError) as exc:
         raise errors.ProblemError("The cursor is not one this server gave out", field="cursor") from exc
+
+
+async def _name_rows(
+    conn: asyncpg.Connection, clinic_id: uuid.UUID, term: str, limit: int, after: tuple[int, float, uuid.UUID] | None
+) -> list[tuple[int, dict[str, Any]]]:
+    words = term.split()
+    found: list[tuple[int, dict[str, Any]]] = []
+    for tier in range(after[0] if after else 1, 5):
+        keyset = (after[1], after[2]) if after and after[0] == tier else None
+        rows = await patients_db.search_name_tier(
+            conn, clinic_id, tier=tier, term=term, words=words, limit=limit - len(found), after=keyset
+        )
+        found += [(tier, r) for r in rows]
+        if len(found) >= limit:
+            break
+    return found
+
+
+async def matching_rows(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    *,
+    kind: str,
+    term: str | None,
+    limit: int,
+    after: tuple[int, float, uuid.UUID] | None,
+) -> list[tuple[int, dict[str, Any]]]:
+    """Up to ``limit`` (tier, row) pairs of a classified search, best first, after the cursor position."""
+    if kind == "name":
+        assert term is not None
+        return await _name_rows(conn, clinic_id, term, limit, after)
+    exact = await patients_db.search_exact(
+        conn, clinic_id, kind=kind, term=term, limit=limit, after=after[2] if after else None
+    )
+    return [(0, r) for r in exact]
 
 
 async def search(conn: asyncpg.Connection, actor: Actor, *, q: str | None, limit: int, cursor: str | None) -> Page:
@@ -170,9 +209,9 @@ async def search(conn: asyncpg.Connection, actor: Actor, *, q: str | None, limit
     if kind == "none":  # the term had nothing searchable in it (e.g. only wildcards)
         await _audit(conn, actor, "patient.search", None, {"kind": kind, "results": 0})
         return Page([], None)
-    rows = await patients_db.search(conn, actor.clinic_id, kind=kind, term=term, limit=limit + 1, after=after)
+    rows = await matching_rows(conn, actor.clinic_id, kind=kind, term=term, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
     await _audit(conn, actor, "patient.search", None, {"kind": kind, "results": len(rows)})
-    next_cursor = _encode_cursor(rows[-1]["score"], rows[-1]["id"]) if more and rows else None
-    return Page([Patient.model_validate({k: v for k, v in r.items() if k != "score"}) for r in rows], next_cursor)
+    next_cursor = _encode_cursor(rows[-1][0], rows[-1][1]["score"], rows[-1][1]["id"]) if more and rows else None
+    return Page([Patient.model_validate({k: v for k, v in r.items() if k != "score"}) for _, r in rows], next_cursor)

@@ -31,9 +31,7 @@ class _ThreadServer(uvicorn.Server):
 def serve(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve an ASGI app on 127.0.0.1 in a thread; yields its base URL; stops it on exit."""
     port = port or free_port()
-    server = _ThreadServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
+    server = _ThreadServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -1,0 +1,195 @@
+"""Table definitions of the local store (SQLAlchemy Core): the only place column names are spelled.
+
+The schema itself is made by the Alembic revisions under ``migrations/desktop/``; these definitions must
+agree with them (``tests/desktop/test_migrate.py`` compares the two). Values are stored as text where SQLite
+has no type: UUIDs in their canonical dashed form, timestamps as ISO 8601 UTC with microseconds (fixed
+width, so text order is time order), JSON compact and UTF-8 (Devanagari stays readable in the file).
+
+The FTS5 index ``patient_search`` is not described here: SQLAlchemy cannot express a virtual table. It
+indexes `patient_search_docs`, which triggers on `patients` keep in step (see the first revision).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+SEARCH_TABLE = "patient_search"
+"""The FTS5 virtual table over `patient_search_docs` (made by the migration, queried by `store.patients`)."""
+
+
+class UuidText(TypeDecorator[uuid.UUID]):
+    """A UUID stored as its canonical 36-character text (``sa.Uuid`` would store 32 hex digits)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: uuid.UUID | str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> uuid.UUID | None:
+        return None if value is None else uuid.UUID(value)
+
+
+class UtcTimestamp(TypeDecorator[datetime]):
+    """An aware datetime stored as ISO 8601 text in UTC with microseconds; naive datetimes are refused."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware (use datetime.now(UTC))")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+
+class JsonText(TypeDecorator[Any]):
+    """A JSON value stored as compact UTF-8 text.
+
+    Args:
+        none_as_null: store Python ``None`` as SQL NULL (True) or as the JSON text ``null`` (False, for
+            columns where a JSON null is a real value, such as a cleared field in history).
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def __init__(self, *, none_as_null: bool = True) -> None:
+        super().__init__()
+        self.none_as_null = none_as_null
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None and self.none_as_null:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class IntBool(TypeDecorator[bool]):
+    """A boolean stored as INTEGER 0/1 (the column type the migrations declare, with a CHECK)."""
+
+    impl = sa.Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: bool | None, dialect: Dialect) -> int | None:
+        return None if value is None else int(bool(value))
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> bool | None:
+        return None if value is None else bool(value)
+
+
+metadata = sa.MetaData()
+
+patients = sa.Table(
+    "patients",
+    metadata,
+    sa.Column("id", UuidText, primary_key=True),
+    sa.Column("clinic_id", UuidText, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("gender", sa.Text, nullable=False),
+    sa.Column("year_of_birth", sa.Integer, nullable=False),
+    sa.Column("date_of_birth", sa.Text),  # ISO date, as the record's JSON carries it
+    sa.Column("mobile", sa.Text),  # +91XXXXXXXXXX
+    sa.Column("abha_number", sa.Text),  # 14 digits, no dashes
+    sa.Column("abha_address", sa.Text),  # lower case
+    sa.Column("address", JsonText()),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("updated_at", UtcTimestamp, nullable=False),
+    sa.Column("hlc", sa.Text, nullable=False),  # the greatest of field_hlcs
+    sa.Column("field_hlcs", JsonText(), nullable=False, server_default="{}"),  # field -> encoded HLC stamp
+    sa.Column("deleted", IntBool, nullable=False, server_default=sa.text("0")),
+    # Local revision: 1 on insert, +1 per applied change (local or pulled).
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Index("patients_clinic", "clinic_id"),
+    sa.Index("patients_abha_number", "abha_number", sqlite_where=sa.text("abha_number IS NOT NULL")),
+    sa.Index("patients_abha_address", "abha_address", sqlite_where=sa.text("abha_address IS NOT NULL")),
+    sa.Index("patients_mobile", "mobile", sqlite_where=sa.text("mobile IS NOT NULL")),
+    sa.Index("patients_hlc", "hlc"),
+)
+
+patient_history = sa.Table(
+    "patient_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("patient_id", UuidText, sa.ForeignKey("patients.id"), nullable=False),
+    sa.Column("field", sa.Text, nullable=False),
+    sa.Column("value", JsonText(none_as_null=False), nullable=False),  # the value that lost
+    sa.Column("hlc", sa.Text, nullable=False),  # its stamp
+    sa.Column("replaced_by_hlc", sa.Text, nullable=False),  # the stamp of the value kept instead
+    sa.Column("side", sa.Text, nullable=False),  # 'current' (stored, replaced) or 'incoming' (arrived, lost)
+    sa.Column("source", sa.Text, nullable=False),  # what wrote: 'local', 'import' or 'sync'
+    sa.Column("recorded_at", UtcTimestamp, nullable=False),
+    sa.Index("patient_history_patient", "patient_id", "id"),
+    sa.Index("patient_history_value", "patient_id", "field", "hlc", unique=True),
+    sqlite_autoincrement=True,
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("change_id", UuidText, nullable=False, unique=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("record_id", UuidText, nullable=False),
+    sa.Column("op", sa.Text, nullable=False),
+    sa.Column("payload", JsonText(), nullable=False),  # {"fields": …, "field_hlcs": …, "actor": …}
+    sa.Column("hlc", sa.Text, nullable=False),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("batch_id", UuidText),  # NULL until handed to a push batch
+    sa.Column("acked", IntBool, nullable=False, server_default=sa.text("0")),
+    sa.Index("outbox_unsent", "seq", sqlite_where=sa.text("batch_id IS NULL")),
+    sa.Index("outbox_batch", "batch_id", "seq", sqlite_where=sa.text("batch_id IS NOT NULL")),
+    sa.Index("outbox_pending", "seq", sqlite_where=sa.text("acked = 0")),
+    sa.Index("outbox_hlc", "hlc"),
+    sqlite_autoincrement=True,
+)
+
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+local_users = sa.Table(
+    "local_users",
+    metadata,
+    sa.Column("user_id", UuidText, primary_key=True),
+    sa.Column("hpr_id", sa.Text),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("clinic_id", UuidText, nullable=False),
+    sa.Column("profile", JsonText(), nullable=False, server_default="{}"),
+    sa.Column("pin_hash", sa.Text),
+    sa.Column("failed_attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("locked_until", UtcTimestamp),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("updated_at", UtcTimestamp, nullable=False),
+    sa.Index("local_users_hpr_id", "hpr_id", sqlite_where=sa.text("hpr_id IS NOT NULL")),
+)
+
+patient_search_docs = sa.Table(
+    "patient_search_docs",
+    metadata,
+    # FTS5 needs an integer key; a patient's own rowid is not stable (VACUUM may renumber rowids of a table
+    # whose primary key is not INTEGER), so the search document has its own INTEGER PRIMARY KEY.
+    sa.Column("doc_id", sa.Integer, primary_key=True),
+    sa.Column("patient_id", UuidText, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("digits", sa.Text, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the desktop's local SQLite store, run by `desktop.store.migrate` at start."""

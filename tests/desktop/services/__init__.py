@@ -1,0 +1,1 @@
+"""Tests of the desktop services over a real local store."""

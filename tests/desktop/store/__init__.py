@@ -1,0 +1,1 @@
+"""Tests of the local store (real SQLite files)."""

@@ -232,6 +232,8 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
 
 
 async def history(conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID) -> list[dict[str, Any]]:
+    if await patients_db.get(conn, actor.clinic_id, patient_id) is None:
+        raise errors.NotFound("No patient with this id in your clinic")
     rows = await sync_db.history(conn, actor.clinic_id, "patient", patient_id)
     return [
         {

@@ -366,3 +366,15 @@ def test_gzip_bomb_is_refused(api: TestClient, doctor: SignedIn) -> None:
         headers={**a.headers, "Content-Type": "application/json", "Content-Encoding": "gzip"},
     )
     assert r.status_code == 413
+
+
+def test_history_and_device_revocation_are_clinic_scoped(
+    api: TestClient, doctor: SignedIn, other_clinic_doctor: SignedIn
+) -> None:
+    a = Device(api, doctor)
+    pid = uuid7()
+    a.push([a.change(pid, new_patient())])
+    assert api.get(f"/api/v1/patients/{pid}/history", headers=doctor.headers).status_code == 200
+    assert api.get(f"/api/v1/patients/{pid}/history", headers=other_clinic_doctor.headers).status_code == 404
+    # A doctor of another clinic cannot enrol into, nor revoke, this clinic's PCs.
+    assert api.delete(f"/api/v1/devices/{a.id}", headers=other_clinic_doctor.headers).status_code == 403

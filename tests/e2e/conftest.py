@@ -18,10 +18,13 @@ from desktop.sync.client import SyncClient, SyncReport
 from desktop.sync.commands import device_secrets
 from desktop.sync.transport import RetryPolicy, Transport
 from shared.clock import WallClock, system_wall_ms
+from shared.records.patient import PatientFields
 from sync_server.app import create_app
 from sync_server.settings import Settings
 from tests.helpers.servers import free_port, serve
 from tests.sync_server.conftest import MBBS_MOBILE, last_otp, sandbox_url, seed_demo, settings  # noqa: F401
+
+RECORD_FIELDS = tuple(PatientFields.model_fields)  # what must agree across PCs and the server
 
 
 @dataclass
@@ -131,19 +134,7 @@ class PC:
         out = {}
         for p in self.patients.all_patients():
             data = p.model_dump(mode="json")
-            out[data["id"]] = {
-                k: data[k]
-                for k in (
-                    "name",
-                    "gender",
-                    "year_of_birth",
-                    "date_of_birth",
-                    "mobile",
-                    "abha_number",
-                    "abha_address",
-                    "address",
-                )
-            }
+            out[data["id"]] = {k: data[k] for k in RECORD_FIELDS}
         return out
 
 
@@ -176,19 +167,7 @@ def server_snapshot(server: Server, sandbox: str) -> dict[str, dict[str, object]
             params = {"limit": 100} | ({"cursor": cursor} if cursor else {})
             page = http.get("/api/v1/patients", params=params, headers={"Authorization": f"Bearer {token}"}).json()
             for p in page["items"]:
-                out[p["id"]] = {
-                    k: p[k]
-                    for k in (
-                        "name",
-                        "gender",
-                        "year_of_birth",
-                        "date_of_birth",
-                        "mobile",
-                        "abha_number",
-                        "abha_address",
-                        "address",
-                    )
-                }
+                out[p["id"]] = {k: p[k] for k in RECORD_FIELDS}
             cursor = page["next_cursor"]
             if cursor is None:
                 return out

@@ -19,6 +19,7 @@ from shared.records.validation import violation_from
 from shared.text import fold_for_search
 from sync_server import errors
 from sync_server.db import audit
+from sync_server.db import duplicates as duplicates_db
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
 from sync_server.services.context import Actor
@@ -81,6 +82,7 @@ async def create(conn: asyncpg.Connection, actor: Actor, body: PatientCreate, cl
     )
     if row is None:
         raise errors.ConflictProblem("A record with this id already exists", code_hint="patient.id_taken")
+    await duplicates_db.detect(conn, actor.clinic_id, patient_id)
     await _audit(conn, actor, "patient.create", str(patient_id))
     # Last: the feed bump holds the clinic's feed lock until commit (see db.sync.bump_feed).
     await sync_db.bump_feed(conn, actor.clinic_id, "patient", [patient_id], batch_id=None)
@@ -115,6 +117,8 @@ async def update(
     if changed:
         row = await patients_db.update(conn, actor.clinic_id, patient_id, actor.user_id, changed, encode(clock.now()))
     await _audit(conn, actor, "patient.update", str(patient_id), {"fields": sorted(changed)})
+    if changed.keys() & {"name", "mobile", "year_of_birth", "abha_number", "abha_address"}:
+        await duplicates_db.detect(conn, actor.clinic_id, patient_id)
     if changed:
         await sync_db.bump_feed(conn, actor.clinic_id, "patient", [patient_id], batch_id=None)
     return Patient.model_validate(row)

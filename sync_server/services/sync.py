@@ -32,9 +32,13 @@ from shared.sync.protocol import (
 )
 from sync_server import errors
 from sync_server.db import audit
+from sync_server.db import duplicates as duplicates_db
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
 from sync_server.services.context import Actor
+
+IDENTITY_FIELDS = {"name", "mobile", "year_of_birth", "abha_number", "abha_address", DELETED_FIELD}
+"""Edits to these fields can make (or unmake) two patients look like the same person."""
 
 
 class _Reject(Exception):
@@ -166,6 +170,8 @@ async def _apply(
         hlc=max(merged.field_hlcs.values()),
         exists=row is not None,
     )
+    if set(incoming) & IDENTITY_FIELDS:
+        await duplicates_db.detect(conn, actor.clinic_id, change.id)  # flagged for a person to decide; never merged
     result = ChangeResult(kind=change.kind, id=change.id, status=merged.change_status, server_version=version)
     return result, _history(actor, change, merged), True
 

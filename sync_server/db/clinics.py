@@ -54,11 +54,11 @@ async def upsert_user(
     """Insert a staff member, or refresh the profile of the one with the same (clinic, hpr_id)."""
     cols = [c for c in USER_COLUMNS if c in fields]
     values = [fields[c] for c in cols]
-    placeholders = ", ".join(f"${i + 3}" for i in range(len(cols)))
+    markers = ", ".join(f"${i + 3}" for i in range(len(cols)))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
     row = await conn.fetchval(
         f"""
-        INSERT INTO users (id, clinic_id, {", ".join(cols)}) VALUES ($1, $2, {placeholders})
+        INSERT INTO users (id, clinic_id, {", ".join(cols)}) VALUES ($1, $2, {markers})
         ON CONFLICT (clinic_id, hpr_id) DO UPDATE SET {updates}, updated_at = now()
         RETURNING id
         """,

@@ -148,7 +148,7 @@ async def lock_identifiers(conn: asyncpg.Connection, clinic_id: uuid.UUID, keys:
 # is what keeps p95 low at 100k patients: the alternative, scoring every trigram match and sorting, costs
 # tens of milliseconds for a common surname (BENCHMARKS.md).
 def _tier_condition(tier: int, word_params: list[str]) -> str:
-    """SQL condition of a tier; ``$2`` is the whole term, ``word_params`` the placeholders of its words.
+    """SQL condition of a tier; ``$2`` is the whole term, ``word_params`` the parameter markers of its words.
 
     Per-word conditions are spelled out (not looped over an array) so that each can use the trigram index.
     """

@@ -19,10 +19,19 @@ async def insert_device(
     enrolled_by: uuid.UUID,
     token_hash: bytes,
 ) -> bool:
+    """Enrol a device, or re-enrol one of the same clinic (new token, revocation lifted).
+
+    Re-enrolment keeps the PC's device id, which is also the node id of its clock and the author of its
+    queued changes; it needs a fresh HPR sign-in by a doctor or clinic admin, like a first enrolment.
+    Returns False when the id belongs to a device of another clinic.
+    """
     status = await conn.execute(
         """
         INSERT INTO devices (id, clinic_id, name, enrolled_by, token_hash) VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (id) DO NOTHING
+        ON CONFLICT (id) DO UPDATE
+            SET token_hash = EXCLUDED.token_hash, name = EXCLUDED.name, enrolled_by = EXCLUDED.enrolled_by,
+                revoked_at = NULL, created_at = now()
+            WHERE devices.clinic_id = EXCLUDED.clinic_id
         """,
         device_id,
         clinic_id,

@@ -38,7 +38,7 @@ async def enroll(conn: asyncpg.Connection, actor: Actor, *, name: str, device_id
         token_hash=tokens.refresh_hash(token),
     )
     if not inserted:
-        raise errors.ConflictProblem("A device with this id is already enrolled; generate a new id")
+        raise errors.ConflictProblem("This device id is enrolled for another clinic")
     await audit.append(
         conn,
         clinic_id=actor.clinic_id,

@@ -378,3 +378,21 @@ def test_history_and_device_revocation_are_clinic_scoped(
     assert api.get(f"/api/v1/patients/{pid}/history", headers=other_clinic_doctor.headers).status_code == 404
     # A doctor of another clinic cannot enrol into, nor revoke, this clinic's PCs.
     assert api.delete(f"/api/v1/devices/{a.id}", headers=other_clinic_doctor.headers).status_code == 403
+
+
+def test_revoked_pc_can_be_enrolled_again_by_a_doctor(
+    api: TestClient, doctor: SignedIn, sandbox_url: str, other_clinic_doctor: SignedIn
+) -> None:
+    a = Device(api, doctor)
+    admin = sign_in(api, sandbox_url, "+919840000003")
+    api.delete(f"/api/v1/devices/{a.id}", headers=admin.headers)
+    r = api.post("/api/v1/devices", json={"name": "Reception PC", "device_id": a.id}, headers=doctor.headers)
+    assert r.status_code == 201
+    assert r.json()["device_token"] != a.token
+    old = api.post("/api/v1/auth/device/token", json={"device_id": a.id, "device_token": a.token})
+    assert old.status_code == 401  # the old token stays dead
+    new = api.post("/api/v1/auth/device/token", json={"device_id": a.id, "device_token": r.json()["device_token"]})
+    assert new.status_code == 200
+    # The same id cannot be taken over by another clinic.
+    stolen = api.post("/api/v1/devices", json={"name": "X", "device_id": a.id}, headers=other_clinic_doctor.headers)
+    assert stolen.status_code == 409

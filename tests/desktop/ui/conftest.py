@@ -1,17 +1,31 @@
 """Qt fixtures for desktop UI tests: offscreen platform, gui marking, strict Qt and Python logging, artifacts.
 
 QT_QPA_PLATFORM must be set before the QApplication exists, which is why it is set at import time here.
+
+The app-level tests run against the real server of the end-to-end tests (`tests/e2e/conftest.py`: uvicorn on
+loopback, embedded PostgreSQL, the national-services sandbox for HPR OTPs); `make_desktop` builds the real
+`desktop.app.DesktopApp` on this test's own SQLite copy, and `enrolled_user` enrols the PC first.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication
+from keyring.backends import fail
+from PySide6.QtWidgets import QApplication, QWidget
+
+from desktop.config import DesktopSettings
+from desktop.security.secrets import SecretStore
+from desktop.services.auth import AuthService
+from desktop.store import LocalStore
+from desktop.store.users import LocalUser
+from desktop.sync.transport import RetryPolicy, Transport
+from tests.e2e.conftest import Server, server  # noqa: F401
+from tests.sync_server.conftest import MBBS_MOBILE, last_otp, sandbox_url, settings  # noqa: F401
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -69,3 +83,90 @@ def artifacts_dir() -> Path:
     """Git-ignored folder for PNGs that people look at (tests/artifacts/)."""
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS_DIR
+
+
+# --- the app against a real server (tests/e2e fixtures: uvicorn API, embedded PostgreSQL, sandbox) ---------
+
+
+PIN = "482913"
+
+
+class RecordingPresenter:
+    """Stands in for the error dialogs: records what would have been shown."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[QWidget | None, BaseException]] = []
+
+    def __call__(self, parent: QWidget | None, exc: BaseException) -> None:
+        self.shown.append((parent, exc))
+
+
+def fast_transport(url: str) -> Transport:
+    """A transport that gives up on a stopped server in milliseconds, not seconds."""
+    return Transport(url, retry=RetryPolicy(attempts=2, base_s=0.01, max_s=0.02), timeout_s=5)
+
+
+@pytest.fixture(scope="session")
+def ui_app(qapp: QApplication) -> QApplication:
+    """The QApplication prepared as `desktop.app.main` prepares it: name, bundled fonts, UI font, style."""
+    from desktop.app import prepare_application
+
+    prepare_application(qapp)
+    return qapp
+
+
+@pytest.fixture
+def presenter() -> RecordingPresenter:
+    return RecordingPresenter()
+
+
+@pytest.fixture
+def device_secrets(data_dir: Path) -> SecretStore:
+    """This test PC's secret store: the file in its data folder (no OS keyring on a test box)."""
+    return SecretStore("device", data_dir, system_keyring=fail.Keyring())
+
+
+@pytest.fixture
+def make_desktop(
+    ui_app: QApplication,
+    desktop_settings: DesktopSettings,
+    local_store: LocalStore,
+    presenter: RecordingPresenter,
+    device_secrets: SecretStore,
+) -> Iterator[Callable[..., object]]:
+    """Builds the real `DesktopApp` on this test's store; closes it before the store closes."""
+    from desktop.app import DesktopApp
+    from desktop.ui.bridges.sync_worker import SyncTimings
+
+    made: list[DesktopApp] = []
+
+    def make(*, server_url: str | None = None, timings: SyncTimings | None = None) -> DesktopApp:
+        app_settings = DesktopSettings(data_dir=desktop_settings.data_dir, server_url=server_url)
+        app = DesktopApp(
+            app_settings,
+            local_store,
+            error_presenter=presenter,
+            secrets=device_secrets,
+            transport_factory=fast_transport,
+            timings=timings or SyncTimings(round_interval_ms=600_000, probe_interval_ms=600_000, after_write_ms=50),
+        )
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
+
+
+@pytest.fixture
+def enrolled_user(local_store: LocalStore, server: Server, sandbox_url: str, device_secrets: SecretStore) -> LocalUser:  # noqa: F811
+    """This PC enrolled for the demo clinic by Dr. Ananya Sharma (HPR OTP from the sandbox), with PIN `PIN`."""
+    transport = fast_transport(server.url)
+    try:
+        auth = AuthService(local_store.uow, device_secrets, lambda _url: transport)
+        txn, _ = auth.start_sign_in(server.url, MBBS_MOBILE)
+        user = auth.finish_sign_in(server.url, txn, last_otp(sandbox_url, MBBS_MOBILE), pc_name="test-pc")
+        auth.set_pin(user.user_id, PIN)
+    finally:
+        transport.close()
+    return user

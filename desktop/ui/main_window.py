@@ -1,0 +1,242 @@
+"""`MainWindow`: the shell — patient search on the left, detail or form on the right, sync status always below.
+
+Wiring is in one place, `_connect_signals` (STYLE §2.5). Each local write's result comes back from the
+runner as `Runner.op_succeeded`; the window re-broadcasts it as `data_changed`, and each screen decides
+whether to refresh (the search drops that patient's cached row and searches again; the detail reloads when
+it shows that patient). A sync that brought changes is re-broadcast the same way.
+
+Keyboard (menus show the same): Ctrl+F find, Ctrl+N new patient, Ctrl+E edit the patient shown, F5 or
+Ctrl+Shift+S sync now, Esc clears the search (in the search) / cancels (in the form) / goes back to the search
+(in the detail), Ctrl+Q quit. Menus open with Alt+F, Alt+P, Alt+S.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QStackedWidget, QWidget
+
+from desktop.services.patients import PatientService
+from desktop.ui.bridges.sync_worker import SyncWorker
+from desktop.ui.error_dialogs import is_cancellation, present_error
+from desktop.ui.runner import PresentError, Runner
+from desktop.ui.screens.patient_detail import PatientDetailScreen
+from desktop.ui.screens.patient_form import PatientFormScreen
+from desktop.ui.screens.patient_search import PatientSearchScreen
+from desktop.ui.signals import emit
+from desktop.ui.sync_status import SyncStatusWidget
+
+WELCOME = (
+    "Find a patient with the search box (Ctrl+F): type a name in any language, a mobile number or an ABHA "
+    "number.\n\nPress Ctrl+N to register a new patient.\n\nF5 syncs now."
+)
+
+
+def _looks_like_name(text: str) -> bool:
+    text = text.strip()
+    return bool(text) and "@" not in text and not any(ch.isdigit() for ch in text)
+
+
+class MainWindow(QMainWindow):
+    """The main window.
+
+    Args:
+        runner: the app's runner.
+        patients: the patient service.
+        sync_worker: the sync worker (its signals drive the status area).
+        user_name: who is signed in (shown in the title and the status bar).
+        actor: id recorded with each change.
+        clinic_name: shown in the title.
+        error_presenter: where unexpected failures go.
+        parent: Qt parent.
+    """
+
+    data_changed = Signal(object)  # a write's result (a Patient) or a SyncReport that brought changes
+    sign_out_requested = Signal()
+
+    def __init__(
+        self,
+        runner: Runner,
+        patients: PatientService,
+        sync_worker: SyncWorker,
+        *,
+        user_name: str,
+        actor: str,
+        clinic_name: str = "",
+        error_presenter: PresentError = present_error,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._runner = runner
+        self._sync_worker = sync_worker
+        self._present_error = error_presenter
+        self.setWindowTitle(" · ".join(part for part in ("IntegMed", clinic_name, user_name) if part))
+        self.setMinimumSize(1024, 640)
+        self.search = PatientSearchScreen(runner, patients, error_presenter=error_presenter, parent=self)
+        self.detail = PatientDetailScreen(runner, patients, error_presenter=error_presenter, parent=self)
+        self.form = PatientFormScreen(runner, patients, actor=actor, error_presenter=error_presenter, parent=self)
+        self.welcome = QLabel(WELCOME, self)
+        self.welcome.setProperty("role", "hint")
+        self.welcome.setWordWrap(True)
+        self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.welcome.setContentsMargins(40, 20, 40, 20)
+        self.stack = QStackedWidget(self)
+        for page in (self.welcome, self.detail, self.form):
+            self.stack.addWidget(page)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.search)
+        splitter.addWidget(self.stack)
+        splitter.setStretchFactor(0, 11)
+        splitter.setStretchFactor(1, 9)
+        splitter.setSizes([1100, 900])  # scaled to the window: the list gets a little more than half
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
+        self.sync_status = SyncStatusWidget(self)
+        self.user_label = QLabel(f"Signed in: {user_name}", self)
+        self.user_label.setAccessibleName("Signed in user")
+        self.statusBar().setSizeGripEnabled(False)
+        self.statusBar().addPermanentWidget(self.user_label)
+        self.statusBar().addPermanentWidget(self.sync_status, 1)
+        self._make_actions()
+        self._connect_signals()
+        self.search.focus_search()
+
+    def _make_actions(self) -> None:
+        def action(text: str, *keys: QKeySequence | QKeySequence.StandardKey | str) -> QAction:
+            made = QAction(text, self)
+            made.setShortcuts([QKeySequence(key) for key in keys])
+            made.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(made)
+            return made
+
+        self.find_action = action("&Find patient", "Ctrl+F")
+        self.new_action = action("&New patient", "Ctrl+N")
+        self.edit_action = action("&Edit patient", "Ctrl+E")
+        self.sync_action = action("&Sync now", "F5", "Ctrl+Shift+S")
+        self.quit_action = action("&Quit", "Ctrl+Q")
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.quit_action)
+        patients_menu = self.menuBar().addMenu("&Patients")
+        for item in (self.find_action, self.new_action, self.edit_action):
+            patients_menu.addAction(item)
+        sync_menu = self.menuBar().addMenu("&Sync")
+        sync_menu.addAction(self.sync_action)
+
+    def _connect_signals(self) -> None:
+        worker, status = self._sync_worker, self.sync_status
+        # menus and keys
+        self.find_action.triggered.connect(self.on_find_action_triggered)
+        self.new_action.triggered.connect(self.on_new_action_triggered)
+        self.edit_action.triggered.connect(self.on_edit_action_triggered)
+        self.sync_action.triggered.connect(self.on_sync_requested)
+        self.quit_action.triggered.connect(self.close)
+        # screens
+        self.search.patient_selected.connect(self.on_search_patient_selected)
+        self.search.patient_activated.connect(self.on_search_patient_activated)
+        self.detail.edit_requested.connect(self.on_detail_edit_requested)
+        self.detail.back_requested.connect(self.search.focus_search)
+        self.form.saved.connect(self.on_form_saved)
+        self.form.cancelled.connect(self.on_form_cancelled)
+        # writes: one broadcast, each screen decides; the sync worker sends them soon
+        self._runner.op_succeeded.connect(self.on_runner_op_succeeded)
+        self._runner.op_succeeded.connect(worker.on_local_change)
+        self.data_changed.connect(self.search.on_data_changed)
+        self.data_changed.connect(self.detail.on_data_changed)
+        # sync
+        status.sync_requested.connect(self.on_sync_requested)
+        worker.sync_started.connect(status.on_sync_started)
+        worker.sync_progress.connect(status.on_sync_progress)
+        worker.sync_finished.connect(status.on_sync_finished)
+        worker.sync_failed.connect(status.on_sync_failed)
+        worker.online_changed.connect(status.on_online_changed)
+        worker.status_changed.connect(status.on_status_changed)
+        worker.sync_finished.connect(self.on_sync_worker_sync_finished)
+        worker.sync_failed.connect(self.on_sync_worker_sync_failed)
+
+    # -- navigation ------------------------------------------------------------------------------------------
+
+    def _form_is_open(self) -> bool:
+        return self.stack.currentWidget() is self.form
+
+    @Slot()
+    def on_find_action_triggered(self) -> None:
+        self.search.focus_search()
+
+    @Slot()
+    def on_new_action_triggered(self) -> None:
+        if self.form.is_saving:
+            return
+        query = self.search.query
+        self.form.start_new(query.strip() if _looks_like_name(query) else "")
+        self.stack.setCurrentWidget(self.form)
+        self.form.fields["name"].setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    @Slot()
+    def on_edit_action_triggered(self) -> None:
+        patient = self.detail.patient
+        if patient is not None and not self.form.is_saving:
+            self.on_detail_edit_requested(patient)
+
+    @Slot(object)
+    def on_search_patient_selected(self, patient_id: uuid.UUID) -> None:
+        if self._form_is_open():
+            return  # do not throw away what is being typed; Esc closes the form first
+        self.show_patient(patient_id)
+
+    @Slot(object)
+    def on_search_patient_activated(self, patient_id: uuid.UUID) -> None:
+        if self._form_is_open():
+            return  # as above: the form closes with Esc (or by saving) first
+        self.show_patient(patient_id)
+        self.detail.edit_button.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def show_patient(self, patient_id: uuid.UUID) -> None:
+        """Show a patient's detail on the right."""
+        self.detail.show_patient(patient_id)
+        self.stack.setCurrentWidget(self.detail)
+
+    @Slot(object)
+    def on_detail_edit_requested(self, patient: Any) -> None:
+        self.form.start_edit(patient)
+        self.stack.setCurrentWidget(self.form)
+
+    @Slot(object)
+    def on_form_saved(self, patient: Any) -> None:
+        self.show_patient(patient.id)
+        self.detail.show_notice(f"Saved {patient.name}.")
+        self.search.focus_search()
+
+    @Slot()
+    def on_form_cancelled(self) -> None:
+        self.stack.setCurrentWidget(self.detail if self.detail.patient is not None else self.welcome)
+        self.search.focus_search()
+
+    # -- data and sync ---------------------------------------------------------------------------------------
+
+    @Slot(object)
+    def on_runner_op_succeeded(self, result: object) -> None:
+        emit(self.data_changed, result)
+
+    @Slot()
+    def on_sync_requested(self) -> None:
+        self._sync_worker.sync_now(user_started=True)
+
+    @Slot(object, bool)
+    def on_sync_worker_sync_finished(self, report: Any, user_started: bool) -> None:
+        if getattr(report, "inserted", 0) or getattr(report, "updated", 0):
+            emit(self.data_changed, report)
+        if user_started and not getattr(report, "rejected", None):
+            received = getattr(report, "inserted", 0) + getattr(report, "updated", 0)
+            self.sync_status.show_note(f"Sync finished: {report.pushed} sent, {received} received.")
+
+    @Slot(object, bool)
+    def on_sync_worker_sync_failed(self, exc: BaseException, user_started: bool) -> None:
+        if user_started and not is_cancellation(exc):
+            self._present_error(self, exc)  # a sync the user asked for always says how it went
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._sync_worker.stop()
+        super().closeEvent(event)

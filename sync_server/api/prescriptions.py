@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.records.prescription import Draft, DraftCreate
+from shared.records.staff import Role
 from shared.rx.interactions import CheckRequest, CheckResult
 from shared.rx.shorthand import ExpandedLine
 from sync_server import errors
-from sync_server.api.deps import ClinicStaff
+from sync_server.api.deps import ClinicStaff, Db, require_roles
 from sync_server.services import prescribing
+from sync_server.services import prescriptions as prescriptions_service
+from sync_server.services.context import Actor
 
 router = APIRouter(prefix="/api/v1/prescriptions", tags=["prescriptions"])
 
@@ -38,3 +45,34 @@ class ShorthandBody(BaseModel):
 )
 async def expand_shorthand(body: ShorthandBody, actor: ClinicStaff) -> ExpandedLine:
     return prescribing.expand_shorthand(body.shorthand)
+
+
+# Only doctors prescribe; what each doctor may prescribe is then the prescribing policy's decision.
+Prescriber = Annotated[Actor, require_roles(Role.DOCTOR)]
+
+
+@router.post(
+    "/draft",
+    response_model=Draft,
+    status_code=status.HTTP_201_CREATED,
+    summary="Save a prescription draft for an encounter; every line is resolved and re-checked against policy",
+    responses=errors.responses(
+        errors.Unauthenticated,
+        errors.Forbidden,
+        errors.NotFound,
+        errors.ConflictProblem,
+        prescriptions_service.PrescribingRefused,
+    ),
+)
+async def create_draft(body: DraftCreate, actor: Prescriber, db: Db) -> Draft:
+    return await prescriptions_service.create_draft(db, actor, body)
+
+
+@router.get(
+    "/{prescription_id}",
+    response_model=Draft,
+    summary="Read one prescription",
+    responses=errors.responses(errors.Unauthenticated, errors.Forbidden, errors.NotFound),
+)
+async def get_prescription(prescription_id: uuid.UUID, actor: ClinicStaff, db: Db) -> Draft:
+    return await prescriptions_service.get(db, actor, prescription_id)

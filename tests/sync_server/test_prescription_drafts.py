@@ -1,0 +1,145 @@
+"""Prescription drafts: the contract body, formulary resolution, policy re-check on the server, scoping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from shared.rx.formulary import Formulary
+from shared.rx.qualification import Prescriber, item_from_resolved, may_prescribe
+from sync_server.settings import Settings
+from tests.factories import make_patient
+from tests.helpers import pg
+from tests.sync_server.conftest import BAMS_MOBILE, SignedIn, sign_in
+
+NURSE_MOBILE = "+919847000005"
+METFORMIN_LINE = {
+    "generic_name": "METFORMIN",
+    "strength": "1000mg",
+    "dosage_form": "tablet",
+    "route": "oral",
+    "frequency": "Twice daily",
+    "duration_days": 30,
+    "quantity": 60,
+    "instructions": "Take after meals",
+}
+
+
+def encounter(api: TestClient, who: SignedIn) -> str:
+    pid = api.post("/api/v1/patients", json=make_patient(), headers=who.headers).json()["id"]
+    body = {
+        "patient_id": pid,
+        "encounter_type": "opd",
+        "start_time": "2026-02-09T10:30:00Z",
+        "chief_complaint": "Persistent fatigue for 2 weeks",
+    }
+    r = api.post("/api/v1/encounters", json=body, headers=who.headers)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def draft(api: TestClient, who: SignedIn, encounter_id: str, **extra: Any) -> Any:
+    body = {"encounter_id": encounter_id, "medications": [METFORMIN_LINE], **extra}
+    return api.post("/api/v1/prescriptions/draft", json=body, headers=who.headers)
+
+
+def test_mbbs_doctor_drafts_the_contract_body(api: TestClient, doctor: SignedIn, settings: Settings) -> None:
+    enc = encounter(api, doctor)
+    r = draft(api, doctor, enc)
+    assert r.status_code == 201, r.text
+    rx = r.json()
+    assert rx["id"] and rx["status"] == "draft" and rx["encounter_id"] == enc
+    assert rx["prescriber_id"] == doctor.user["id"] and rx["medications"] == [METFORMIN_LINE]
+    got = api.get(f"/api/v1/prescriptions/{rx['id']}", headers=doctor.headers)
+    assert got.status_code == 200 and got.json() == rx
+    actions = [
+        r["action"]
+        for r in pg.query(
+            settings.database_url, "SELECT action FROM audit_logs WHERE entity_id = $1 ORDER BY seq", rx["id"]
+        )
+    ]
+    assert actions == ["prescription.draft", "prescription.read"]
+
+
+def test_mbbs_doctor_with_an_ayush_medicine_gets_the_clinic_advisory(api: TestClient, doctor: SignedIn) -> None:
+    ayush = [{"name": "Ashwagandha", "dose": "3 g", "frequency": "Twice daily", "duration_days": 30}]
+    r = draft(api, doctor, encounter(api, doctor), ayush_medications=ayush)
+    assert r.status_code == 201, r.text
+    assert [(a["field"], a["rule_id"]) for a in r.json()["advisories"]] == [("ayush_medications.0.name", "QP-060")]
+
+
+def test_bams_doctor_in_maharashtra_is_refused_metformin_by_the_state_entry(
+    api: TestClient, sandbox_url: str, settings: Settings
+) -> None:
+    bams = sign_in(api, sandbox_url, BAMS_MOBILE)  # Vd. Raghav Kulkarni, ayurveda, BAMS, Maharashtra
+    # What the shipped policy decides (QP-030 sends AYUSH + modern drug to the state table; the Maharashtra
+    # entry is not legally reviewed yet, so it denies).
+    formulary = Formulary.load_default()
+    metformin = formulary.resolve("METFORMIN")
+    assert metformin is not None
+    expected = may_prescribe(
+        Prescriber(system_of_medicine="ayurveda", qualification="BAMS", state="Maharashtra"),
+        item_from_resolved(metformin, formulary),
+    )
+    assert not expected.allowed and expected.rule_id == "SP-MH-AYURVEDA"
+    r = draft(api, bams, encounter(api, bams))
+    assert r.status_code == 403
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["code"] == "rx.not_permitted"
+    assert body["rule_id"] == "SP-MH-AYURVEDA" and body["source"] == expected.source
+    assert body["field"] == "medications.0.generic_name" and "METFORMIN" in body["detail"]
+    assert pg.scalar(settings.database_url, "SELECT count(*) FROM prescriptions") == 0
+    # Own-system medicine is allowed.
+    own = api.post(
+        "/api/v1/prescriptions/draft",
+        json={
+            "encounter_id": encounter(api, bams),
+            "ayush_medications": [{"name": "Triphala Churna", "frequency": "At bedtime", "duration_days": 14}],
+        },
+        headers=bams.headers,
+    )
+    assert own.status_code == 201, own.text
+
+
+def test_nurse_may_not_draft(api: TestClient, doctor: SignedIn, sandbox_url: str) -> None:
+    nurse = sign_in(api, sandbox_url, NURSE_MOBILE)
+    r = draft(api, nurse, encounter(api, doctor))
+    assert r.status_code == 403 and r.json()["code"] == "auth.forbidden"
+
+
+def test_unknown_medicine_names_the_line_and_stores_nothing(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
+    enc = encounter(api, doctor)
+    lines = [METFORMIN_LINE, {**METFORMIN_LINE, "generic_name": "NOTADRUGAMINE"}]
+    r = api.post(
+        "/api/v1/prescriptions/draft", json={"encounter_id": enc, "medications": lines}, headers=doctor.headers
+    )
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [
+        ("medications.1.generic_name", "rx.unknown_medicine")
+    ]
+    assert pg.scalar(settings.database_url, "SELECT count(*) FROM prescriptions") == 0
+
+
+def test_bad_bodies_are_422(api: TestClient, doctor: SignedIn, settings: Settings) -> None:
+    enc = encounter(api, doctor)
+    for body in (
+        {"encounter_id": enc, "medications": []},
+        {"encounter_id": enc, "medications": [{**METFORMIN_LINE, "duration_days": 0}]},
+        {"encounter_id": enc, "medications": [{**METFORMIN_LINE, "unknown": 1}]},
+        {"encounter_id": "not-a-uuid", "medications": [METFORMIN_LINE]},
+    ):
+        r = api.post("/api/v1/prescriptions/draft", json=body, headers=doctor.headers)
+        assert r.status_code == 422, (body, r.text)
+    assert pg.scalar(settings.database_url, "SELECT count(*) FROM prescriptions") == 0
+
+
+def test_other_clinic_gets_404(api: TestClient, doctor: SignedIn, other_clinic_doctor: SignedIn) -> None:
+    enc = encounter(api, doctor)
+    assert draft(api, other_clinic_doctor, enc).status_code == 404
+    rx = draft(api, doctor, enc).json()
+    assert api.get(f"/api/v1/prescriptions/{rx['id']}", headers=other_clinic_doctor.headers).status_code == 404

@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from desktop.config import DesktopSettings, load_settings
+from desktop.devices import commands as devices_commands
 from desktop.errors import InputFileError, KnownError
 from desktop.services.patients import PatientService
 from desktop.store import LocalStore, open_local_store
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     add_patient_commands(commands)
     sync_commands.add_commands(commands)  # enroll, sync
+    devices_commands.add_commands(commands)  # devices decode
     return parser
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 
 from shared.audit import ChainBreak, verify_chain
 from sync_server.db import audit as audit_db
+from sync_server.services.context import Actor
 
 
 async def verify_all(conn: asyncpg.Connection) -> dict[uuid.UUID, tuple[int, ChainBreak | None]]:
@@ -38,3 +40,27 @@ async def verify_all(conn: asyncpg.Connection) -> dict[uuid.UUID, tuple[int, Cha
         ]
         out[chain] = (len(rows), verify_chain(triples))
     return out
+
+
+async def record(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    *,
+    action: str,
+    entity_type: str,
+    entity_id: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append an audit entry for something ``actor`` did, in the caller's transaction (last statement)."""
+    await audit_db.append(
+        conn,
+        clinic_id=actor.clinic_id,
+        actor_id=actor.user_id,
+        actor_role=actor.role,
+        action=action,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        client_ip=actor.meta.client_ip,
+        user_agent=actor.meta.user_agent,
+        details=details,
+    )

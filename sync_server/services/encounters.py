@@ -12,8 +12,8 @@ from shared.clock import HLC, encode
 from shared.ids import uuid7
 from shared.records.encounter import Addendum, AddendumCreate, Encounter, EncounterCreate, EncounterUpdate
 from sync_server import errors
-from sync_server.db import audit
 from sync_server.db import encounters as encounters_db
+from sync_server.services import audit as audit_service
 from sync_server.services.context import Actor
 
 
@@ -26,17 +26,8 @@ class EncounterCompleted(errors.ProblemError):
 async def _audit(
     conn: asyncpg.Connection, actor: Actor, action: str, entity_id: str, details: dict[str, Any] | None = None
 ) -> None:
-    await audit.append(
-        conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        action=action,
-        entity_type="encounter",
-        entity_id=entity_id,
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
-        details=details,
+    await audit_service.record(
+        conn, actor, action=action, entity_type="encounter", entity_id=entity_id, details=details
     )
 
 

@@ -18,10 +18,10 @@ from shared.records.patient import Patient, PatientCreate, PatientUpdate
 from shared.records.validation import violation_from
 from shared.text import fold_for_search
 from sync_server import errors
-from sync_server.db import audit
 from sync_server.db import duplicates as duplicates_db
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
+from sync_server.services import audit as audit_service
 from sync_server.services.context import Actor
 
 
@@ -32,18 +32,7 @@ async def _audit(
     entity_id: str | None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    await audit.append(
-        conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        action=action,
-        entity_type="patient",
-        entity_id=entity_id,
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
-        details=details,
-    )
+    await audit_service.record(conn, actor, action=action, entity_type="patient", entity_id=entity_id, details=details)
 
 
 async def _refuse_duplicate(

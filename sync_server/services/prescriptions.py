@@ -26,9 +26,9 @@ from shared.rx.qualification import (
     may_prescribe,
 )
 from sync_server import errors
-from sync_server.db import audit
 from sync_server.db import encounters as encounters_db
 from sync_server.db import prescriptions as prescriptions_db
+from sync_server.services import audit as audit_service
 from sync_server.services.context import Actor
 
 
@@ -59,17 +59,8 @@ _MODE: dict[str, str] = {
 async def _audit(
     conn: asyncpg.Connection, actor: Actor, action: str, entity_id: str, details: dict[str, Any] | None = None
 ) -> None:
-    await audit.append(
-        conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        action=action,
-        entity_type="prescription",
-        entity_id=entity_id,
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
-        details=details,
+    await audit_service.record(
+        conn, actor, action=action, entity_type="prescription", entity_id=entity_id, details=details
     )
 
 

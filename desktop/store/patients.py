@@ -12,6 +12,7 @@ receptionist typed into an FTS5 query and a ranking (see its docstring).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import uuid
@@ -34,6 +35,7 @@ RECORD_FIELDS: tuple[str, ...] = tuple(PatientFields.model_fields)
 """The patient's own fields, as stored in columns of the same names and carried by sync changes."""
 
 _IN_CHUNK = 500
+_MAX_CHAR = "\U0010ffff"  # sorts after every other character (SQLite compares text as UTF-8 bytes)
 _fts = sa.table(SEARCH_TABLE, sa.column("rowid"))
 _fts_ref: sa.ColumnClause[Any] = sa.literal_column(SEARCH_TABLE)
 
@@ -205,15 +207,16 @@ def _digits_match(variants: Iterable[str]) -> str:
     return "digits : (" + " OR ".join(_phrase(v) for v in variants) + ")"
 
 
-def _rank(plan: SearchPlan) -> sa.ColumnElement[int]:
+def _rank(plan: SearchPlan, name: sa.ColumnElement[str] = patients.c.name) -> sa.ColumnElement[int]:
     """0 exact, 1 the whole name (or number) starts with the query, 2 any other match.
 
     Names compare with SQLite's NOCASE and LIKE, which ignore case for ASCII letters only: enough to rank
     (matching itself is the tokenizer's, which folds every script). A Python fold function over every match
     measured 3x slower on 100 000 patients, and ranking must keep up with typing.
+
+    ``name`` may be the search document's copy of the name (the same text, kept in step by triggers).
     """
     if plan.name_query:
-        name = patients.c.name
         exact = name.collate("NOCASE") == plan.name_query
         return sa.case((exact, 0), (name.startswith(plan.name_query, autoescape=True), 1), else_=2)
     local = sa.func.substr(patients.c.mobile, 4)
@@ -267,8 +270,50 @@ def _chunks(values: list[uuid.UUID]) -> Iterable[list[uuid.UUID]]:
         yield values[start : start + _IN_CHUNK]
 
 
+def _new_row(
+    patient_id: uuid.UUID,
+    *,
+    clinic_id: uuid.UUID,
+    fields: Mapping[str, JsonValue],
+    field_hlcs: Mapping[str, str],
+    now: datetime,
+) -> dict[str, Any]:
+    if fields.keys() != field_hlcs.keys() or not field_hlcs:
+        raise ValueError("a new patient needs one stamp per field")
+    return {
+        **dict.fromkeys(RECORD_FIELDS),
+        DELETED_FIELD: False,
+        **_columns(fields),
+        "id": patient_id,
+        "clinic_id": clinic_id,
+        "created_at": now,
+        "updated_at": now,
+        "hlc": max(field_hlcs.values()),
+        "field_hlcs": dict(field_hlcs),
+        "version": 1,
+    }
+
+
 _active = patients.c.deleted == sa.false()
 _INSERT = patients.insert()
+_HISTORY_INSERT = sqlite_insert(patient_history).on_conflict_do_nothing()
+# Statements built once with bound parameters: a pulled page merges hundreds of changes, and building (and
+# cache-keying) a new statement object for each cost more than running it.
+_FIND_STATE = sa.select(patients).where(patients.c.id == sa.bindparam("p_id", type_=patients.c.id.type))
+
+
+@functools.cache
+def _update_statement(won: frozenset[str]) -> sa.Update:
+    """``UPDATE patients`` of the fields in ``won`` plus the stamps, version and time (`update_fields`)."""
+    columns = [*sorted(won), "field_hlcs", "hlc", "updated_at"]
+    return (
+        patients.update()
+        .where(patients.c.id == sa.bindparam("p_id", type_=patients.c.id.type))
+        .values(
+            {name: sa.bindparam(f"v_{name}", type_=patients.c[name].type) for name in columns}
+            | {"version": patients.c.version + 1}
+        )
+    )
 
 
 class PatientRepository:
@@ -303,6 +348,13 @@ class PatientRepository:
             for row in self._conn.execute(sa.select(patients).where(patients.c.id.in_(chunk))):
                 state = _state(row._mapping)
                 found[state.patient.id] = state
+        return found
+
+    def known_ids(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these ids are stored (tombstoned included), without reading the records."""
+        found: set[uuid.UUID] = set()
+        for chunk in _chunks(list(set(ids))):
+            found.update(self._conn.execute(sa.select(patients.c.id).where(patients.c.id.in_(chunk))).scalars())
         return found
 
     def rows_for(self, ids: Iterable[uuid.UUID]) -> list[Patient]:
@@ -364,15 +416,24 @@ class PatientRepository:
         if plan is None or limit <= 0:
             return []
         if plan.abha_address is not None:
-            address = patients.c.abha_address
+            address, prefix = patients.c.abha_address, plan.abha_address
             rows = self._conn.execute(
                 sa.select(patients)
-                .where(address.startswith(plan.abha_address, autoescape=True), _active)
-                .order_by(sa.case((address == plan.abha_address, 0), else_=1), patients.c.name)
+                .where(
+                    address.startswith(prefix, autoescape=True),
+                    # The same rows (addresses are stored lower case, as the prefix is), as a range the
+                    # address index can serve: SQLite's LIKE ignores case, so it cannot use that index.
+                    address >= prefix,
+                    address < prefix + _MAX_CHAR,
+                    _active,
+                )
+                .order_by(sa.case((address == prefix, 0), else_=1), patients.c.name)
                 .limit(limit)
             )
             return [_patient(row._mapping) for row in rows]
         assert plan.match is not None
+        if plan.name_query:
+            return self._search_names(plan, limit)
         select = (
             sa.select(patients)
             .select_from(
@@ -385,6 +446,31 @@ class PatientRepository:
             .limit(limit)
         )
         return [_patient(row._mapping) for row in self._conn.execute(select)]
+
+    def _search_names(self, plan: SearchPlan, limit: int) -> list[Patient]:
+        """`search` for a query with name words, in the same order, without joining every match to its patient.
+
+        A common name matches thousands of patients; reading each one's row (to rank by name and drop the
+        deleted) took most of the time. The search documents hold the same name and the same id as the
+        patient rows, so the matches are ranked on them, and only the best ones are read, a page at a time,
+        dropping deleted patients, until ``limit`` remain or the matches run out.
+        """
+        docs = patient_search_docs.c
+        ranked = (
+            sa.select(docs.patient_id)
+            .select_from(_fts.join(patient_search_docs, docs.doc_id == _fts.c.rowid))
+            .where(_fts_ref.op("MATCH")(plan.match))
+            .order_by(_rank(plan, docs.name), docs.name, docs.patient_id)
+        )
+        found: list[Patient] = []
+        offset = 0
+        while len(found) < limit:
+            ids = list(self._conn.execute(ranked.limit(limit).offset(offset)).scalars())
+            found += self.rows_for(ids)
+            if len(ids) < limit:
+                break
+            offset += limit
+        return found[:limit]
 
     def history(self, patient_id: uuid.UUID) -> list[HistoryEntry]:
         """Every value of this patient that lost, oldest first."""
@@ -428,24 +514,33 @@ class PatientRepository:
         Returns:
             The stored patient.
         """
-        if fields.keys() != field_hlcs.keys() or not field_hlcs:
-            raise ValueError("a new patient needs one stamp per field")
-        row = {
-            **dict.fromkeys(RECORD_FIELDS),
-            DELETED_FIELD: False,
-            **_columns(fields),
-            "id": patient_id,
-            "clinic_id": clinic_id,
-            "created_at": now,
-            "updated_at": now,
-            "hlc": max(field_hlcs.values()),
-            "field_hlcs": dict(field_hlcs),
-            "version": 1,
-        }
+        row = _new_row(patient_id, clinic_id=clinic_id, fields=fields, field_hlcs=field_hlcs, now=now)
         # Parameters apart from the statement: SQLAlchemy compiles the INSERT once and reuses it, which
         # matters for a 10 000-row CSV import.
         self._conn.execute(_INSERT, row)
         return _patient(row)
+
+    def insert_many(
+        self,
+        new: Iterable[tuple[uuid.UUID, Mapping[str, JsonValue], Mapping[str, str]]],
+        *,
+        clinic_id: uuid.UUID,
+        now: datetime,
+    ) -> int:
+        """Store several new patients in one statement (a pulled page): `insert` for each, without reading them back.
+
+        Args:
+            new: (patient id, fields, field stamps) of each new patient, as `insert` takes them.
+            clinic_id: their clinic.
+            now: creation time.
+
+        Returns:
+            How many were stored.
+        """
+        rows = [_new_row(pid, clinic_id=clinic_id, fields=f, field_hlcs=h, now=now) for pid, f, h in new]
+        if rows:
+            self._conn.execute(_INSERT, rows)
+        return len(rows)
 
     def get_any(self, patient_id: uuid.UUID) -> Patient:
         """The patient even when tombstoned; raises `NotFound` when unknown."""
@@ -482,39 +577,37 @@ class PatientRepository:
         Raises:
             NotFound: when the patient is unknown.
         """
-        state = self.find_state(patient_id)
-        if state is None:
+        row = self._conn.execute(_FIND_STATE, {"p_id": patient_id}).first()
+        if row is None:
             raise NotFound("This patient is not on this computer.")
-        result = merge_patient(state.stamped_fields(), state.field_hlcs, fields, field_hlcs)
+        state = _state(row._mapping)  # `find_state`, with a statement built once
+        stored_hlcs = state.field_hlcs
+        result = merge_patient(state.stamped_fields(), stored_hlcs, fields, field_hlcs)
         for lost in result.lost:
             self._conn.execute(
-                sqlite_insert(patient_history)
-                .values(
-                    patient_id=patient_id,
-                    field=lost.field,
-                    value=lost.value,
-                    hlc=lost.hlc,
-                    replaced_by_hlc=result.field_hlcs[lost.field],
-                    side=str(lost.side),
-                    source=source,
-                    recorded_at=now,
-                )
-                .on_conflict_do_nothing()
+                _HISTORY_INSERT,
+                {
+                    "patient_id": patient_id,
+                    "field": lost.field,
+                    "value": lost.value,
+                    "hlc": lost.hlc,
+                    "replaced_by_hlc": result.field_hlcs[lost.field],
+                    "side": str(lost.side),
+                    "source": source,
+                    "recorded_at": now,
+                },
             )
         if result.outcome is MergeOutcome.NOOP:
             return result
-        won = {name for name, stamp in result.field_hlcs.items() if state.field_hlcs.get(name) != stamp}
-        self._conn.execute(
-            patients.update()
-            .where(patients.c.id == patient_id)
-            .values(
-                **_columns({name: result.fields[name] for name in won}),
-                field_hlcs=result.field_hlcs,
-                hlc=max(result.field_hlcs.values()),
-                version=patients.c.version + 1,
-                updated_at=now,
-            )
-        )
+        won = {name for name, stamp in result.field_hlcs.items() if stored_hlcs.get(name) != stamp}
+        params = {f"v_{name}": value for name, value in _columns({name: result.fields[name] for name in won}).items()}
+        params |= {
+            "p_id": patient_id,
+            "v_field_hlcs": result.field_hlcs,
+            "v_hlc": max(result.field_hlcs.values()),
+            "v_updated_at": now,
+        }
+        self._conn.execute(_update_statement(frozenset(won)), params)
         return result
 
     def adopt_clinic(self, clinic_id: uuid.UUID) -> int:

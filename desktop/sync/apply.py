@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from shared.clock import HLC, ClockSkewError, decode
 from shared.sync.merge import MergeOutcome, edits_of
-from shared.sync.protocol import PullResponse, RecordKind
+from shared.sync.protocol import JsonValue, PullResponse, RecordKind
 
 
 @dataclass
@@ -27,11 +28,15 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
     """Merge every change of the page into the local store and store ``page.next_cursor``, in one transaction.
 
     Must run on the writer thread. A crash anywhere leaves either the old state and cursor or the new ones.
+    Which records are already here is read once for the page; new ones are inserted together (before any
+    later change of the same record in the page is merged), the others merged one by one.
     """
     stats = ApplyStats()
     now = datetime.now(UTC)
     with uows.write() as uow:
         clinic_id = uow.sync_state.clinic_id_or_unenrolled()
+        known = uow.patients.known_ids(c.id for c in page.changes if c.kind is RecordKind.PATIENT)
+        new: dict[uuid.UUID, tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]] = {}
         for change in page.changes:
             if change.kind is not RecordKind.PATIENT:
                 continue  # kinds this version does not know yet stay on the server; the cursor moves on
@@ -40,16 +45,21 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
             except ClockSkewError as exc:
                 raise ClockTooSlow(exc.message) from exc
             fields, stamps = edits_of(change)
-            if uow.patients.find_state(change.id) is None:
-                uow.patients.insert(change.id, clinic_id=clinic_id, fields=fields, field_hlcs=stamps, now=now)
+            if change.id not in known:
+                new[change.id] = (change.id, fields, stamps)
+                known.add(change.id)
                 stats.inserted += 1
                 continue
+            if change.id in new:  # the page changes a record it also brings: store the new ones first
+                uow.patients.insert_many(new.values(), clinic_id=clinic_id, now=now)
+                new.clear()
             result = uow.patients.update_fields(change.id, fields, stamps, source="sync", now=now)
             stats.conflicts += sum(1 for lost in result.lost if lost.side == "incoming")
             if result.outcome is MergeOutcome.NOOP:
                 stats.unchanged += 1
             else:
                 stats.updated += 1
+        uow.patients.insert_many(new.values(), clinic_id=clinic_id, now=now)
         uow.sync_state.set_pull_cursor(page.next_cursor)
         uow.sync_state.remember_stamp(decode(page.server_hlc))
         uow.sync_state.set_last_pull_at(now)

@@ -102,8 +102,9 @@ class SyncClient:
 
     def _push_all(self, report: SyncReport, progress: Progress) -> None:
         pending = self._read_pending()
-        if pending:
-            progress.set_status(f"Sending {pending} change(s)")
+        if not pending:
+            return  # nothing unsent and nothing in flight: no batch to make (saves a write transaction)
+        progress.set_status(f"Sending {pending} change(s)")
         while True:
             if progress.cancelled:
                 raise Cancelled()
@@ -215,5 +216,7 @@ class SyncClient:
 
     def _remember_error(self, text: str | None) -> None:
         with self._uows.write() as uow:
+            if uow.sync_state.last_error() == text:
+                return  # already stored: no commit for every quiet round
             uow.sync_state.set_last_error(text)
             uow.commit()

@@ -108,14 +108,137 @@ async def bump_feed(
         len(record_ids),
     )
     first = last - len(record_ids) + 1
-    await conn.executemany(
+    # One statement for the whole list. A record listed twice keeps its last position, as one upsert per entry
+    # in list order would leave it (one statement cannot upsert a row twice).
+    positions = {rid: first + i for i, rid in enumerate(record_ids)}
+    await conn.execute(
         """
-        INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id) VALUES ($1, $2, $3, $4, $5)
+        INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
+        SELECT $1, u.seq, $2, u.record_id, $5 FROM unnest($3::bigint[], $4::uuid[]) AS u(seq, record_id)
         ON CONFLICT (kind, record_id) DO UPDATE
             SET seq = EXCLUDED.seq, clinic_id = EXCLUDED.clinic_id, batch_id = EXCLUDED.batch_id
         """,
-        [(clinic_id, first + i, kind, rid, batch_id) for i, rid in enumerate(record_ids)],
+        clinic_id,
+        kind,
+        list(positions.values()),
+        list(positions.keys()),
+        batch_id,
     )
+
+
+async def lock_patients(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """The stored rows of these patients in any clinic (the caller checks scope), locked until commit.
+
+    One query for a whole push batch; rows are locked in id order, so two batches touching the same patients
+    cannot deadlock.
+    """
+    if not ids:
+        return []
+    return list(
+        await conn.fetch("SELECT * FROM patients WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", list(set(ids)))
+    )
+
+
+_WRITE_COLUMNS = (
+    "id, clinic_id, name, gender, year_of_birth, date_of_birth, mobile, abha_number, abha_address, address, deleted,"
+    " hlc, field_hlcs"
+)
+_WRITE_ARRAYS = (
+    "$1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::smallint[], $6::date[], $7::text[], $8::text[],"
+    " $9::text[], $10::jsonb[], $11::boolean[], $12::text[], $13::jsonb[]"
+)
+
+
+async def write_patients(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    writes: Sequence[tuple[uuid.UUID, dict[str, Any], dict[str, str], bool]],
+) -> dict[uuid.UUID, int]:
+    """Store merged patient states, each patient at most once: one INSERT for the new, one UPDATE for the rest.
+
+    Args:
+        clinic_id: the pushing device's clinic; updated rows must already belong to it.
+        writes: (patient id, typed values with ``deleted``, field stamps, whether the patient is stored already).
+
+    Returns:
+        The new version of each patient: 1 for a new one, the stored version + 1 for the others (what
+        `sync_server.db.patients.write_synced` gives, one patient at a time).
+    """
+    versions: dict[uuid.UUID, int] = {}
+    for exists in (False, True):
+        rows = [(pid, values, stamps) for pid, values, stamps, e in writes if e is exists]
+        if not rows:
+            continue
+        columns = list(
+            zip(
+                *(
+                    (
+                        pid,
+                        clinic_id,
+                        values["name"],
+                        str(values["gender"]),
+                        values["year_of_birth"],
+                        values.get("date_of_birth"),
+                        values.get("mobile"),
+                        values.get("abha_number"),
+                        values.get("abha_address"),
+                        None if values.get("address") is None else json.dumps(values["address"]),
+                        bool(values.get("deleted", False)),
+                        max(stamps.values()),
+                        json.dumps(stamps),
+                    )
+                    for pid, values, stamps in rows
+                ),
+                strict=True,
+            )
+        )
+        if not exists:
+            sql = f"INSERT INTO patients ({_WRITE_COLUMNS}) SELECT * FROM unnest({_WRITE_ARRAYS}) RETURNING id, version"
+        else:
+            sql = f"""
+                UPDATE patients p SET name = v.name, gender = v.gender, year_of_birth = v.year_of_birth,
+                       date_of_birth = v.date_of_birth, mobile = v.mobile, abha_number = v.abha_number,
+                       abha_address = v.abha_address, address = v.address, deleted = v.deleted, hlc = v.hlc,
+                       field_hlcs = v.field_hlcs, version = p.version + 1, updated_at = now()
+                FROM unnest({_WRITE_ARRAYS}) AS v({_WRITE_COLUMNS})
+                WHERE p.id = v.id AND p.clinic_id = v.clinic_id
+                RETURNING p.id, p.version
+            """
+        returned = await conn.fetch(sql, *columns)
+        if len(returned) != len(rows):
+            raise RuntimeError(f"{len(rows) - len(returned)} patient(s) to update are not stored in this clinic")
+        versions.update((r["id"], r["version"]) for r in returned)
+    return versions
+
+
+async def detect_duplicates(conn: asyncpg.Connection, clinic_id: uuid.UUID, patient_ids: Sequence[uuid.UUID]) -> int:
+    """`sync_server.db.duplicates.detect` for several patients in one statement (same rule, same pairs).
+
+    Record every live patient of the clinic that looks like one of these: same ABHA number, same ABHA address,
+    or same mobile + name (case-insensitive) + year of birth. Returns new pairs found.
+    """
+    status = await conn.execute(
+        """
+        INSERT INTO patient_duplicates (clinic_id, patient_a, patient_b, reason)
+        SELECT p.clinic_id, LEAST(p.id, o.id), GREATEST(p.id, o.id),
+               CASE WHEN p.abha_number IS NOT NULL AND p.abha_number = o.abha_number THEN 'abha_number'
+                    WHEN p.abha_address IS NOT NULL AND p.abha_address = o.abha_address THEN 'abha_address'
+                    ELSE 'mobile_name_year' END
+        FROM unnest($1::uuid[]) WITH ORDINALITY AS d(id, ord)
+        JOIN patients p ON p.id = d.id
+        JOIN patients o ON o.clinic_id = p.clinic_id AND o.id <> p.id AND NOT o.deleted
+             AND ((p.abha_number IS NOT NULL AND o.abha_number = p.abha_number)
+                  OR (p.abha_address IS NOT NULL AND o.abha_address = p.abha_address)
+                  OR (p.mobile IS NOT NULL AND o.mobile = p.mobile AND o.year_of_birth = p.year_of_birth
+                      AND lower(o.name) = lower(p.name)))
+        WHERE p.clinic_id = $2 AND NOT p.deleted
+        ORDER BY d.ord
+        ON CONFLICT (patient_a, patient_b) DO NOTHING
+        """,
+        list(patient_ids),
+        clinic_id,
+    )
+    return int(status.split()[-1])
 
 
 async def feed_page(conn: asyncpg.Connection, clinic_id: uuid.UUID, after: int, limit: int) -> list[asyncpg.Record]:

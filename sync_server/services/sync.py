@@ -1,14 +1,23 @@
 """Sync: apply a pushed batch change by change (per-field LWW for patients), and page the clinic's feed.
 
-A push never fails as a whole for one bad change: each change runs in its own savepoint and gets its own
-result (applied / merged / rejected + code). The answer is stored under the batch id, so a retried batch
-returns the first answer and writes nothing twice.
+A push never fails as a whole for one bad change: each change gets its own result (applied / merged /
+rejected + code). Every reason to reject a change is found before anything of it is written, so a rejected
+change leaves no trace. The answer is stored under the batch id, so a retried batch returns the first
+answer and writes nothing twice.
+
+**Round trips.** A batch is decided change by change, in order, in memory: the batch's stored patients are
+read and locked with one query first, and each change merges into the state the changes before it left.
+The writes are then sent in *runs*: one statement inserts a run's new patients, one updates its existing
+ones, one looks for duplicates of the patients whose identity fields a change carried. A run ends before a
+change whose write could make the set-wise steps differ from writing and checking each change in turn (see
+`_Run.takes`), so the stored rows, versions and flagged pairs are the same as one change at a time.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -32,13 +41,15 @@ from shared.sync.protocol import (
 )
 from sync_server import errors
 from sync_server.db import audit
-from sync_server.db import duplicates as duplicates_db
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
 from sync_server.services.context import Actor
 
 IDENTITY_FIELDS = {"name", "mobile", "year_of_birth", "abha_number", "abha_address", DELETED_FIELD}
 """Edits to these fields can make (or unmake) two patients look like the same person."""
+
+_MATCH_KEYS = ("abha_number", "abha_address", "mobile")
+"""Fields at least one of which two patients must share to be flagged as duplicates (`sync_db.detect_duplicates`)."""
 
 
 class _Reject(Exception):
@@ -62,6 +73,60 @@ def check_versions(*, schema_version: int, protocol_version: int) -> None:
         )
 
 
+@dataclass
+class _Stored:
+    """A patient as the batch has left it so far: its stamped fields, version, clinic and match keys."""
+
+    fields: dict[str, Any]
+    field_hlcs: dict[str, str]
+    version: int
+    clinic_id: uuid.UUID
+    keys: set[tuple[str, Any]]  # `_keys` of its stored columns
+
+
+@dataclass
+class _Write:
+    """A change that wins at least one field: what to store, and where its result goes."""
+
+    index: int
+    change: Change
+    merged: MergeResult
+    values: dict[str, Any]  # typed field values and ``deleted``, as `sync_db.write_patients` stores them
+    before: _Stored | None  # the stored state it merged into; None for a new patient
+    detect: bool  # the change carries identity fields: look for duplicates once written
+
+
+def _keys(columns: Any) -> set[tuple[str, Any]]:
+    """The non-null ABHA number, ABHA address and mobile of stored columns (a row, or values as written)."""
+    return {(name, columns[name]) for name in _MATCH_KEYS if columns.get(name) is not None}
+
+
+@dataclass
+class _Run:
+    """Writes sent together: one insert, one update and one duplicate search for all of them.
+
+    Writing a run and then searching for duplicates of its patients gives the result of writing and searching
+    change by change, as long as (1) no patient is written twice in the run and (2) no patient whose search
+    comes first in the run could have matched the *earlier* state of a patient updated later in the run
+    (a one-at-a-time search would have seen that state). (2) is checked conservatively: a match needs a
+    shared ABHA number, ABHA address or mobile.
+    """
+
+    writes: list[_Write] = field(default_factory=list)
+    ids: set[uuid.UUID] = field(default_factory=set)
+    searched: set[tuple[str, Any]] = field(default_factory=set)  # match keys of the patients searched so far
+
+    def takes(self, write: _Write) -> bool:
+        # (1) is kept by the caller, which stores the run before deciding a change of a patient already in it.
+        return not (write.detect and write.before is not None and self.searched & write.before.keys)
+
+    def add(self, write: _Write) -> None:
+        self.writes.append(write)
+        self.ids.add(write.change.id)
+        if write.detect:
+            self.searched |= _keys(write.values)
+
+
 async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC) -> PushResponse:
     check_versions(schema_version=req.schema_version, protocol_version=req.protocol_version)
     if req.device_id != actor.user_id:
@@ -71,14 +136,19 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
         if stored["device_id"] != actor.user_id:
             raise errors.BatchDeviceMismatch("This batch id was already used by another device")
         return PushResponse.model_validate(json.loads(stored["response"]))
-    results: list[ChangeResult] = []
+    ids = [c.id for c in req.changes if c.kind is RecordKind.PATIENT]
+    states = {row["id"]: _stored(row) for row in await sync_db.lock_patients(conn, ids)}
+    results: list[ChangeResult | None] = []
     changed: list[uuid.UUID] = []
     history: list[tuple[Any, ...]] = []
     entries: list[dict[str, Any]] = []
-    for change in req.changes:
+    run = _Run()
+    for index, change in enumerate(req.changes):
+        if change.id in run.ids:  # its state and version are those its earlier write leaves: store that first
+            await _flush(conn, actor, run, states, results)
+            run = _Run()
         try:
-            async with conn.transaction():  # a savepoint: a rejected change leaves no trace
-                result, rows, wrote = await _apply(conn, actor, change, clock)
+            result, rows, write = _decide(actor, change, clock, states.get(change.id), index)
         except _Reject as rej:
             result = ChangeResult(
                 kind=change.kind,
@@ -87,21 +157,34 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
                 reason=rej.code,
                 message=rej.message[:2000],
             )
-            rows, wrote = [], False
+            rows, write = [], None
         results.append(result)
         history += rows
-        if wrote:
-            changed.append(change.id)
-            entries.append(
-                {
-                    "action": f"sync.{change.kind}.{change.op}",
-                    "entity_type": str(change.kind),
-                    "entity_id": str(change.id),
-                    "details": {"status": str(result.status), "batch": str(req.batch_id)},
-                }
-            )
+        if write is None:
+            continue
+        if not run.takes(write):
+            await _flush(conn, actor, run, states, results)
+            run = _Run()
+        run.add(write)
+        # What reading the row back would give (`patients_db.state_of`); the version comes when the run is stored.
+        merged = write.merged
+        states[change.id] = _Stored(
+            dict(merged.fields), dict(merged.field_hlcs), 0, actor.clinic_id, _keys(write.values)
+        )
+        changed.append(change.id)
+        entries.append(
+            {
+                "action": f"sync.{change.kind}.{change.op}",
+                "entity_type": str(change.kind),
+                "entity_id": str(change.id),
+                "details": {"status": str(write.merged.change_status), "batch": str(req.batch_id)},
+            }
+        )
+    await _flush(conn, actor, run, states, results)
     await sync_db.add_history(conn, history)
-    response = PushResponse(batch_id=req.batch_id, results=results, server_hlc=encode(clock.now()))
+    answered = [r for r in results if r is not None]
+    assert len(answered) == len(req.changes), "every change has its result once its run is stored"
+    response = PushResponse(batch_id=req.batch_id, results=answered, server_hlc=encode(clock.now()))
     await sync_db.store_batch(
         conn,
         batch_id=req.batch_id,
@@ -127,10 +210,47 @@ def _unique(ids: list[uuid.UUID]) -> list[uuid.UUID]:
     return list(dict.fromkeys(ids))
 
 
-async def _apply(
-    conn: asyncpg.Connection, actor: Actor, change: Change, clock: HLC
-) -> tuple[ChangeResult, list[tuple[Any, ...]], bool]:
-    """Merge one change into the stored record. Returns (result, history rows, whether it wrote)."""
+def _stored(row: asyncpg.Record) -> _Stored:
+    fields, stamps = patients_db.state_of(row)
+    return _Stored(fields, stamps, row["version"], row["clinic_id"], _keys(row))
+
+
+async def _flush(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    run: _Run,
+    states: dict[uuid.UUID, _Stored],
+    results: list[ChangeResult | None],
+) -> None:
+    """Store a run's writes, search for duplicates of the patients they touched, and fill in their results."""
+    if not run.writes:
+        return
+    versions = await sync_db.write_patients(
+        conn,
+        actor.clinic_id,
+        [(w.change.id, w.values, w.merged.field_hlcs, w.before is not None) for w in run.writes],
+    )
+    searched = [w.change.id for w in run.writes if w.detect]
+    if searched:
+        await sync_db.detect_duplicates(conn, actor.clinic_id, searched)  # flagged for a person; never merged
+    for w in run.writes:
+        states[w.change.id].version = versions[w.change.id]
+        results[w.index] = ChangeResult(
+            kind=w.change.kind, id=w.change.id, status=w.merged.change_status, server_version=versions[w.change.id]
+        )
+
+
+def _decide(
+    actor: Actor, change: Change, clock: HLC, row: _Stored | None, index: int
+) -> tuple[ChangeResult | None, list[tuple[Any, ...]], _Write | None]:
+    """Merge one change into the state the batch has left so far, without writing anything.
+
+    Returns:
+        (the result when the change writes nothing, else None; history rows; the write, if any).
+
+    Raises:
+        _Reject: the change is refused (nothing of it is written).
+    """
     if change.kind is not RecordKind.PATIENT:
         raise _Reject(RejectCode.INVALID_RECORD, f"record kind {change.kind} is not synced by this server yet")
     stamp = decode(change.hlc)
@@ -138,10 +258,9 @@ async def _apply(
     if not verdict.accepted:
         raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
     clock.update(stamp)
-    row = await patients_db.lock_for_sync(conn, change.id)
-    if row is not None and row["clinic_id"] != actor.clinic_id:
+    if row is not None and row.clinic_id != actor.clinic_id:
         raise _Reject(RejectCode.NOT_IN_SCOPE, "This patient belongs to another clinic")
-    current, current_hlcs = patients_db.state_of(row) if row is not None else ({}, {})
+    current, current_hlcs = (row.fields, row.field_hlcs) if row is not None else ({}, {})
     incoming, incoming_hlcs = edits_of(change)
     try:
         merged = merge_patient(current, current_hlcs, incoming, incoming_hlcs)
@@ -149,11 +268,8 @@ async def _apply(
         raise _Reject(RejectCode.INVALID_RECORD, str(exc)) from None
     if row is not None and merged.fields == current and merged.field_hlcs == current_hlcs:
         # A replay or an entirely older edit: nothing to write; losing incoming values still go to history.
-        return (
-            ChangeResult(kind=change.kind, id=change.id, status=merged.change_status, server_version=row["version"]),
-            _history(actor, change, merged),
-            False,
-        )
+        result = ChangeResult(kind=change.kind, id=change.id, status=merged.change_status, server_version=row.version)
+        return result, _history(actor, change, merged), None
     values = {k: v for k, v in merged.fields.items() if k != DELETED_FIELD}
     try:
         typed = PatientFields.model_validate(values)
@@ -161,19 +277,15 @@ async def _apply(
         raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
     if typed.model_dump(mode="json", include=set(values)) != values:
         raise _Reject(RejectCode.INVALID_RECORD, "field values are not in canonical form; update the app")
-    version = await patients_db.write_synced(
-        conn,
-        patient_id=change.id,
-        clinic_id=actor.clinic_id,
+    write = _Write(
+        index=index,
+        change=change,
+        merged=merged,
         values={**typed.model_dump(), DELETED_FIELD: merged.fields.get(DELETED_FIELD, False)},
-        field_hlcs=merged.field_hlcs,
-        hlc=max(merged.field_hlcs.values()),
-        exists=row is not None,
+        before=row,
+        detect=bool(set(incoming) & IDENTITY_FIELDS),
     )
-    if set(incoming) & IDENTITY_FIELDS:
-        await duplicates_db.detect(conn, actor.clinic_id, change.id)  # flagged for a person to decide; never merged
-    result = ChangeResult(kind=change.kind, id=change.id, status=merged.change_status, server_version=version)
-    return result, _history(actor, change, merged), True
+    return None, _history(actor, change, merged), write
 
 
 def _history(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:

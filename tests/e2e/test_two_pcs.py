@@ -128,19 +128,16 @@ def test_crash_in_the_middle_of_a_pull_page_leaves_nothing_half_applied(
     a.sync()
     from desktop.store.patients import PatientRepository
 
-    real_insert = PatientRepository.insert
-    calls = {"n": 0}
+    real_insert_many = PatientRepository.insert_many
 
-    def dying_insert(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise PowerCut("power cut")  # the process dies mid-page
-        return real_insert(self, *args, **kwargs)
+    def dying_insert_many(self, new, **kwargs):  # type: ignore[no-untyped-def]
+        real_insert_many(self, list(new)[:9], **kwargs)  # nine patients of the page are written...
+        raise PowerCut("power cut")  # ...then the process dies mid-page
 
-    monkeypatch.setattr(PatientRepository, "insert", dying_insert)
+    monkeypatch.setattr(PatientRepository, "insert_many", dying_insert_many)
     with pytest.raises(PowerCut):
         b.sync()
-    monkeypatch.setattr(PatientRepository, "insert", real_insert)
+    monkeypatch.setattr(PatientRepository, "insert_many", real_insert_many)
     assert b.snapshot() == {}  # the half page was rolled back
     b.close()
     b.open()  # restart

@@ -117,6 +117,17 @@ class TestSearch:
         assert len(patient_service.search("98123", limit=1)) == 1
         assert patient_service.search("98123", limit=0) == []
 
+    def test_common_name_pages_skip_deleted_patients_and_keep_the_order(self, patient_service: PatientService) -> None:
+        made = [
+            patient_service.register({"name": f"Kumar {chr(65 + i % 26)}", "gender": "M", "year_of_birth": 1980}, "t")
+            for i in range(30)
+        ]
+        for patient in made[::3]:
+            patient_service.delete(patient.id, "t")
+        alive = sorted((p for i, p in enumerate(made) if i % 3), key=lambda p: (p.name, str(p.id)))
+        assert [p.id for p in patient_service.search("kumar", limit=7)] == [p.id for p in alive[:7]]
+        assert [p.id for p in patient_service.search("kumar", limit=100)] == [p.id for p in alive]
+
     def test_plan_treats_native_digits_as_digits(self) -> None:
         plan = plan_search("९८१२३")  # Devanagari digits
         assert plan is not None
@@ -179,6 +190,34 @@ class TestLastWriterWins:
         (entry,) = patient_service.history(patient.id)
         assert (entry.value, entry.side, entry.replaced_by_hlc) == ("+919811111111", "current", newer)
         assert names(patient_service, "22222222") == [patient.name]
+
+    def test_insert_many_stores_pulled_patients_like_insert(
+        self, local_store: LocalStore, patient_service: PatientService
+    ) -> None:
+        stamp = self._stamp(5_000)
+        ids = [uuid7(), uuid7()]
+        bodies: list[dict[str, JsonValue]] = [
+            {"name": "Pulled One", "gender": "F", "year_of_birth": 1990},
+            {"name": "Pulled Two", "gender": "M", "year_of_birth": 1991, "mobile": "+919800000077"},
+        ]
+
+        def insert() -> int:
+            with local_store.uow.write() as uow:
+                stored = uow.patients.insert_many(
+                    [(i, f, dict.fromkeys(f, stamp)) for i, f in zip(ids, bodies, strict=True)],
+                    clinic_id=uuid7(),
+                    now=NOW,
+                )
+                assert uow.patients.known_ids([*ids, uuid7()]) == set(ids)
+                uow.commit()
+                return stored
+
+        assert local_store.writer.run(insert) == 2
+        assert names(patient_service, "pulled") == ["Pulled One", "Pulled Two"]
+        assert names(patient_service, "0077") == ["Pulled Two"]
+        with local_store.uow.read() as uow:
+            assert uow.outbox.pending_count() == 0
+            assert uow.patients.find_state(ids[1]).field_hlcs == dict.fromkeys(bodies[1], stamp)  # type: ignore[union-attr]
 
     def test_insert_of_a_pulled_patient(self, local_store: LocalStore, patient_service: PatientService) -> None:
         stamp = self._stamp(5_000)

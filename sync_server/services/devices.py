@@ -9,9 +9,9 @@ import asyncpg
 
 from shared.ids import uuid7
 from sync_server import errors
-from sync_server.db import audit
 from sync_server.db import sync as sync_db
 from sync_server.security import tokens
+from sync_server.services import audit as audit_service
 from sync_server.services.context import Actor
 from sync_server.settings import Settings
 
@@ -39,17 +39,8 @@ async def enroll(conn: asyncpg.Connection, actor: Actor, *, name: str, device_id
     )
     if not inserted:
         raise errors.ConflictProblem("This device id is enrolled for another clinic")
-    await audit.append(
-        conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        action="device.enroll",
-        entity_type="device",
-        entity_id=str(device_id),
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
-        details={"name": name},
+    await audit_service.record(
+        conn, actor, action="device.enroll", entity_type="device", entity_id=str(device_id), details={"name": name}
     )
     return Enrolled(device_id, token, actor.clinic_id)
 
@@ -79,14 +70,4 @@ async def live_device_clinic(pool: asyncpg.Pool, device_id: uuid.UUID) -> uuid.U
 async def revoke(conn: asyncpg.Connection, actor: Actor, device_id: uuid.UUID) -> None:
     if not await sync_db.revoke_device(conn, actor.clinic_id, device_id):
         raise errors.NotFound("No enrolled device with this id in your clinic")
-    await audit.append(
-        conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        action="device.revoke",
-        entity_type="device",
-        entity_id=str(device_id),
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
-    )
+    await audit_service.record(conn, actor, action="device.revoke", entity_type="device", entity_id=str(device_id))

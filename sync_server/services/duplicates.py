@@ -20,10 +20,10 @@ from shared.records.patient import Patient, PatientFields
 from shared.sync.merge import merge_patient
 from shared.sync.protocol import DELETED_FIELD
 from sync_server import errors
-from sync_server.db import audit
 from sync_server.db import duplicates as duplicates_db
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
+from sync_server.services import audit as audit_service
 from sync_server.services.context import Actor
 
 
@@ -88,16 +88,12 @@ async def merge(
     await _write(conn, actor, dup, {DELETED_FIELD: True}, stamp)
     await duplicates_db.mark_merged(conn, merge_id, keep_id)
     await duplicates_db.resolve(conn, actor.clinic_id, keep_id, merge_id, resolution="merged", by=actor.user_id)
-    await audit.append(
+    await audit_service.record(
         conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
+        actor,
         action="patient.merge",
         entity_type="patient",
         entity_id=str(keep_id),
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
         details={"merged": str(merge_id), "fields_copied": sorted(copied)},
     )
     await sync_db.bump_feed(conn, actor.clinic_id, "patient", sorted((keep_id, merge_id)), batch_id=None)
@@ -110,15 +106,11 @@ async def dismiss(conn: asyncpg.Connection, actor: Actor, a: uuid.UUID, b: uuid.
     """Record that two look-alike patients are different people."""
     if not await duplicates_db.resolve(conn, actor.clinic_id, a, b, resolution="not_duplicate", by=actor.user_id):
         raise errors.NotFound("No open duplicate pair with these patients in your clinic")
-    await audit.append(
+    await audit_service.record(
         conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
+        actor,
         action="patient.not_duplicate",
         entity_type="patient",
         entity_id=str(min(a, b)),
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
         details={"other": str(max(a, b))},
     )

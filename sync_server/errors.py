@@ -163,3 +163,15 @@ class BatchDeviceMismatch(ProblemError):
     status = 403
     code = "sync.device_mismatch"
     title = "The batch names another device than the one signed in"
+
+
+class EncounterCompleted(ProblemError):
+    status = 409
+    code = "encounter.completed_immutable"
+    title = "The encounter is completed and cannot change: add an addendum instead"
+
+
+class PrescribingRefused(ProblemError):
+    status = 403
+    code = "rx.not_permitted"
+    title = "The prescribing policy does not allow this prescriber to prescribe this medicine"

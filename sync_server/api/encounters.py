@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, status
 
-from shared.records.encounter import Addendum, AddendumCreate, Encounter, EncounterCreate, EncounterUpdate
+from shared.records.encounter import Addendum, AddendumCreate, Encounter, EncounterCreate, EncounterUpdate, Vitals
 from shared.records.staff import Role
 from sync_server import errors
 from sync_server.api.deps import ClinicStaff, Db, State, require_roles
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/api/v1/encounters", tags=["encounters"])
 _common = errors.responses(errors.Unauthenticated, errors.Forbidden, errors.NotFound)
 # The encounter is the doctor's clinical record: only doctors write it (nurses' vitals entry is not built yet).
 Doctor = Annotated[Actor, require_roles(Role.DOCTOR)]
+Clinician = Annotated[Actor, require_roles(Role.DOCTOR, Role.NURSE)]
 
 
 @router.post(
@@ -48,6 +49,16 @@ async def update_encounter(
     encounter_id: uuid.UUID, body: EncounterUpdate, actor: Doctor, db: Db, st: State
 ) -> Encounter:
     return await encounters_service.update(db, actor, encounter_id, body, st.clock)
+
+
+@router.put(
+    "/{encounter_id}/vitals",
+    response_model=Encounter,
+    summary="Record the vitals of a draft encounter (doctors and nurses); the rest of the note is unchanged",
+    responses=_common | errors.responses(encounters_service.EncounterCompleted),
+)
+async def record_vitals(encounter_id: uuid.UUID, body: Vitals, actor: Clinician, db: Db, st: State) -> Encounter:
+    return await encounters_service.record_vitals(db, actor, encounter_id, body, st.clock)
 
 
 @router.post(

@@ -13,7 +13,7 @@ from shared.records.staff import Role
 from shared.rx.interactions import CheckRequest, CheckResult
 from shared.rx.shorthand import ExpandedLine
 from sync_server import errors
-from sync_server.api.deps import ClinicStaff, Db, require_roles
+from sync_server.api.deps import ClinicStaff, Db, State, require_roles
 from sync_server.services import prescribing
 from sync_server.services import prescriptions as prescriptions_service
 from sync_server.services.context import Actor
@@ -61,11 +61,15 @@ Prescriber = Annotated[Actor, require_roles(Role.DOCTOR)]
         errors.Forbidden,
         errors.NotFound,
         errors.ConflictProblem,
-        prescriptions_service.PrescribingRefused,
+        errors.PrescribingRefused,
     ),
 )
-async def create_draft(body: DraftCreate, actor: Prescriber, db: Db) -> Draft:
-    return await prescriptions_service.create_draft(db, actor, body)
+async def create_draft(body: DraftCreate, actor: Prescriber, db: Db, st: State) -> Draft:
+    try:
+        return await prescriptions_service.create_draft(db, actor, body)
+    except errors.PrescribingRefused as refusal:
+        await prescriptions_service.record_refusal(st.pool, actor, body, refusal)
+        raise
 
 
 @router.get(

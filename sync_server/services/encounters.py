@@ -10,17 +10,20 @@ import asyncpg
 
 from shared.clock import HLC, encode
 from shared.ids import uuid7
-from shared.records.encounter import Addendum, AddendumCreate, Encounter, EncounterCreate, EncounterUpdate
+from shared.records.encounter import (
+    Addendum,
+    AddendumCreate,
+    Encounter,
+    EncounterCreate,
+    EncounterUpdate,
+    Vitals,
+)
 from sync_server import errors
 from sync_server.db import encounters as encounters_db
 from sync_server.services import audit as audit_service
 from sync_server.services.context import Actor
 
-
-class EncounterCompleted(errors.ProblemError):
-    status = 409
-    code = "encounter.completed_immutable"
-    title = "The encounter is completed and cannot change: add an addendum instead"
+EncounterCompleted = errors.EncounterCompleted  # the problem type lives with the others; kept here for callers
 
 
 async def _audit(
@@ -86,6 +89,23 @@ async def update(
     if changes:
         row = await encounters_db.update(conn, actor.clinic_id, encounter_id, changes, encode(clock.now()))
     await _audit(conn, actor, "encounter.update", str(encounter_id), {"fields": sorted(changes)})
+    return await _with_addenda(conn, actor.clinic_id, row)
+
+
+async def record_vitals(
+    conn: asyncpg.Connection, actor: Actor, encounter_id: uuid.UUID, vitals: Vitals, clock: HLC
+) -> Encounter:
+    """Set the draft note's ``objective.vitals`` (nurses record vitals; only this section is theirs to change).
+
+    The rest of the SOAP note is left exactly as it is; a completed encounter refuses (409), as for any change.
+    """
+    row = await _draft_for_update(conn, actor, encounter_id)
+    note: dict[str, Any] = dict(row["soap_note"] or {})
+    objective = dict(note.get("objective") or {})
+    objective["vitals"] = vitals.model_dump(mode="json", exclude_none=True)
+    note["objective"] = objective
+    row = await encounters_db.update(conn, actor.clinic_id, encounter_id, {"soap_note": note}, encode(clock.now()))
+    await _audit(conn, actor, "encounter.vitals", str(encounter_id), {"fields": sorted(objective["vitals"])})
     return await _with_addenda(conn, actor.clinic_id, row)
 
 

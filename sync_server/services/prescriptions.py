@@ -31,11 +31,7 @@ from sync_server.db import prescriptions as prescriptions_db
 from sync_server.services import audit as audit_service
 from sync_server.services.context import Actor
 
-
-class PrescribingRefused(errors.ProblemError):
-    status = 403
-    code = "rx.not_permitted"
-    title = "The prescribing policy does not allow this prescriber to prescribe this medicine"
+PrescribingRefused = errors.PrescribingRefused  # the problem type lives with the others; kept here for callers
 
 
 # HPR's systemOfMedicine values (shared.records.staff.SystemOfMedicine) → the policy's names; HPR systems the
@@ -57,7 +53,7 @@ _MODE: dict[str, str] = {
 
 
 async def _audit(
-    conn: asyncpg.Connection, actor: Actor, action: str, entity_id: str, details: dict[str, Any] | None = None
+    conn: asyncpg.Connection, actor: Actor, action: str, entity_id: str | None, details: dict[str, Any] | None = None
 ) -> None:
     await audit_service.record(
         conn, actor, action=action, entity_type="prescription", entity_id=entity_id, details=details
@@ -159,3 +155,19 @@ async def get(conn: asyncpg.Connection, actor: Actor, prescription_id: uuid.UUID
         raise errors.NotFound("No prescription with this id in your clinic")
     await _audit(conn, actor, "prescription.read", str(prescription_id))
     return Draft.model_validate(row)
+
+
+async def record_refusal(
+    pool: asyncpg.Pool, actor: Actor, body: DraftCreate, refusal: errors.PrescribingRefused
+) -> None:
+    """Audit a refused prescribing attempt in its own transaction (the request's own one is rolled back).
+
+    A refusal is a compliance event: who tried to prescribe what, under which rule and policy version.
+    """
+    details: dict[str, Any] = {
+        "encounter_id": str(body.encounter_id),
+        "reason": refusal.detail,
+        **{k: v for k, v in refusal.extra.items() if k in ("field", "rule_id", "source", "policy_version")},
+    }
+    async with pool.acquire() as conn, conn.transaction():
+        await _audit(conn, actor, "prescription.refused", str(body.id) if body.id else None, details)

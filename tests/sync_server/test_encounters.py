@@ -177,3 +177,40 @@ def test_only_doctors_write_encounters_and_staff_may_read(api: TestClient, docto
     assert api.post("/api/v1/encounters", json=contract_body(pid), headers=nurse.headers).status_code == 403
     assert api.get(f"/api/v1/encounters/{enc['id']}", headers=nurse.headers).status_code == 200
     assert api.post("/api/v1/encounters", json=contract_body(pid)).status_code == 401
+
+
+def test_nurse_records_vitals_and_only_vitals(
+    api: TestClient, doctor: SignedIn, sandbox_url: str, settings: Settings
+) -> None:
+    enc = start(api, doctor, soap_note={"subjective": "Tired for two weeks", "objective": {"examination": "NAD"}})
+    nurse = sign_in(api, sandbox_url, NURSE_MOBILE)
+    vitals = {"bp": "150/95", "pulse": 92, "temperature": 37.9, "temperature_unit": "C", "spo2": 97}
+    r = api.put(f"/api/v1/encounters/{enc['id']}/vitals", json=vitals, headers=nurse.headers)
+    assert r.status_code == 200, r.text
+    note = r.json()["soap_note"]
+    assert note["subjective"] == "Tired for two weeks" and note["objective"]["examination"] == "NAD"
+    assert note["objective"]["vitals"]["bp"] == "150/95" and note["objective"]["vitals"]["bp_systolic"] == 150
+    # The nurse may not change the rest of the note.
+    assert (
+        api.patch(f"/api/v1/encounters/{enc['id']}", json={"chief_complaint": "x"}, headers=nurse.headers).status_code
+        == 403
+    )
+    # Implausible vitals are a field-level 422 and change nothing.
+    bad = api.put(f"/api/v1/encounters/{enc['id']}/vitals", json={"bp": "400/90"}, headers=nurse.headers)
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+    again = api.get(f"/api/v1/encounters/{enc['id']}", headers=doctor.headers).json()
+    assert again["soap_note"]["objective"]["vitals"]["bp"] == "150/95"
+    actions = [
+        r["action"]
+        for r in pg.query(
+            settings.database_url,
+            "SELECT action, actor_role FROM audit_logs WHERE entity_id = $1 ORDER BY seq",
+            enc["id"],
+        )
+        if r["action"] == "encounter.vitals"
+    ]
+    assert actions == ["encounter.vitals"]
+    # After completion, vitals are frozen too.
+    assert api.post(f"/api/v1/encounters/{enc['id']}/complete", headers=doctor.headers).status_code == 200
+    late = api.put(f"/api/v1/encounters/{enc['id']}/vitals", json=vitals, headers=nurse.headers)
+    assert late.status_code == 409 and late.json()["code"] == "encounter.completed_immutable"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -91,6 +92,16 @@ def test_bams_doctor_in_maharashtra_is_refused_metformin_by_the_state_entry(
     assert body["rule_id"] == "SP-MH-AYURVEDA" and body["source"] == expected.source
     assert body["field"] == "medications.0.generic_name" and "METFORMIN" in body["detail"]
     assert pg.scalar(settings.database_url, "SELECT count(*) FROM prescriptions") == 0
+    # The refused attempt is itself audited (who, what rule, which policy version), though nothing was stored.
+    refused = pg.query(
+        settings.database_url,
+        "SELECT actor_id, details FROM audit_logs WHERE action = 'prescription.refused' ORDER BY seq",
+    )
+    assert len(refused) == 1 and str(refused[0]["actor_id"]) == bams.user["id"]
+    details = refused[0]["details"]
+    details = json.loads(details) if isinstance(details, str) else details
+    assert details["rule_id"] == "SP-MH-AYURVEDA" and details["field"] == "medications.0.generic_name"
+    assert details["policy_version"] and "METFORMIN" in details["reason"]
     # Own-system medicine is allowed.
     own = api.post(
         "/api/v1/prescriptions/draft",

@@ -175,3 +175,15 @@ class PrescribingRefused(ProblemError):
     status = 403
     code = "rx.not_permitted"
     title = "The prescribing policy does not allow this prescriber to prescribe this medicine"
+
+
+class InteractionContraindicated(ProblemError):
+    status = 409
+    code = "rx.contraindicated"
+    title = "The prescription contains a contraindicated combination and cannot be saved"
+
+
+class OverrideRequired(ProblemError):
+    status = 409
+    code = "rx.override_required"
+    title = "Major interaction alerts must be overridden with a typed reason before saving"

@@ -75,6 +75,15 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
+class AlertOverride(BaseModel):
+    """The prescriber's decision to go ahead despite a major interaction alert, with the reason he typed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule_id: Annotated[str, Field(min_length=1, max_length=40, examples=["DDI-002"])]
+    reason: Annotated[str, Field(min_length=5, max_length=500), AfterValidator(_clean)]
+
+
 class DraftCreate(BaseModel):
     """Save a prescription draft for an encounter (at least one line)."""
 
@@ -84,6 +93,11 @@ class DraftCreate(BaseModel):
     encounter_id: uuid.UUID
     medications: list[MedicationLine] = Field(default_factory=list, max_length=50)
     ayush_medications: list[AyushLine] = Field(default_factory=list, max_length=50)
+    overrides: list[AlertOverride] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Major interaction alerts the prescriber overrides, each with a typed reason (audited)",
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> DraftCreate:
@@ -114,5 +128,9 @@ class Draft(BaseModel):
     ayush_medications: list[AyushLine]
     advisories: list[PolicyNote] = Field(default_factory=list)
     policy_version: str
+    interaction_check: dict[str, Any] | None = Field(
+        default=None, description="The interaction check made at saving (findings, safety_score, kb_version)"
+    )
+    overrides: list[dict[str, Any]] = Field(default_factory=list, description="{rule_id, reason, by, at}")
     created_at: datetime
     updated_at: datetime

@@ -62,12 +62,14 @@ Prescriber = Annotated[Actor, require_roles(Role.DOCTOR)]
         errors.NotFound,
         errors.ConflictProblem,
         errors.PrescribingRefused,
+        errors.InteractionContraindicated,
+        errors.OverrideRequired,
     ),
 )
 async def create_draft(body: DraftCreate, actor: Prescriber, db: Db, st: State) -> Draft:
     try:
         return await prescriptions_service.create_draft(db, actor, body)
-    except errors.PrescribingRefused as refusal:
+    except (errors.PrescribingRefused, errors.InteractionContraindicated) as refusal:
         await prescriptions_service.record_refusal(st.pool, actor, body, refusal)
         raise
 

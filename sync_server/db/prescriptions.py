@@ -10,15 +10,16 @@ import asyncpg
 
 _COLUMNS = (
     "id, clinic_id, encounter_id, patient_id, prescriber_id, status, medications, ayush_medications, "
-    "advisories, policy_version, created_at, updated_at"
+    "advisories, policy_version, interaction_check, overrides, created_at, updated_at"
 )
-_JSON = ("medications", "ayush_medications", "advisories")
+_JSON = ("medications", "ayush_medications", "advisories", "interaction_check", "overrides")
 
 
 def to_dict(row: asyncpg.Record) -> dict[str, Any]:
     out = dict(row)
     for key in _JSON:
-        out[key] = json.loads(out[key])
+        if out.get(key) is not None:
+            out[key] = json.loads(out[key])
     return out
 
 
@@ -34,13 +35,16 @@ async def insert_draft(
     ayush_medications: list[dict[str, Any]],
     advisories: list[dict[str, Any]],
     policy_version: str,
+    interaction_check: dict[str, Any] | None = None,
+    overrides: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """Insert a draft; None when the id is already taken (ids are global)."""
     row = await conn.fetchrow(
         f"""
         INSERT INTO prescriptions (id, clinic_id, encounter_id, patient_id, prescriber_id, status,
-                                   medications, ayush_medications, advisories, policy_version)
-        VALUES ($1, $2, $3, $4, $5, 'draft', $6::jsonb, $7::jsonb, $8::jsonb, $9)
+                                   medications, ayush_medications, advisories, policy_version,
+                                   interaction_check, overrides)
+        VALUES ($1, $2, $3, $4, $5, 'draft', $6::jsonb, $7::jsonb, $8::jsonb, $9, $10::jsonb, $11::jsonb)
         ON CONFLICT (id) DO NOTHING
         RETURNING {_COLUMNS}
         """,
@@ -53,6 +57,8 @@ async def insert_draft(
         json.dumps(ayush_medications),
         json.dumps(advisories),
         policy_version,
+        json.dumps(interaction_check) if interaction_check is not None else None,
+        json.dumps(overrides or []),
     )
     return to_dict(row) if row else None
 

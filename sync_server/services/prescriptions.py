@@ -8,6 +8,7 @@ facts the client sends.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
@@ -15,8 +16,11 @@ import asyncpg
 from shared.errors import FieldProblem, RuleViolation
 from shared.ids import uuid7
 from shared.records.encounter import EncounterType
-from shared.records.prescription import Draft, DraftCreate, PolicyNote
+from shared.records.prescription import AlertOverride, Draft, DraftCreate, PolicyNote
 from shared.rx.formulary import Formulary
+from shared.rx.interactions import AyushLine as CheckAyushLine
+from shared.rx.interactions import CheckRequest, CheckResult, Finding
+from shared.rx.interactions import MedicationLine as CheckMedicationLine
 from shared.rx.qualification import (
     ConsultationMode,
     Prescriber,
@@ -29,6 +33,7 @@ from sync_server import errors
 from sync_server.db import encounters as encounters_db
 from sync_server.db import prescriptions as prescriptions_db
 from sync_server.services import audit as audit_service
+from sync_server.services import prescribing
 from sync_server.services.context import Actor
 
 PrescribingRefused = errors.PrescribingRefused  # the problem type lives with the others; kept here for callers
@@ -118,12 +123,88 @@ def check_lines(body: DraftCreate, prescriber: Prescriber) -> tuple[list[PolicyN
     return notes, policy.version
 
 
+def encounter_conditions(soap_note: dict[str, Any] | None) -> tuple[str, ...]:
+    """The coded diagnoses of the encounter's assessment (primary and secondary) as condition ids.
+
+    Uncoded free-text diagnoses are not guessed at: they take no part in the check.
+    """
+    assessment = (soap_note or {}).get("assessment") or {}
+    diagnoses = [assessment.get("primary_diagnosis"), *(assessment.get("secondary_diagnoses") or [])]
+    ids = [d["condition_id"] for d in diagnoses if isinstance(d, dict) and d.get("condition_id")]
+    return tuple(dict.fromkeys(ids))
+
+
+def check_draft_interactions(body: DraftCreate, conditions: tuple[str, ...]) -> CheckResult:
+    """The same interaction check the desktop's Rx pad runs, over every line and the encounter's diagnoses."""
+    return prescribing.check_interactions(
+        CheckRequest(
+            medications=tuple(CheckMedicationLine(generic_name=m.generic_name) for m in body.medications),
+            ayush_medications=tuple(CheckAyushLine(name=a.name) for a in body.ayush_medications),
+            patient_conditions=conditions,
+        )
+    )
+
+
+def _summary(findings: list[Finding]) -> list[dict[str, Any]]:
+    return [
+        {
+            "rule_id": f.rule_id,
+            "severity": f.severity,
+            "items": [i.display_name for i in f.items],
+            "effect": f.effect,
+            "advice": f.advice,
+            "source": f.source,
+        }
+        for f in findings
+    ]
+
+
+def gate_findings(result: CheckResult, overrides: list[AlertOverride]) -> list[AlertOverride]:
+    """Apply the alert tiers: contraindicated stops the draft; each major finding needs an override.
+
+    Returns the overrides to keep (one per overridden rule). Raises:
+        InteractionContraindicated: any contraindicated finding (409, the findings listed).
+        RuleViolation: an override naming a rule that did not fire as a major alert (422 on the field).
+        OverrideRequired: a major finding without an override (409, the findings to override listed).
+    """
+    findings = [*result.interactions, *result.contraindications]
+    blocked = [f for f in findings if f.severity == "contraindicated"]
+    if blocked:
+        names = "; ".join(" + ".join(i.display_name for i in f.items) for f in blocked)
+        raise errors.InteractionContraindicated(
+            f"Contraindicated: {names}. Change the prescription; this cannot be overridden.",
+            findings=_summary(blocked),
+        )
+    major = {f.rule_id: f for f in findings if f.severity == "major"}
+    problems = [
+        FieldProblem(
+            f"overrides.{i}.rule_id",
+            "rx.override_unknown_rule",
+            f"{o.rule_id} is not a major alert of this prescription; nothing to override",
+        )
+        for i, o in enumerate(overrides)
+        if o.rule_id not in major
+    ]
+    if problems:
+        raise RuleViolation(problems)
+    kept = {o.rule_id: o for o in overrides}
+    missing = [f for rule_id, f in major.items() if rule_id not in kept]
+    if missing:
+        raise errors.OverrideRequired(
+            "Override each major alert with a reason: " + ", ".join(f.rule_id for f in missing),
+            findings=_summary(missing),
+        )
+    return list(kept.values())
+
+
 async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate) -> Draft:
     encounter = await encounters_db.get(conn, actor.clinic_id, body.encounter_id)
     if encounter is None:
         raise errors.NotFound("No encounter with this id in your clinic")
     prescriber = await _prescriber(conn, actor, encounter["encounter_type"])
     notes, policy_version = check_lines(body, prescriber)
+    result = check_draft_interactions(body, encounter_conditions(encounter.get("soap_note")))
+    overrides = gate_findings(result, body.overrides)
     prescription_id = body.id or uuid7()
     row = await prescriptions_db.insert_draft(
         conn,
@@ -136,9 +217,16 @@ async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate
         ayush_medications=[a.model_dump(mode="json") for a in body.ayush_medications],
         advisories=[n.model_dump(mode="json") for n in notes],
         policy_version=policy_version,
+        interaction_check=result.model_dump(mode="json"),
+        overrides=[
+            {**o.model_dump(mode="json"), "by": str(actor.user_id), "at": datetime.now(UTC).isoformat()}
+            for o in overrides
+        ],
     )
     if row is None:
         raise errors.ConflictProblem("A record with this id already exists", code_hint="prescription.id_taken")
+    for o in overrides:
+        await _audit(conn, actor, "prescription.override", str(prescription_id), o.model_dump(mode="json"))
     await _audit(
         conn,
         actor,
@@ -157,9 +245,7 @@ async def get(conn: asyncpg.Connection, actor: Actor, prescription_id: uuid.UUID
     return Draft.model_validate(row)
 
 
-async def record_refusal(
-    pool: asyncpg.Pool, actor: Actor, body: DraftCreate, refusal: errors.PrescribingRefused
-) -> None:
+async def record_refusal(pool: asyncpg.Pool, actor: Actor, body: DraftCreate, refusal: errors.ProblemError) -> None:
     """Audit a refused prescribing attempt in its own transaction (the request's own one is rolled back).
 
     A refusal is a compliance event: who tried to prescribe what, under which rule and policy version.
@@ -167,7 +253,8 @@ async def record_refusal(
     details: dict[str, Any] = {
         "encounter_id": str(body.encounter_id),
         "reason": refusal.detail,
-        **{k: v for k, v in refusal.extra.items() if k in ("field", "rule_id", "source", "policy_version")},
+        "code": refusal.code,
+        **{k: v for k, v in refusal.extra.items() if k in ("field", "rule_id", "source", "policy_version", "findings")},
     }
     async with pool.acquire() as conn, conn.transaction():
         await _audit(conn, actor, "prescription.refused", str(body.id) if body.id else None, details)

@@ -154,3 +154,84 @@ def test_other_clinic_gets_404(api: TestClient, doctor: SignedIn, other_clinic_d
     assert draft(api, other_clinic_doctor, enc).status_code == 404
     rx = draft(api, doctor, enc).json()
     assert api.get(f"/api/v1/prescriptions/{rx['id']}", headers=other_clinic_doctor.headers).status_code == 404
+
+
+def line(name: str) -> dict[str, Any]:
+    return {"generic_name": name, "frequency": "Twice daily", "duration_days": 5}
+
+
+def diagnosed(api: TestClient, who: SignedIn, code: str) -> str:
+    enc = encounter(api, who)
+    note = {"assessment": {"primary_diagnosis": {"condition": "as coded", "code": code}}}
+    r = api.patch(f"/api/v1/encounters/{enc}", json={"soap_note": note}, headers=who.headers)
+    assert r.status_code == 200, r.text
+    return enc
+
+
+def test_contraindicated_combination_is_a_hard_stop_and_audited(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
+    body = {"encounter_id": encounter(api, doctor), "medications": [line("COLCHICINE"), line("CLARITHROMYCIN")]}
+    r = api.post("/api/v1/prescriptions/draft", json=body, headers=doctor.headers)
+    assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["code"] == "rx.contraindicated"
+    assert [f["rule_id"] for f in problem["findings"]] == ["DDI-018"]
+    assert problem["findings"][0]["source"]
+    # An override cannot lift a contraindication.
+    body["overrides"] = [{"rule_id": "DDI-018", "reason": "Specialist advised, monitored"}]
+    assert api.post("/api/v1/prescriptions/draft", json=body, headers=doctor.headers).json()["code"] == (
+        "rx.contraindicated"
+    )
+    assert pg.scalar(settings.database_url, "SELECT count(*) FROM prescriptions") == 0
+    refused = pg.scalar(settings.database_url, "SELECT count(*) FROM audit_logs WHERE action = 'prescription.refused'")
+    assert refused == 2
+
+
+def test_condition_from_the_encounter_diagnosis_is_checked(api: TestClient, doctor: SignedIn) -> None:
+    body = {"encounter_id": diagnosed(api, doctor, "J45"), "medications": [line("PROPRANOLOL")]}
+    r = api.post("/api/v1/prescriptions/draft", json=body, headers=doctor.headers)
+    assert r.status_code == 409 and r.json()["code"] == "rx.contraindicated"
+    assert "asthma" in json.dumps(r.json()["findings"]).lower()
+    # The same medicine for a patient without that diagnosis is fine.
+    ok = api.post(
+        "/api/v1/prescriptions/draft",
+        json={"encounter_id": encounter(api, doctor), "medications": [line("PROPRANOLOL")]},
+        headers=doctor.headers,
+    )
+    assert ok.status_code == 201, ok.text
+
+
+def test_major_alert_needs_a_typed_override_which_is_stored_and_audited(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
+    enc = encounter(api, doctor)
+    body: dict[str, Any] = {"encounter_id": enc, "medications": [line("WARFARIN"), line("ASPIRIN")]}
+    r = api.post("/api/v1/prescriptions/draft", json=body, headers=doctor.headers)
+    assert r.status_code == 409 and r.json()["code"] == "rx.override_required"
+    assert [f["rule_id"] for f in r.json()["findings"]] == ["DDI-002"]
+    # An override for a rule that did not fire is a field error, not silently kept.
+    body["overrides"] = [{"rule_id": "DDI-999", "reason": "typo in the rule id"}]
+    bad = api.post("/api/v1/prescriptions/draft", json=body, headers=doctor.headers)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "overrides.0.rule_id"
+    # A reason too short to mean anything is refused.
+    body["overrides"] = [{"rule_id": "DDI-002", "reason": "ok"}]
+    assert api.post("/api/v1/prescriptions/draft", json=body, headers=doctor.headers).status_code == 422
+    body["overrides"] = [{"rule_id": "DDI-002", "reason": "Mechanical valve; INR monitored weekly"}]
+    r = api.post("/api/v1/prescriptions/draft", json=body, headers=doctor.headers)
+    assert r.status_code == 201, r.text
+    rx = r.json()
+    assert [(o["rule_id"], o["reason"], o["by"]) for o in rx["overrides"]] == [
+        ("DDI-002", "Mechanical valve; INR monitored weekly", doctor.user["id"])
+    ]
+    assert [f["rule_id"] for f in rx["interaction_check"]["interactions"]] == ["DDI-002"]
+    assert rx["interaction_check"]["kb_version"]
+    audited = pg.query(
+        settings.database_url,
+        "SELECT details FROM audit_logs WHERE action = 'prescription.override' AND entity_id = $1",
+        rx["id"],
+    )
+    assert len(audited) == 1
+    details = audited[0]["details"]
+    details = json.loads(details) if isinstance(details, str) else details
+    assert details["rule_id"] == "DDI-002" and "INR" in details["reason"]

@@ -224,7 +224,7 @@ def _from_wire(model: type[BaseModel], data: object, path: str) -> dict[str, Any
             fields[name] = [_from_wire(child, item, f"{name}[{i}]") for i, item in enumerate(value)]
         elif child is not None:
             fields[name] = _from_wire(child, value, name)
-        elif name in ("issued_at", "expires_at") and isinstance(value, int) and 0 <= value < 2**40:
+        elif name in ("issued_at", "expires_at") and isinstance(value, int) and 0 <= value <= cose.MAX_NUMERIC_DATE:
             fields[name] = datetime.fromtimestamp(value, UTC)
         elif name == "rx_id" and isinstance(value, bytes) and len(value) == 16:
             fields[name] = uuid.UUID(bytes=value)

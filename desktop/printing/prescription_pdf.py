@@ -392,7 +392,7 @@ def _medicines(rx: PrintablePrescription, s: _Styles, width: float) -> list[Flow
             Paragraph(str(i), s.body),
             _medicine_cell(m, s),
             Paragraph(_days(m.duration_days), s.body),
-            Paragraph(str(m.quantity) if m.quantity is not None else "\u2014", s.right),
+            Paragraph(str(m.quantity) if m.quantity is not None else "\u2014", s.body),
         ]
         for i, m in enumerate(rx.medicines, 1)
     ]

@@ -69,8 +69,8 @@ def inputs() -> dict[str, Any]:
         ],
         "ayush": [{"name": "Triphala churna", "dose": "5 g", "frequency": "At bedtime", "duration_days": 30,
                    "instructions": "Take with warm water."}],
-        "signature": {"hash": "3f2a9c01b7e45d2288aa01fe9c3b7d10", "signed_at": datetime(2026, 11, 20, 5, 31, tzinfo=UTC),
-                      "kid": "a1b2c3d4e5f60718"},
+        "signature": {"hash": "3f2a9c01b7e45d2288aa01fe9c3b7d10", "kid": "a1b2c3d4e5f60718",
+                      "signed_at": datetime(2026, 11, 20, 5, 31, tzinfo=UTC)},
     }  # fmt: skip
 
 

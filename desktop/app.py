@@ -31,9 +31,11 @@ from PySide6.QtWidgets import QApplication, QDialog, QWidget
 
 from desktop.config import DesktopSettings
 from desktop.errors import KnownError, NotEnrolled
+from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import DEVICE_TOKEN, AuthService, Enrolment
 from desktop.services.patients import PatientService
+from desktop.services.signing import SigningService
 from desktop.services.sync_status import SyncStatus, SyncStatusService
 from desktop.store import LocalStore, open_local_store
 from desktop.store.users import LocalUser
@@ -183,6 +185,7 @@ class DesktopApp:
         *,
         error_presenter: PresentError,
         secrets: Any = None,
+        signing_secrets: Any = None,
         transport_factory: Callable[[str], Transport] = Transport,
         timings: SyncTimings | None = None,
     ) -> None:
@@ -191,7 +194,13 @@ class DesktopApp:
         self.present_error = error_presenter
         self.secrets = secrets if secrets is not None else LazySecretStore(lambda: device_secrets(settings))
         self.transports = TransportCache(transport_factory)
-        self.auth = AuthService(store.uow, cast(SecretStore, self.secrets), self.transports.get)
+        if signing_secrets is None:
+            signing_secrets = LazySecretStore(lambda: SecretStore("signing", settings.data_dir))
+        self.doctor_keys = DoctorKeys(cast(SecretStore, signing_secrets), settings.data_dir)
+        self.auth = AuthService(
+            store.uow, cast(SecretStore, self.secrets), self.transports.get, doctor_keys=self.doctor_keys
+        )
+        self.signing = SigningService(self.doctor_keys, settings.data_dir)
         self.patients = PatientService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.sync_status = SyncStatusService(store.uow)
         self.runner = Runner(store.writer.executor, error_presenter=error_presenter)

@@ -9,18 +9,25 @@ PIN hashed with scrypt (`desktop.security.pin`); wrong PINs lock unlock for a gr
 
 from __future__ import annotations
 
+import base64
+import logging
 import platform
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from desktop.errors import KnownError
 from desktop.security import pin as pins
+from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.store.users import LocalUser, LocalUserRepository
 from desktop.sync.errors import ServerRefused
 from desktop.sync.transport import Transport
+from shared.signing.keys import b64url_encode
+
+logger = logging.getLogger(__name__)
 
 DEVICE_TOKEN = "device_token"
 SERVER_URL = "server_url"
@@ -53,7 +60,9 @@ class AuthService:
         *,
         lockout: pins.LockoutPolicy | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        doctor_keys: DoctorKeys | None = None,
     ) -> None:
+        self._doctor_keys = doctor_keys
         self._uows = uows
         self._secrets = secrets
         self._transport_for = transport_for
@@ -99,7 +108,29 @@ class AuthService:
             device_id = self._uows.writer.run(self._device_id)
             enrolled = transport.enroll_device(tokens["access_token"], pc_name or _default_pc_name(), device_id)
             self._secrets.set(DEVICE_TOKEN, enrolled["device_token"])
-        return self._uows.writer.run(self._remember, profile, server_url.rstrip("/"), enrolled is not None)
+        user = self._uows.writer.run(self._remember, profile, server_url.rstrip("/"), enrolled is not None)
+        if user.role == "doctor":
+            self.certify_signing_key(transport, str(tokens["access_token"]), user.user_id)
+        return user
+
+    def certify_signing_key(self, transport: Transport, access_token: str, user_id: uuid.UUID) -> bool:
+        """Make (once) the doctor's signing key on this PC and have the server certify it; True when certified.
+
+        Sign-in never fails for this: a server without signing keys, or a refusal, leaves the PC unable to
+        sign (the Rx pad then says why) and is logged; the next online sign-in tries again.
+        """
+        if self._doctor_keys is None:
+            return False
+        try:
+            public = self._doctor_keys.public_key(user_id)
+            answer = transport.certify_doctor_key(access_token, b64url_encode(public))
+            self._doctor_keys.store_certificates(
+                user_id, base64.b64decode(answer["certificate"]), base64.b64decode(answer["issuer_certificate"])
+            )
+        except (KnownError, KeyError, ValueError) as exc:
+            logger.warning("the signing key on this PC was not certified: %s", exc)
+            return False
+        return True
 
     def _device_id(self) -> uuid.UUID:
         with self._uows.write() as uow:

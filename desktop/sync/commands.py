@@ -18,6 +18,7 @@ from typing import Any
 from desktop.config import DesktopSettings
 from desktop.errors import NotEnrolled
 from desktop.progress import ConsoleProgress
+from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import AuthService
 from desktop.store import LocalStore, open_local_store
@@ -32,13 +33,18 @@ def device_secrets(settings: DesktopSettings) -> SecretStore:
     return SecretStore("device", settings.data_dir)
 
 
+def doctor_keys(settings: DesktopSettings) -> DoctorKeys:
+    """The doctors' signing keys of this data folder (private parts in the keyring, namespace "signing")."""
+    return DoctorKeys(SecretStore("signing", settings.data_dir), settings.data_dir)
+
+
 def auth_service(store: LocalStore, settings: DesktopSettings, transports: dict[str, Transport]) -> AuthService:
     def transport_for(url: str) -> Transport:
         if url not in transports:
             transports[url] = Transport(url)
         return transports[url]
 
-    return AuthService(store.uow, device_secrets(settings), transport_for)
+    return AuthService(store.uow, device_secrets(settings), transport_for, doctor_keys=doctor_keys(settings))
 
 
 def sync_client(

@@ -191,6 +191,18 @@ class Transport:
         raise_for_problem(resp)
         return dict(resp.json())
 
+    def certify_doctor_key(self, access_token: str, public_key_b64url: str) -> dict[str, Any]:
+        """Have the server certify the signed-in doctor's PC-held public key (P4 signing chain)."""
+        resp = self._send(
+            "POST",
+            "/api/v1/signing/doctor-certificates",
+            body={"public_key": public_key_b64url},
+            token=access_token,
+            retry=False,
+        )
+        raise_for_problem(resp)
+        return dict(resp.json())
+
     def enroll_device(self, access_token: str, name: str, device_id: uuid.UUID) -> dict[str, Any]:
         resp = self._send(
             "POST", "/api/v1/devices", body={"name": name, "device_id": str(device_id)}, token=access_token, retry=False

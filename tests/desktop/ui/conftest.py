@@ -135,6 +135,8 @@ def make_desktop(
     device_secrets: SecretStore,
 ) -> Iterator[Callable[..., object]]:
     """Builds the real `DesktopApp` on this test's store; closes it before the store closes."""
+    # The doctors' signing keys (P4): the same file-backed store as the device token, opened now, not mid-test.
+    signing_secrets = SecretStore("signing", desktop_settings.data_dir, system_keyring=fail.Keyring())
     from desktop.app import DesktopApp
     from desktop.ui.bridges.sync_worker import SyncTimings
 
@@ -147,6 +149,7 @@ def make_desktop(
             local_store,
             error_presenter=presenter,
             secrets=device_secrets,
+            signing_secrets=signing_secrets,
             transport_factory=fast_transport,
             timings=timings or SyncTimings(round_interval_ms=600_000, probe_interval_ms=600_000, after_write_ms=50),
         )

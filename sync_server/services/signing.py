@@ -1,0 +1,639 @@
+"""Signing prescriptions on the server: doctor keys and certificates, sign, status events, verify, revoke.
+
+A signed prescription never changes: `sign_prescription` freezes it (the database refuses later changes
+too), a repeated sign answers the stored signature, and what happens afterwards is a signed, monotonic
+status event. The design and the decisions are in docs/signing_server.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+from shared.ids import uuid7
+from shared.records.prescription import Draft
+from shared.signing import cose, keys
+from shared.signing.certs import CertificateClaims, Role, issue_certificate
+from shared.signing.errors import VerificationError
+from shared.signing.revocation import RevocationList as CheckedRevocationList
+from shared.signing.revocation import RevokedKey, issue_revocation_list, parse_revocation_list
+from shared.signing.rx import (
+    AyushItem,
+    Clinic,
+    Medicine,
+    Patient,
+    PayloadTooLarge,
+    PrescriptionContent,
+    encode_qr_payload,
+    verify_qr_payload,
+)
+from shared.signing.rx import sign_prescription as sign_content
+from sync_server import errors
+from sync_server.db import signing as signing_db
+from sync_server.services import audit as audit_service
+from sync_server.services.context import Actor
+from sync_server.signing import qr, sealing
+from sync_server.signing.issuer import SigningContext
+
+EventStatus = Literal["dispensed", "cancelled", "superseded"]
+_TERMINAL = ("cancelled", "superseded")
+# A server-held key is replaced this long before its certificate ends, so no prescription is signed with a
+# certificate about to expire.
+_KEY_RENEW_MARGIN = timedelta(days=7)
+# QR budget of a server-signed prescription. It carries the doctor's AND the issuer's certificate so that a
+# verifier holding only the root (the outside check: `integmed rx verify` without a data dir) can check it;
+# the two certificates alone take ~450 characters, so the codec's compact budget (version 20-M, 970) would
+# not hold even one medicine. Version 25 at level M (117 modules, 1451 alphanumeric characters) holds five
+# typical lines and still decodes from a 40 mm print at 300 dpi (≈4 px per module).
+QR_CHAR_LIMIT = 1451
+
+
+# --- problems --------------------------------------------------------------------------------------------
+
+
+class SigningUnavailable(errors.ProblemError):
+    status = 503
+    code = "signing.unavailable"
+    title = "Signing is not configured on this server"
+
+
+class SignedPrescriptionImmutable(errors.ProblemError):
+    status = 409
+    code = "rx.signed_immutable"
+    title = "This prescription is signed and can never change: record a status event or write a new one"
+
+
+class StatusRefused(errors.ProblemError):
+    status = 409
+    code = "rx.status_refused"
+    title = "This status change is not possible for this prescription"
+
+
+class KeyMalformed(errors.ProblemError):
+    status = 422
+    code = "signing.key_malformed"
+    title = "The public key is not an Ed25519 public key (base64url of 32 raw bytes)"
+
+
+class CertificationRefused(errors.ProblemError):
+    status = 409
+    code = "signing.certification_refused"
+    title = "This key cannot be certified for you"
+
+
+class QrTooLarge(errors.ProblemError):
+    status = 422
+    code = "rx.qr_too_large"
+    title = "The signed prescription does not fit in one printable QR code"
+
+
+class AlreadyRevoked(errors.ProblemError):
+    status = 409
+    code = "signing.already_revoked"
+    title = "This key is already revoked"
+
+
+# --- answers ---------------------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class StatusEventOut(BaseModel):
+    id: uuid.UUID
+    seq: int
+    status: EventStatus
+    reason: str
+    at: datetime
+    actor_id: uuid.UUID
+    signer_kid: str
+    cose: str = Field(description="The signed event: COSE_Sign1 bytes, base64")
+
+
+class SignedPrescriptionOut(Draft):
+    signed_at: datetime | None = None
+    content_hash: str | None = Field(default=None, description="Hex SHA-256 of the canonical signed content")
+    signer_kid: str | None = None
+    qr_payload: str | None = None
+    status_events: list[StatusEventOut] = Field(default_factory=list)
+
+
+class SignAnswer(BaseModel):
+    qr_code: str = Field(description="PNG of the QR code: data:image/png;base64,…")
+    signature_hash: str = Field(description="Hex SHA-256 of the canonical signed content")
+    qr_payload: str = Field(description="The exact text inside the QR code")
+    kid: str = Field(description="Key id of the doctor key that signed")
+    signed_at: datetime
+    already_signed: bool = Field(description="True when this answers a repeated request with the stored signature")
+    prescription: SignedPrescriptionOut
+
+    @property
+    def replayed(self) -> bool:
+        return self.already_signed
+
+
+class DoctorCertificate(BaseModel):
+    kid: str
+    certificate: str = Field(description="The doctor's certificate (COSE_Sign1 bytes), base64")
+    issuer_certificate: str = Field(description="The issuing key's certificate from the root, base64")
+    issuer_kid: str
+    not_before: datetime
+    not_after: datetime
+
+
+class VerificationOut(BaseModel):
+    valid: bool
+    reason: str = Field(description="`valid`, or why not (e.g. `bad_signature`, `revoked_key`, `expired`)")
+    message: str
+    content: dict[str, Any] | None = Field(default=None, description="The signed prescription's content")
+    kid: str | None = Field(default=None, description="Key id of the doctor key that signed")
+    doctor: dict[str, Any] | None = Field(default=None, description="The doctor's certified identity")
+    signed_at: datetime | None = None
+    content_hash: str | None = None
+    sandbox: bool = Field(default=False, description="Vouched for by the public SANDBOX root: a test document")
+    notes: list[str] = Field(default_factory=list)
+
+
+class RevocationOut(BaseModel):
+    kid: str
+    revoked_at: datetime
+    reason: str
+
+
+class RevocationList(BaseModel):
+    revocation_list: str = Field(description="The signed revocation list (CBOR), base64")
+    issuer_kid: str
+    issued_at: datetime
+    count: int
+
+
+class IssuerOut(BaseModel):
+    kid: str
+    certificate: str = Field(description="COSE_Sign1 bytes, base64")
+    root_kid: str
+    not_before: datetime
+    expires_at: datetime
+
+
+class TrustAnswer(BaseModel):
+    issuers: list[IssuerOut]
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+async def _audit(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    await audit_service.record(
+        conn, actor, action=action, entity_type=entity_type, entity_id=entity_id, details=details
+    )
+
+
+def _event(row: asyncpg.Record) -> StatusEventOut:
+    return StatusEventOut(**{**dict(row), "cose": _b64(row["cose"])})
+
+
+async def _signed_out(conn: asyncpg.Connection, rx: dict[str, Any]) -> SignedPrescriptionOut:
+    events = [_event(e) for e in await signing_db.status_events(conn, rx["id"])] if rx["status"] == "signed" else []
+    return SignedPrescriptionOut.model_validate({**rx, "status_events": events})
+
+
+def _doctor_claims(facts: asyncpg.Record, public_key: bytes, now: datetime, days: int) -> CertificateClaims:
+    def text(value: str | None) -> str | None:
+        value = (value or "").strip()
+        return value[:200] or None
+
+    return CertificateClaims(
+        role=Role.DOCTOR,
+        public_key=public_key,
+        not_before=now - timedelta(minutes=5),
+        expires_at=now + timedelta(days=days),
+        issued_at=now,
+        name=text(facts["name"]),
+        hpr_id=text(facts["hpr_id"]),
+        registration_council=text(facts["registration_council"]),
+        registration_number=text(facts["registration_number"]),
+        qualification=text(facts["qualification"]),
+        system_of_medicine=text(facts["system_of_medicine"]),
+        # The clinic by name only: its 36-character UUID would cost ~40 QR characters and tells a pharmacist
+        # nothing (the signed content names the clinic too).
+        clinic_name=text(facts["clinic_name"]),
+    )
+
+
+async def _active_doctor(conn: asyncpg.Connection, actor: Actor) -> asyncpg.Record:
+    facts = await signing_db.signing_facts(conn, actor.clinic_id, actor.user_id)
+    if facts is None or not facts["active"] or facts["role"] != "doctor":
+        raise errors.Forbidden("Only an active doctor of this clinic has a signing key")
+    if not facts["hpr_id"] or not facts["registration_number"]:
+        raise CertificationRefused("Your HPR registration has no HPR id or registration number to certify")
+    return facts
+
+
+async def _certify(
+    conn: asyncpg.Connection,
+    ctx: SigningContext,
+    facts: asyncpg.Record,
+    public_key: bytes,
+    sealed: bytes | None,
+    kid: str,
+    now: datetime,
+) -> asyncpg.Record | None:
+    claims = _doctor_claims(facts, public_key, now, ctx.doctor_cert_days)
+    return await signing_db.insert_key(
+        conn,
+        kid=kid,
+        user_id=facts["id"],
+        clinic_id=facts["clinic_id"],
+        public_key=public_key,
+        private_key_enc=sealed,
+        certificate=issue_certificate(claims, ctx.issuer_key),
+        issuer_kid=ctx.issuer_kid,
+        not_before=claims.not_before,
+        not_after=claims.expires_at,
+    )
+
+
+async def server_key(
+    conn: asyncpg.Connection, ctx: SigningContext, actor: Actor, facts: asyncpg.Record, now: datetime
+) -> tuple[keys.Ed25519PrivateKey, asyncpg.Record, bool]:
+    """The doctor's live server-held key, created (and certified) on first use or after a revocation.
+
+    Returns:
+        (private key, key row, whether it was created now).
+    """
+    await signing_db.lock_user_keys(conn, actor.user_id)
+    row = await signing_db.live_server_key(conn, actor.user_id, now + _KEY_RENEW_MARGIN)
+    if row is not None:
+        seed = sealing.unseal(ctx.kek, row["kid"], row["private_key_enc"])
+        return keys.private_key_from_bytes(seed), row, False
+    private = keys.generate_private_key()
+    public = keys.public_key_bytes(private)
+    kid = keys.key_id(public)
+    sealed = sealing.seal(ctx.kek, kid, keys.private_key_to_bytes(private))
+    row = await _certify(conn, ctx, facts, public, sealed, kid, now)
+    if row is None:  # pragma: no cover - a 32-byte random key colliding with a stored one
+        raise RuntimeError("a freshly generated key id is already stored")
+    return private, row, True
+
+
+# --- doctor certificates ---------------------------------------------------------------------------------
+
+
+def _certificate_out(ctx: SigningContext, row: asyncpg.Record) -> DoctorCertificate:
+    return DoctorCertificate(
+        kid=row["kid"],
+        certificate=_b64(row["certificate"]),
+        issuer_certificate=_b64(ctx.issuer_cert.raw),
+        issuer_kid=row["issuer_kid"],
+        not_before=row["not_before"],
+        not_after=row["not_after"],
+    )
+
+
+async def certify_doctor_key(
+    conn: asyncpg.Connection, ctx: SigningContext, actor: Actor, public_key_text: str
+) -> DoctorCertificate:
+    """Certify a key the doctor generated on his PC (the server never sees its private half).
+
+    Certifying the same key again answers the stored certificate; a key certified for someone else, or
+    revoked, is refused.
+    """
+    try:
+        public_key = keys.b64url_decode(public_key_text.strip())
+        keys.public_key_from_bytes(public_key)
+    except keys.KeyFormatError as exc:
+        raise KeyMalformed(str(exc), field="public_key") from exc
+    facts = await _active_doctor(conn, actor)
+    kid = keys.key_id(public_key)
+    existing = await signing_db.get_key(conn, kid)
+    if existing is not None:
+        if existing["user_id"] != actor.user_id:
+            raise CertificationRefused("This public key is already certified for someone else")
+        if existing["revoked_at"] is not None:
+            raise CertificationRefused("This key was revoked; generate a new key on the PC")
+        return _certificate_out(ctx, existing)
+    row = await _certify(conn, ctx, facts, public_key, None, kid, datetime.now(UTC))
+    assert row is not None  # the kid was free a moment ago and ids are per key, not per request
+    await _audit(conn, actor, "signing.certificate_issued", "doctor_key", kid, {"held_by": "desktop"})
+    return _certificate_out(ctx, row)
+
+
+# --- signing ---------------------------------------------------------------------------------------------
+
+
+def _age(patient: asyncpg.Record, on: date) -> int:
+    born: date | None = patient["date_of_birth"]
+    if born is not None:
+        return on.year - born.year - int((on.month, on.day) < (born.month, born.day))
+    return on.year - int(patient["year_of_birth"])
+
+
+def prescription_record_bundle(
+    rx: dict[str, Any], facts: asyncpg.Record, patient: asyncpg.Record
+) -> dict[str, Any] | None:
+    """THE place the ABDM FHIR PrescriptionRecord bundle of a signed prescription is built.
+
+    The builder (``shared.fhir.prescription_record.build_prescription_record``) is wired in here; until then
+    no bundle is built and nothing is stored. `sign_prescription` stores whatever this returns with
+    `sync_server.db.signing.store_fhir_bundle`, in the signing transaction.
+    """
+    return None
+
+
+async def _answer(conn: asyncpg.Connection, rx: dict[str, Any], *, already_signed: bool) -> SignAnswer:
+    png = qr.render_png(rx["qr_payload"])
+    return SignAnswer(
+        qr_code=qr.png_data_uri(png),
+        signature_hash=rx["content_hash"],
+        qr_payload=rx["qr_payload"],
+        kid=rx["signer_kid"],
+        signed_at=rx["signed_at"],
+        already_signed=already_signed,
+        prescription=await _signed_out(conn, rx),
+    )
+
+
+async def sign_prescription(
+    conn: asyncpg.Connection, ctx: SigningContext, actor: Actor, prescription_id: uuid.UUID
+) -> SignAnswer:
+    """Sign the prescriber's draft with his server-held key, freeze it, answer the QR.
+
+    Idempotent: signing an already signed prescription again (a retried request) answers the stored
+    signature with ``already_signed`` set; nothing is signed twice.
+    """
+    rx = await signing_db.lock_prescription(conn, actor.clinic_id, prescription_id)
+    if rx is None:
+        raise errors.NotFound("No prescription with this id in your clinic")
+    if rx["prescriber_id"] != actor.user_id:
+        raise errors.Forbidden("Only the prescribing doctor may sign this prescription")
+    if rx["status"] == "signed":
+        return await _answer(conn, rx, already_signed=True)
+    facts = await _active_doctor(conn, actor)
+    patient = await signing_db.patient_facts(conn, actor.clinic_id, rx["patient_id"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    private, key_row, created = await server_key(conn, ctx, actor, facts, now)
+    signed = _sign_content(ctx, rx, facts, patient, private, key_row, now)
+    rx = await signing_db.mark_signed(conn, prescription_id, signed_at=now, **signed)
+    bundle = prescription_record_bundle(rx, facts, patient)
+    if bundle is not None:
+        await signing_db.store_fhir_bundle(
+            conn,
+            resource_id=uuid7(),
+            clinic_id=actor.clinic_id,
+            resource_type="PrescriptionRecord",
+            source_id=str(prescription_id),
+            bundle=bundle,
+        )
+    if created:
+        await _audit(conn, actor, "signing.certificate_issued", "doctor_key", key_row["kid"], {"held_by": "server"})
+    await _audit(
+        conn,
+        actor,
+        "prescription.sign",
+        "prescription",
+        str(prescription_id),
+        {"kid": key_row["kid"], "content_hash": signed["content_hash"]},
+    )
+    return await _answer(conn, rx, already_signed=False)
+
+
+def _sign_content(
+    ctx: SigningContext,
+    rx: dict[str, Any],
+    facts: asyncpg.Record,
+    patient: asyncpg.Record,
+    private: keys.Ed25519PrivateKey,
+    key_row: asyncpg.Record,
+    now: datetime,
+) -> dict[str, Any]:
+    def text(value: str | None, limit: int) -> str | None:
+        value = (value or "").strip()
+        return value[:limit] or None
+
+    content = PrescriptionContent(
+        rx_id=rx["id"],
+        issued_at=now,
+        expires_at=now + timedelta(days=ctx.rx_valid_days),
+        clinic=Clinic(name=facts["clinic_name"], address=text(facts["clinic_address"], 500)),
+        patient=Patient(
+            name=patient["name"],
+            age_years=max(0, min(150, _age(patient, now.date()))),
+            sex=patient["gender"],
+            abha_number=patient["abha_number"],
+        ),
+        medicines=tuple(Medicine(**line) for line in rx["medications"]),
+        ayush=tuple(AyushItem(**line) for line in rx["ayush_medications"]),
+    )
+    try:
+        signed = sign_content(content, private, key_row["certificate"], ctx.issuer_cert.raw, limit=QR_CHAR_LIMIT)
+    except PayloadTooLarge as exc:
+        raise QrTooLarge(exc.message, chars=exc.chars, limit=exc.limit) from exc
+    return {
+        "content_hash": signed.content_hash,
+        "signature": signed.signature,
+        "cose": signed.cose_bytes,
+        "qr_payload": signed.qr_payload,
+        "signer_kid": key_row["kid"],
+    }
+
+
+async def get_signed(conn: asyncpg.Connection, actor: Actor, prescription_id: uuid.UUID) -> SignedPrescriptionOut:
+    rx = await signing_db.get_prescription(conn, actor.clinic_id, prescription_id)
+    if rx is None:
+        raise errors.NotFound("No prescription with this id in your clinic")
+    return await _signed_out(conn, rx)
+
+
+async def ensure_editable(conn: asyncpg.Connection, clinic_id: uuid.UUID, prescription_id: uuid.UUID) -> None:
+    """Refuse (409 ``rx.signed_immutable``) any change to a signed prescription; call it before editing."""
+    if await signing_db.prescription_status(conn, clinic_id, prescription_id) == "signed":
+        raise SignedPrescriptionImmutable(f"Prescription {prescription_id} is signed")
+
+
+# --- status events ---------------------------------------------------------------------------------------
+
+
+def _event_payload(rx: dict[str, Any], seq: int, status: str, reason: str, at: datetime, kid: str) -> bytes:
+    """What a status event's signature covers: it names the signed content it is about (by hash)."""
+    return cose.dumps_canonical(
+        {
+            1: rx["id"].bytes,
+            2: bytes.fromhex(rx["content_hash"]),
+            3: seq,
+            4: status,
+            5: reason,
+            6: int(at.timestamp()),
+            7: kid,
+        }
+    )
+
+
+async def record_status(
+    conn: asyncpg.Connection,
+    ctx: SigningContext,
+    actor: Actor,
+    prescription_id: uuid.UUID,
+    status: EventStatus,
+    reason: str,
+) -> StatusEventOut:
+    """Append a signed status event. Monotonic: dispensed at most once, nothing after cancelled/superseded.
+
+    Any doctor of the clinic may record dispensing; only the prescriber may cancel or supersede.
+    """
+    rx = await signing_db.lock_prescription(conn, actor.clinic_id, prescription_id)
+    if rx is None:
+        raise errors.NotFound("No prescription with this id in your clinic")
+    if rx["status"] != "signed":
+        raise StatusRefused("A draft has no status events: sign it first", current="draft")
+    if status in _TERMINAL and rx["prescriber_id"] != actor.user_id:
+        raise errors.Forbidden("Only the prescribing doctor may cancel or supersede this prescription")
+    events = await signing_db.status_events(conn, prescription_id)
+    ended = next((e for e in events if e["status"] in _TERMINAL), None)
+    if ended is not None:
+        raise StatusRefused(
+            f"The prescription is already {ended['status']}; nothing may follow", current=ended["status"]
+        )
+    if status == "dispensed" and any(e["status"] == "dispensed" for e in events):
+        raise StatusRefused("The prescription is already dispensed", current="dispensed")
+    facts = await _active_doctor(conn, actor)
+    at = datetime.now(UTC).replace(microsecond=0)
+    private, key_row, created = await server_key(conn, ctx, actor, facts, at)
+    seq = len(events) + 1
+    payload = _event_payload(rx, seq, status, reason, at, key_row["kid"])
+    row = await signing_db.insert_status_event(
+        conn,
+        event_id=uuid7(),
+        prescription_id=prescription_id,
+        clinic_id=actor.clinic_id,
+        seq=seq,
+        status=status,
+        reason=reason,
+        at=at,
+        actor_id=actor.user_id,
+        signer_kid=key_row["kid"],
+        cose=cose.sign1(payload, private, kid=keys.kid_bytes(key_row["public_key"])),
+    )
+    if created:
+        await _audit(conn, actor, "signing.certificate_issued", "doctor_key", key_row["kid"], {"held_by": "server"})
+    await _audit(
+        conn, actor, f"prescription.{status}", "prescription", str(prescription_id), {"seq": seq, "reason": reason}
+    )
+    return _event(row)
+
+
+async def list_status(conn: asyncpg.Connection, actor: Actor, prescription_id: uuid.UUID) -> list[StatusEventOut]:
+    rx = await signing_db.get_prescription(conn, actor.clinic_id, prescription_id)
+    if rx is None:
+        raise errors.NotFound("No prescription with this id in your clinic")
+    return [_event(e) for e in await signing_db.status_events(conn, prescription_id)]
+
+
+# --- revocation and trust --------------------------------------------------------------------------------
+
+
+async def revoke_key(conn: asyncpg.Connection, actor: Actor, kid: str, reason: str) -> RevocationOut:
+    """Revoke a doctor key: a clinic admin any key of the clinic, a doctor only his own.
+
+    From the revocation instant on, nothing signed with the key verifies and the server signs with it no
+    more (the doctor's next sign creates a new server-held key).
+    """
+    row = await signing_db.get_key(conn, kid.strip())
+    if row is None or row["clinic_id"] != actor.clinic_id:
+        raise errors.NotFound("No signing key with this id in your clinic")
+    if actor.role != "clinic_admin" and row["user_id"] != actor.user_id:
+        raise errors.Forbidden("A doctor may revoke only his own keys; ask the clinic admin")
+    at = datetime.now(UTC)
+    if not await signing_db.revoke_key(
+        conn, kid=row["kid"], clinic_id=actor.clinic_id, revoked_at=at, reason=reason, revoked_by=actor.user_id
+    ):
+        raise AlreadyRevoked(f"Key {row['kid']} was revoked at {row['revoked_at'].isoformat()}")
+    await _audit(conn, actor, "signing.key_revoked", "doctor_key", row["kid"], {"reason": reason})
+    return RevocationOut(kid=row["kid"], revoked_at=at, reason=reason)
+
+
+async def _signed_revocations(conn: asyncpg.Connection, ctx: SigningContext) -> tuple[bytes, datetime, int]:
+    """The current list, signed by the issuing key: (COSE bytes, issued at, number of entries).
+
+    Its sequence is the newest revocation's number, so it grows with every revocation and stays the same
+    while nothing changes (a verifier caching the highest sequence never goes back to an older list).
+    """
+    rows = await signing_db.revocations(conn)
+    now = datetime.now(UTC).replace(microsecond=0)
+    entries = [RevokedKey(r["kid"], r["revoked_at"], r["reason"]) for r in rows]
+    data = issue_revocation_list(
+        entries,
+        ctx.issuer_key,
+        sequence=rows[-1]["seq"] if rows else 0,
+        issued_at=now,
+        next_update=now + timedelta(days=1),
+        signer_cert=ctx.issuer_cert.raw,
+    )
+    return data, now, len(entries)
+
+
+async def revocation_list(conn: asyncpg.Connection, ctx: SigningContext) -> RevocationList:
+    """The current revocation list signed by the issuer (verifiers check it against the root they hold)."""
+    data, issued_at, count = await _signed_revocations(conn, ctx)
+    return RevocationList(revocation_list=_b64(data), issuer_kid=ctx.issuer_kid, issued_at=issued_at, count=count)
+
+
+def trust(ctx: SigningContext) -> TrustAnswer:
+    """The issuing certificate this server signs with (a verifier learns it once, then needs no QR copy)."""
+    cert = ctx.issuer_cert
+    return TrustAnswer(
+        issuers=[
+            IssuerOut(
+                kid=cert.kid,
+                certificate=_b64(cert.raw),
+                root_kid=cert.issuer_kid,
+                not_before=cert.claims.not_before,
+                expires_at=cert.claims.expires_at,
+            )
+        ]
+    )
+
+
+async def verify_signed_prescription(
+    conn: asyncpg.Connection, ctx: SigningContext, signed: str | bytes
+) -> VerificationOut:
+    """Verify a signed prescription as any offline verifier would, plus this server's revocations.
+
+    Args:
+        signed: the QR text (``IMRX1:…``) or the COSE_Sign1 bytes (what a desktop sends through sync).
+
+    Returns:
+        The verification; never raises for bad input (``valid`` false with a reason instead).
+    """
+    text = encode_qr_payload(signed, limit=None) if isinstance(signed, bytes) else signed
+    data, _, _ = await _signed_revocations(conn, ctx)
+    try:
+        lists: list[CheckedRevocationList] = [parse_revocation_list(data, ctx.trust)]
+    except VerificationError as exc:  # pragma: no cover - our own list against our own trust is a bug
+        raise RuntimeError(f"the server's own revocation list does not verify: {exc.message}") from exc
+    result = verify_qr_payload(text, ctx.trust, lists)
+    doctor = result.doctor
+    return VerificationOut(
+        valid=result.valid,
+        reason=result.reason.value,
+        message=result.message,
+        content=result.content.model_dump(mode="json") if result.content else None,
+        kid=doctor.kid if doctor else None,
+        doctor=doctor.model_dump(mode="json", exclude={"public_key", "role"}) if doctor else None,
+        signed_at=result.signed_at,
+        content_hash=result.content_hash,
+        sandbox=result.sandbox,
+        notes=list(result.notes),
+    )

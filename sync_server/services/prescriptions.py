@@ -29,6 +29,7 @@ from sync_server import errors
 from sync_server.db import encounters as encounters_db
 from sync_server.db import prescriptions as prescriptions_db
 from sync_server.services import audit as audit_service
+from sync_server.services import signing as signing_service
 from sync_server.services.context import Actor
 
 
@@ -142,6 +143,8 @@ async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate
         policy_version=policy_version,
     )
     if row is None:
+        # A signed prescription is never rewritten (409 rx.signed_immutable); any other taken id is a conflict.
+        await signing_service.ensure_editable(conn, actor.clinic_id, prescription_id)
         raise errors.ConflictProblem("A record with this id already exists", code_hint="prescription.id_taken")
     await _audit(
         conn,

@@ -100,7 +100,8 @@ class Settings(DatabaseSettings):
 def decode_kek(text: str) -> bytes:
     """A key-encryption key from its base64url text (padding optional); exactly 32 bytes."""
     try:
-        raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+        text = text.strip()
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("INTEGMED_SIGNING_KEK must be base64url text") from exc
     if len(raw) != 32:

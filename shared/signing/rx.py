@@ -6,7 +6,8 @@ payload of a COSE_Sign1 whose protected header names the doctor's key (``{1: -8,
 the issuer's certificates ride in the unprotected header (label -70001, ``[doctor_cert, issuer_cert]``): they
 are signed objects themselves and the protected kid binds the doctor's one to the signature.
 
-QR text: ``IMRX1:`` + base45(zlib(COSE_Sign1)). Every character is in the QR alphanumeric set.
+QR text: ``IMRX1:`` + base45(zlib(COSE_Sign1)), zlib with the IMRX1 preset dictionary (`shared.signing.zdict`).
+Every character is in the QR alphanumeric set.
 
 Verification (`verify_qr_payload`) runs the steps in the order of docs/signing.md and stops at the first
 failure with its `Reason`.
@@ -38,12 +39,23 @@ from shared.signing.certs import (
 from shared.signing.errors import Reason, VerificationError
 from shared.signing.revocation import RevocationList, find_revocation
 from shared.signing.trust import TrustStore
+from shared.signing.zdict import IMRX1_ZDICT
 
 PREFIX = "IMRX1:"
 FORMAT_VERSION = 1
 HEADER_CHAIN = -70001  # private-use COSE header label (RFC 9052 §3.1: below -65536): [doctor_cert, issuer_cert]
-MAX_QR_VERSION = 20
-MAX_QR_CHARS = 970  # QR version 20, error correction M, alphanumeric mode (measured with `qrcode`)
+# Alphanumeric-mode capacity (characters) of QR versions 1-40 at error correction M (ISO/IEC 18004 Table 7;
+# cross-checked against the `qrcode` library by tests/shared/signing/test_qr_size.py).
+QR_ALNUM_CAPACITY_M = (
+    20, 38, 61, 90, 122, 154, 178, 221, 262, 311, 366, 419, 483, 528, 600, 656, 734, 816, 909, 970,
+    1035, 1134, 1248, 1326, 1451, 1542, 1637, 1732, 1839, 1994, 2113, 2238, 2369, 2506, 2632, 2780, 2894,
+    3054, 3220, 3391,
+)  # fmt: skip
+# The budget: version 22 at level M (105x105 modules), the largest version SMART Health Cards allow, designed
+# for 40x40 mm (0.35 mm modules, 4 dots at 300 dpi). A fully self-contained QR (doctor + issuer certificates)
+# of a 5-medicine prescription measures V21-V22; see docs/signing.md for the measurements and the 25 mm case.
+MAX_QR_VERSION = 22
+MAX_QR_CHARS = QR_ALNUM_CAPACITY_M[MAX_QR_VERSION - 1]
 MAX_INFLATED = 64 * 1024
 CLOCK_SKEW = timedelta(minutes=5)
 _PREFIX_PATTERN = re.compile(r"^IMRX(\d+):")
@@ -75,10 +87,17 @@ class Patient(_Frozen):
 
 
 class Diagnosis(_Frozen):
-    """A diagnosis as written, with its code (e.g. ICD-10) when coded."""
+    """A diagnosis as written and/or its code (e.g. ICD-10); at least one. Codes alone keep the QR small and
+    disclose less to whoever scans it."""
 
-    text: LongText
+    text: LongText | None = None
     code: Annotated[str, Field(min_length=1, max_length=20)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Diagnosis:
+        if self.text is None and self.code is None:
+            raise ValueError("a diagnosis needs a text or a code")
+        return self
 
 
 class Medicine(_Frozen):
@@ -214,6 +233,11 @@ def _from_wire(model: type[BaseModel], data: object, path: str) -> dict[str, Any
     return fields
 
 
+def qr_version(text: str) -> int:
+    """The smallest QR version (level M, alphanumeric mode) that holds ``text``; 41 when none does."""
+    return next((v for v, cap in enumerate(QR_ALNUM_CAPACITY_M, start=1) if len(text) <= cap), 41)
+
+
 class PayloadError(DomainError):
     """The signed content cannot be decoded into a prescription."""
 
@@ -221,7 +245,7 @@ class PayloadError(DomainError):
 
 
 class PayloadTooLarge(DomainError):
-    """The signed prescription does not fit the QR budget (version 20, level M); nothing is dropped.
+    """The signed prescription does not fit the QR budget (`MAX_QR_VERSION`, level M); nothing is dropped.
 
     Args:
         chars: the QR text length.
@@ -291,12 +315,14 @@ class SignedPrescription:
 
 
 def encode_qr_payload(cose_bytes: bytes, *, limit: int | None = MAX_QR_CHARS) -> str:
-    """QR text for a COSE_Sign1 message: ``IMRX1:`` + base45(zlib level 9).
+    """QR text for a COSE_Sign1 message: ``IMRX1:`` + base45(zlib level 9 with the IMRX1 dictionary).
 
     Raises:
         PayloadTooLarge: longer than ``limit`` characters (pass ``None`` for no limit).
     """
-    text = PREFIX + bytes(base45.b45encode(zlib.compress(cose_bytes, 9))).decode("ascii")
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, IMRX1_ZDICT)
+    compressed = deflater.compress(cose_bytes) + deflater.flush()
+    text = PREFIX + bytes(base45.b45encode(compressed)).decode("ascii")
     if limit is not None and len(text) > limit:
         raise PayloadTooLarge(len(text), limit)
     return text
@@ -319,7 +345,7 @@ def decode_qr_payload(text: str) -> bytes:
         )
     try:
         compressed = base45.b45decode(text[len(PREFIX) :])
-        inflater = zlib.decompressobj()
+        inflater = zlib.decompressobj(15, IMRX1_ZDICT)
         data = inflater.decompress(compressed, MAX_INFLATED)
         if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
             raise ValueError("incomplete or oversized data")

@@ -51,7 +51,6 @@ def issuer_claims(issuer_key: keys.Ed25519PrivateKey, *, now: datetime, days: in
         public_key=keys.public_key_bytes(issuer_key),
         not_before=now - timedelta(days=1),
         expires_at=now + timedelta(days=days),
-        subject="IntegMed test issuer",
     )
 
 
@@ -98,8 +97,14 @@ def make_test_chain(
 def sample_content(
     *, issued_at: datetime | None = None, valid_days: int = 30, medicines: int = 5
 ) -> PrescriptionContent:
-    """A realistic prescription: Devanagari patient name, masked ABHA, two coded diagnoses, up to 5 medicines
-    (4 modern, 1 AYUSH at the default) and a follow-up. The lines are illustrative, not clinical advice."""
+    """A realistic prescription: Devanagari patient name, masked ABHA, two diagnosis codes, up to 5 medicines
+    (4 modern, then 1 AYUSH) and a follow-up. The lines are illustrative, not clinical advice.
+
+    Args:
+        issued_at: the signing instant (default: now, whole seconds).
+        valid_days: days until it expires.
+        medicines: how many lines, 1-5.
+    """
     issued = (issued_at or datetime.now(UTC)).replace(microsecond=0)
     lines = [
         Medicine(
@@ -107,7 +112,6 @@ def sample_content(
             strength="1000 mg",
             dosage_form="tablet",
             route="oral",
-            dose="1 tablet",
             frequency="1-0-1",
             duration_days=30,
             quantity=60,
@@ -118,7 +122,6 @@ def sample_content(
             strength="2 mg",
             dosage_form="tablet",
             route="oral",
-            dose="1 tablet",
             frequency="1-0-0",
             duration_days=30,
             quantity=30,
@@ -129,7 +132,6 @@ def sample_content(
             strength="10 mg",
             dosage_form="tablet",
             route="oral",
-            dose="1 tablet",
             frequency="0-0-1",
             duration_days=30,
             quantity=30,
@@ -140,7 +142,6 @@ def sample_content(
             strength="40 mg",
             dosage_form="tablet",
             route="oral",
-            dose="1 tablet",
             frequency="1-0-0",
             duration_days=30,
             quantity=30,
@@ -148,26 +149,17 @@ def sample_content(
     ]
     ayush = [
         AyushItem(
-            name="Triphala churna",
-            dose="5 g",
-            frequency="0-0-1",
-            duration_days=30,
-            instructions="with warm water at bedtime",
+            name="Triphala churna", dose="5 g", frequency="0-0-1", duration_days=30, instructions="with warm water"
         )
     ]
     return PrescriptionContent(
         rx_id=uuid.UUID("019ab000-0000-7000-8000-0000000000cc"),
         issued_at=issued,
         expires_at=issued + timedelta(days=valid_days),
-        clinic=Clinic(
-            name="Sanjeevani Integrative Clinic", address="12 MG Road, Bengaluru 560001", phone="+91 80 4123 4567"
-        ),
+        clinic=Clinic(name="Sanjeevani Integrative Clinic"),
         patient=Patient(name="सुनीता देवी शर्मा", age_years=54, sex="F", abha_number="91-XXXX-XXXX-4821"),
-        diagnosis=(
-            Diagnosis(text="Type 2 diabetes mellitus", code="E11.9"),
-            Diagnosis(text="Essential hypertension", code="I10"),
-        ),
+        diagnosis=(Diagnosis(code="E11.9"), Diagnosis(code="I10")),
         medicines=tuple(lines[: min(medicines, 4)]),
         ayush=tuple(ayush[: max(0, medicines - 4)]),
-        followup="Review in 4 weeks with fasting glucose",
+        followup="Review after 4 weeks",
     )

@@ -45,12 +45,6 @@ _TERMINAL = ("cancelled", "superseded")
 # A server-held key is replaced this long before its certificate ends, so no prescription is signed with a
 # certificate about to expire.
 _KEY_RENEW_MARGIN = timedelta(days=7)
-# QR budget of a server-signed prescription. It carries the doctor's AND the issuer's certificate so that a
-# verifier holding only the root (the outside check: `integmed rx verify` without a data dir) can check it;
-# the two certificates alone take ~450 characters, so the codec's compact budget (version 20-M, 970) would
-# not hold even one medicine. Version 25 at level M (117 modules, 1451 alphanumeric characters) holds five
-# typical lines and still decodes from a 40 mm print at 300 dpi (≈4 px per module).
-QR_CHAR_LIMIT = 1451
 
 
 # --- problems --------------------------------------------------------------------------------------------
@@ -438,7 +432,9 @@ def _sign_content(
         ayush=tuple(AyushItem(**line) for line in rx["ayush_medications"]),
     )
     try:
-        signed = sign_content(content, private, key_row["certificate"], ctx.issuer_cert.raw, limit=QR_CHAR_LIMIT)
+        # Both certificates ride in the QR, so a verifier holding only the root (the outside check: `integmed rx
+        # verify` without a data dir) can check it; the codec's budget (rx.MAX_QR_CHARS) applies.
+        signed = sign_content(content, private, key_row["certificate"], ctx.issuer_cert.raw)
     except PayloadTooLarge as exc:
         raise QrTooLarge(exc.message, chars=exc.chars, limit=exc.limit) from exc
     return {

@@ -189,3 +189,39 @@ def test_only_the_prescriber_cancels_and_only_doctors_record_status(
     r = api.post(url, json={"status": "superseded", "reason": "x"}, headers=nurse.headers)
     assert r.status_code == 403 and r.json()["code"] == "auth.forbidden"
     assert len(api.get(url, headers=nurse.headers).json()) == 1  # staff may read the events
+
+
+def test_five_lines_fit_and_an_oversized_prescription_is_refused_unsigned(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
+    lines = [
+        {**METFORMIN_LINE, "generic_name": name, "strength": strength}
+        for name, strength in (
+            ("METFORMIN", "1000mg"),
+            ("GLIMEPIRIDE", "2mg"),
+            ("ATORVASTATIN", "10mg"),
+            ("TELMISARTAN", "40mg"),
+            ("AMLODIPINE", "5mg"),
+        )
+    ]
+    enc = encounter(api, doctor)
+    five = api.post(
+        "/api/v1/prescriptions/draft", json={"encounter_id": enc, "medications": lines}, headers=doctor.headers
+    )
+    assert five.status_code == 201, five.text
+    r = sign(api, doctor, five.json()["id"])
+    assert r.status_code == 201, r.text
+    assert decode_qr_png(r.json()["qr_code"]) == r.json()["qr_payload"]
+    long = "Take with a full glass of water after food; stop and call the clinic if you feel dizzy or breathless. "
+    many = [{**line, "instructions": long * 4} for line in lines * 3]
+    big = api.post(
+        "/api/v1/prescriptions/draft", json={"encounter_id": enc, "medications": many}, headers=doctor.headers
+    )
+    assert big.status_code == 201, big.text
+    r = sign(api, doctor, big.json()["id"])
+    assert r.status_code == 422 and r.json()["code"] == "rx.qr_too_large", r.text
+    assert r.json()["chars"] > r.json()["limit"]
+    status = pg.scalar(
+        settings.database_url, "SELECT status FROM prescriptions WHERE id = $1", uuid.UUID(big.json()["id"])
+    )
+    assert status == "draft"

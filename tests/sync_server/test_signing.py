@@ -225,3 +225,27 @@ def test_five_lines_fit_and_an_oversized_prescription_is_refused_unsigned(
         settings.database_url, "SELECT status FROM prescriptions WHERE id = $1", uuid.UUID(big.json()["id"])
     )
     assert status == "draft"
+
+
+def test_concurrent_first_signs_sign_once_with_one_key(settings: Settings, sandbox_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.sync_server.conftest import seed_demo
+
+    seed_demo(settings)
+    with serve(create_app(settings)) as base, httpx.Client(base_url=base, trust_env=False) as client:
+        doctor = sign_in(client, sandbox_url, MBBS_MOBILE)
+        ids = [signed_draft(client, doctor)["id"] for _ in range(2)]
+
+        def post(rx_id: str) -> tuple[int, str]:
+            with httpx.Client(base_url=base, trust_env=False, timeout=30) as own:
+                r = sign(own, doctor, rx_id)
+                return r.status_code, r.json()["qr_payload"]
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, [ids[0], ids[0], ids[1], ids[1]]))
+    for rx_id in ids:
+        mine = [a for a, i in zip(answers, [ids[0], ids[0], ids[1], ids[1]], strict=True) if i == rx_id]
+        assert sorted(code for code, _ in mine) == [200, 201] and mine[0][1] == mine[1][1], answers
+    assert pg.scalar(settings.database_url, "SELECT count(*) FROM doctor_keys") == 1
+    assert pg.scalar(settings.database_url, "SELECT count(DISTINCT signer_kid) FROM prescriptions") == 1

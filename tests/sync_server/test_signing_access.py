@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import sqlalchemy.exc
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
@@ -140,3 +141,35 @@ def test_store_fhir_bundle_keeps_the_first_bundle_and_is_searchable(api: TestCli
 
     first, second, found, stored = pg.run(go())
     assert first == second and found == 1 and stored == bundle
+
+
+def test_migration_0006_downgrades_but_never_over_signed_prescriptions(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
+    from sync_server.db import migrate
+
+    dsn = settings.database_url
+    rx = signed_draft(api, doctor)
+    signed = signed_draft(api, doctor)
+    assert sign(api, doctor, signed["id"]).status_code == 201
+    api.close()  # release the app's pool before DDL
+    with pytest.raises(sqlalchemy.exc.DBAPIError, match="signed prescriptions exist"):
+        migrate.downgrade(dsn, "2026_11_25_0005")
+    assert pg.scalar(dsn, "SELECT to_regclass('public.doctor_keys')") == "doctor_keys"
+    # Without signed documents the downgrade runs (drafts stay), and upgrading again restores the schema.
+    pg.run(_drop_signed(dsn))
+    migrate.downgrade(dsn, "2026_11_25_0005")
+    assert pg.scalar(dsn, "SELECT to_regclass('public.fhir_resources')") is None
+    assert pg.scalar(dsn, "SELECT count(*) FROM prescriptions WHERE id = $1", uuid.UUID(rx["id"])) == 1
+    migrate.upgrade(dsn)
+    assert pg.scalar(dsn, "SELECT status FROM prescriptions WHERE id = $1", uuid.UUID(rx["id"])) == "draft"
+
+
+async def _drop_signed(dsn: str) -> None:
+    """Test-only clean-up of signed rows, with the immutability triggers switched off for the session."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")  # skips triggers (superuser only)
+        await conn.execute("DELETE FROM prescriptions WHERE status = 'signed'")
+    finally:
+        await conn.close()

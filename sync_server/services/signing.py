@@ -450,7 +450,9 @@ async def get_signed(conn: asyncpg.Connection, actor: Actor, prescription_id: uu
     rx = await signing_db.get_prescription(conn, actor.clinic_id, prescription_id)
     if rx is None:
         raise errors.NotFound("No prescription with this id in your clinic")
-    return await _signed_out(conn, rx)
+    out = await _signed_out(conn, rx)
+    await _audit(conn, actor, "prescription.read", "prescription", str(prescription_id))
+    return out
 
 
 async def ensure_editable(conn: asyncpg.Connection, clinic_id: uuid.UUID, prescription_id: uuid.UUID) -> None:

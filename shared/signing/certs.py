@@ -12,7 +12,7 @@ key    claim        value
 5      nbf          NumericDate: the certified key may not sign before it
 6      iat          NumericDate: when the certificate was made
 8      cnf          ``{1: COSE_Key}``, the key being certified: ``{1: 1 (OKP), 3: -8, -1: 6 (Ed25519), -2: x}``
--70001 integmed     private claims map, see `_PRIVATE_KEYS`
+-70001 integmed     private claims map, see `_PRIVATE_KEYS` (a clinic_id that is a UUID travels as 16 bytes)
 ====== ============ =================================================================
 
 The certificate's COSE protected header carries only ``{1: -8}``: the signer is named by ``iss``.
@@ -20,6 +20,7 @@ The certificate's COSE protected header carries only ``{1: -8}``: the signer is 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -152,13 +153,26 @@ def _seconds(value: datetime) -> int:
     return int(value.timestamp())
 
 
+def _compact_uuid(value: str) -> str | bytes:
+    # A clinic id is usually a UUID: 16 bytes on the wire instead of 37, which matters inside a QR.
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return value
+    return parsed.bytes if str(parsed) == value else value
+
+
+def _expand_uuid(value: object) -> object:
+    return str(uuid.UUID(bytes=value)) if isinstance(value, bytes) and len(value) == 16 else value
+
+
 def encode_claims(claims: CertificateClaims, issuer_kid: str) -> bytes:
     """The deterministic CBOR claims map of a certificate signed by the key ``issuer_kid``."""
-    private: dict[int, int | str] = {_PRIVATE_ROLE: _ROLE_CODES[claims.role]}
+    private: dict[int, int | str | bytes] = {_PRIVATE_ROLE: _ROLE_CODES[claims.role]}
     for attribute, label in _PRIVATE_KEYS.items():
         value = getattr(claims, attribute)
         if value is not None:
-            private[label] = value
+            private[label] = _compact_uuid(value) if attribute == "clinic_id" else value
     cose_key = {KTY: KTY_OKP, ALG: cose.ALG_EDDSA, CRV_LABEL: CRV_ED25519, X: claims.public_key}
     body: dict[int, object] = {
         CLAIM_ISS: issuer_kid,
@@ -238,6 +252,7 @@ def decode_claims(payload: bytes) -> tuple[CertificateClaims, str]:
         "subject": body.get(CLAIM_SUB),
     }
     fields.update({attribute: private.get(label) for attribute, label in _PRIVATE_KEYS.items()})
+    fields["clinic_id"] = _expand_uuid(fields["clinic_id"])
     try:
         return CertificateClaims.model_validate(fields), issuer_kid
     except ValidationError as exc:

@@ -47,6 +47,16 @@ def test_certificate_round_trip(name: str, hpr: str, council: str | None, days: 
     assert cert.issuer_kid == keys.key_id(issuer)
 
 
+@pytest.mark.parametrize(
+    "clinic_id", ["019ab000-0000-7000-8000-0000000000aa", "CLINIC-42", "019AB000-0000-7000-8000-0000000000AA"]
+)
+def test_clinic_id_round_trips_exactly(clinic_id: str) -> None:
+    claims = doctor_claims(keys.generate_private_key(), now=NOW).model_copy(update={"clinic_id": clinic_id})
+    raw = issue_certificate(claims, keys.generate_private_key())
+    assert parse_certificate(raw).claims.clinic_id == clinic_id
+    assert (clinic_id.encode() in raw) is (clinic_id != "019ab000-0000-7000-8000-0000000000aa")  # UUID as 16 bytes
+
+
 def test_chain_checks_out_and_returns_the_doctor() -> None:
     chain = make_test_chain(now=NOW)
     doctor = verify_chain(chain.doctor_cert, chain.issuer_cert, chain.trust, NOW)

@@ -78,6 +78,9 @@ ayush_items = st.builds(
 )
 
 
+diagnoses = st.builds(Diagnosis, text=optional, code=st.text(min_size=1, max_size=20))
+
+
 @st.composite
 def contents(draw: st.DrawFn) -> PrescriptionContent:
     issued = draw(instants)
@@ -93,7 +96,7 @@ def contents(draw: st.DrawFn) -> PrescriptionContent:
             sex=draw(st.sampled_from("MFOU")),
             abha_number=draw(st.none() | st.just("91-1234-5678-9012")),
         ),
-        diagnosis=tuple(draw(st.lists(st.builds(Diagnosis, text=texts, code=optional), max_size=3))),
+        diagnosis=tuple(draw(st.lists(diagnoses, max_size=3))),
         medicines=tuple(meds),
         ayush=tuple(draw(st.lists(ayush_items, min_size=0 if meds else 1, max_size=3))),
         followup=draw(optional),

@@ -221,8 +221,7 @@ def _doctor_claims(facts: asyncpg.Record, public_key: bytes, now: datetime, days
         registration_number=text(facts["registration_number"]),
         qualification=text(facts["qualification"]),
         system_of_medicine=text(facts["system_of_medicine"]),
-        # The clinic by name only: its 36-character UUID would cost ~40 QR characters and tells a pharmacist
-        # nothing (the signed content names the clinic too).
+        clinic_id=str(facts["clinic_id"]),  # travels as 16 bytes (shared.signing.certs)
         clinic_name=text(facts["clinic_name"]),
     )
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from tests.sync_server.conftest import BAMS_MOBILE, MBBS_MOBILE, SignedIn, sign_
 from tests.sync_server.test_prescription_drafts import METFORMIN_LINE, NURSE_MOBILE, draft, encounter
 
 PROBLEM = "application/problem+json"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def decode_qr_png(qr_code: str) -> str:
@@ -67,6 +71,21 @@ def test_contract_over_real_http_then_offline_verification(
     signed = body["prescription"]
     assert signed["status"] == "signed" and signed["content_hash"] == body["signature_hash"]
     assert signed["medications"] == [METFORMIN_LINE]
+    # What the outside check does: the PNG in a file, `integmed rx verify FILE`, no data dir, no network.
+    png = tmp_path / "rx.png"
+    png.write_bytes(base64.b64decode(body["qr_code"].removeprefix("data:image/png;base64,")))
+    home = tmp_path / "home"
+    home.mkdir()
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "integmed"), "rx", "verify", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HOME": str(home), "QT_QPA_PLATFORM": "offscreen"},
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0 and "VALID" in run.stdout, run.stdout + run.stderr
+    assert "INVALID" not in run.stdout and list(home.iterdir()) == []  # nothing written: no data dir made
 
 
 def sign(api: Any, who: SignedIn, rx_id: str) -> Any:

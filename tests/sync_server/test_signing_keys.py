@@ -71,6 +71,7 @@ def test_doctor_certificate_binds_the_registration_and_chains_to_the_sandbox_roo
         doctor.user["registration_number"],
     )
     assert claims.system_of_medicine == "modern_medicine" and claims.clinic_name == "IntegMed Demo Clinic"
+    assert claims.clinic_id == doctor.user["clinic"]["id"]
     chain = validate_chain(cert, base64.b64decode(body["issuer_certificate"]), default_trust(), at=datetime.now(UTC))
     assert chain.root.sandbox and chain.issuer.kid == body["issuer_kid"]
     # The server keeps the public half only; certifying the same key again answers the same certificate.

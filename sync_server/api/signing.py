@@ -12,18 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.records.staff import Role
 from sync_server import errors
 from sync_server.api.deps import ClinicStaff, CurrentUser, Db, require_roles
+from sync_server.services import doctor_keys
 from sync_server.services import signing as signing_service
 from sync_server.services.context import Actor
-from sync_server.services.signing import (
-    DoctorCertificate,
-    RevocationList,
-    RevocationOut,
-    SignAnswer,
-    SignedPrescriptionOut,
-    StatusEventOut,
-    TrustAnswer,
-    VerificationOut,
-)
+from sync_server.services.doctor_keys import DoctorCertificate, RevocationList, RevocationOut, TrustAnswer
+from sync_server.services.signing import SignAnswer, SignedPrescriptionOut, StatusEventOut, VerificationOut
 from sync_server.signing.issuer import SigningContext
 
 router = APIRouter(prefix="/api/v1", tags=["signing"])
@@ -33,7 +26,7 @@ CBOR = "application/cbor"
 def signing_context(request: Request) -> SigningContext:
     ctx: SigningContext | None = getattr(request.app.state, "signing", None)
     if ctx is None:
-        raise signing_service.SigningUnavailable(
+        raise doctor_keys.SigningUnavailable(
             "This server has no issuing key configured (INTEGMED_SIGNING_ISSUER_KEY / _CERT / _KEK)"
         )
     return ctx
@@ -47,7 +40,7 @@ _SIGN_ERRORS = (
     errors.Forbidden,
     errors.NotFound,
     signing_service.SignedPrescriptionImmutable,
-    signing_service.SigningUnavailable,
+    doctor_keys.SigningUnavailable,
 )
 
 
@@ -83,7 +76,7 @@ class RevocationBody(BaseModel):
     "/prescriptions/verify",
     response_model=VerificationOut,
     summary="Verify a prescription QR payload (signature, certificate chain, revocation); for pharmacies too",
-    responses=errors.responses(signing_service.SigningUnavailable),
+    responses=errors.responses(doctor_keys.SigningUnavailable),
 )
 async def verify(body: VerifyBody, db: Db, ctx: Signing) -> VerificationOut:
     return await signing_service.verify_signed_prescription(db, ctx, body.qr_payload)
@@ -94,7 +87,10 @@ async def verify(body: VerifyBody, db: Db, ctx: Signing) -> VerificationOut:
     response_model=SignAnswer,
     status_code=status.HTTP_201_CREATED,
     summary="Sign a draft with the doctor's server-held key; a repeated request answers the stored signature",
-    responses={200: {"description": "Already signed: the stored signature"}, **errors.responses(*_SIGN_ERRORS)},
+    responses={
+        200: {"description": "Already signed: the stored signature"},
+        **errors.responses(*_SIGN_ERRORS, signing_service.QrTooLarge),
+    },
 )
 async def sign(prescription_id: uuid.UUID, actor: Doctor, db: Db, ctx: Signing, response: Response) -> SignAnswer:
     answer = await signing_service.sign_prescription(db, ctx, actor, prescription_id)
@@ -144,13 +140,13 @@ async def list_status(prescription_id: uuid.UUID, actor: ClinicStaff, db: Db) ->
     responses=errors.responses(
         errors.Unauthenticated,
         errors.Forbidden,
-        signing_service.KeyMalformed,
-        signing_service.CertificationRefused,
-        signing_service.SigningUnavailable,
+        doctor_keys.KeyMalformed,
+        doctor_keys.CertificationRefused,
+        doctor_keys.SigningUnavailable,
     ),
 )
 async def certify(body: CertificateRequest, actor: Doctor, db: Db, ctx: Signing) -> DoctorCertificate:
-    return await signing_service.certify_doctor_key(db, ctx, actor, body.public_key)
+    return await doctor_keys.certify_doctor_key(db, ctx, actor, body.public_key)
 
 
 @router.post(
@@ -158,12 +154,10 @@ async def certify(body: CertificateRequest, actor: Doctor, db: Db, ctx: Signing)
     response_model=RevocationOut,
     status_code=status.HTTP_201_CREATED,
     summary="Revoke a doctor key (a clinic admin for the clinic's keys, a doctor for his own)",
-    responses=errors.responses(
-        errors.Unauthenticated, errors.Forbidden, errors.NotFound, signing_service.AlreadyRevoked
-    ),
+    responses=errors.responses(errors.Unauthenticated, errors.Forbidden, errors.NotFound, doctor_keys.AlreadyRevoked),
 )
 async def revoke(body: RevocationBody, actor: Revoker, db: Db) -> RevocationOut:
-    return await signing_service.revoke_key(db, actor, body.kid, body.reason)
+    return await doctor_keys.revoke_key(db, actor, body.kid, body.reason)
 
 
 @router.get(
@@ -172,11 +166,11 @@ async def revoke(body: RevocationBody, actor: Revoker, db: Db) -> RevocationOut:
     summary="The current revocation list signed by the issuing key (JSON with base64, or application/cbor)",
     responses={
         200: {"content": {CBOR: {}}},
-        **errors.responses(errors.Unauthenticated, signing_service.SigningUnavailable),
+        **errors.responses(errors.Unauthenticated, doctor_keys.SigningUnavailable),
     },
 )
 async def revocation_list(request: Request, actor: CurrentUser, db: Db, ctx: Signing) -> RevocationList | Response:
-    rl = await signing_service.revocation_list(db, ctx)
+    rl = await doctor_keys.revocation_list(db, ctx)
     if CBOR in request.headers.get("accept", ""):
         return Response(base64.b64decode(rl.revocation_list), media_type=CBOR)
     return rl
@@ -186,7 +180,7 @@ async def revocation_list(request: Request, actor: CurrentUser, db: Db, ctx: Sig
     "/signing/trust",
     response_model=TrustAnswer,
     summary="The issuing certificate(s) this server signs with, and the root key ids they chain to",
-    responses=errors.responses(signing_service.SigningUnavailable),
+    responses=errors.responses(doctor_keys.SigningUnavailable),
 )
 async def trust(ctx: Signing) -> TrustAnswer:
-    return signing_service.trust(ctx)
+    return doctor_keys.trust(ctx)

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -206,3 +207,29 @@ def test_trust_answers_the_issuer_certificate(api: TestClient) -> None:
     assert cert.kid == issuer["kid"] and cert.claims.role is Role.ISSUER
     root = default_trust().root(issuer["root_kid"])
     assert root is not None and root.sandbox
+
+
+def test_verify_service_takes_the_cose_bytes_a_desktop_would_sync(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
+    from sync_server.services.signing import verify_signed_prescription
+    from sync_server.signing.issuer import SigningContext
+
+    signed = sign(api, doctor, signed_draft(api, doctor)["id"]).json()
+    stored = pg.query(settings.database_url, "SELECT cose, qr_payload FROM prescriptions WHERE signer_kid IS NOT NULL")
+    ctx = SigningContext.from_settings(settings)
+    assert ctx is not None
+
+    async def go() -> tuple[Any, Any, Any]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            as_bytes = await verify_signed_prescription(conn, ctx, stored[0]["cose"])
+            as_text = await verify_signed_prescription(conn, ctx, stored[0]["qr_payload"])
+            damaged = await verify_signed_prescription(conn, ctx, stored[0]["cose"][:-1] + b"\x00")
+            return as_bytes, as_text, damaged
+        finally:
+            await conn.close()
+
+    as_bytes, as_text, damaged = pg.run(go())
+    assert as_bytes.valid and as_bytes == as_text and as_bytes.content_hash == signed["signature_hash"]
+    assert not damaged.valid and damaged.reason in ("bad_signature", "malformed")

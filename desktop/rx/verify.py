@@ -14,6 +14,7 @@ from shared.signing.rx import PREFIX, Verification, verify_qr_payload
 from shared.signing.trust import TrustStore
 
 PDF_DPI = 300
+MAX_PDF_PAGES = 20
 SANDBOX_NOTE = "sandbox root: test prescription, not for dispensing"
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 _QR_PREFIX = "IMRX"
@@ -23,13 +24,14 @@ class UnreadableInput(Exception):
     """The input holds no prescription QR we can read (the message says why); exit status 2."""
 
 
-def _decode_images(images: list[Any], source: str) -> str:
+def _qr_texts(image: Any) -> list[str]:
     import zxingcpp
 
-    found: list[str] = []
-    for image in images:
-        for barcode in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)):
-            found.append(barcode.text)
+    formats = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    return [barcode.text for barcode in zxingcpp.read_barcodes(image, formats=formats)]
+
+
+def _pick(found: list[str], source: str) -> str:
     if not found:
         raise UnreadableInput(f"no QR code found in {source}; scan or photograph it again, flat and in focus")
     ours = [text for text in found if text.startswith(_QR_PREFIX)]
@@ -42,9 +44,10 @@ def _read_image(path: Path) -> str:
     try:
         with Image.open(path) as image:
             image.load()
-            return _decode_images([image.convert("L")], path.name)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            found = _qr_texts(image.convert("L"))
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise UnreadableInput(f"{path.name} is not a readable image ({exc})") from exc
+    return _pick(found, path.name)
 
 
 def _read_pdf(path: Path) -> str:
@@ -54,14 +57,25 @@ def _read_pdf(path: Path) -> str:
         document = pypdfium2.PdfDocument(path)
     except (pypdfium2.PdfiumError, OSError) as exc:
         raise UnreadableInput(f"{path.name} is not a readable PDF ({exc})") from exc
+    found: list[str] = []
     try:
-        images = []
-        for index in range(len(document)):
-            page = document[index]
-            images.append(page.render(scale=PDF_DPI / 72).to_pil().convert("L"))
-        return _decode_images(images, path.name)
+        # Page by page, stopping at the first prescription QR: a long PDF is not rendered whole.
+        for index in range(min(len(document), MAX_PDF_PAGES)):
+            found += _qr_texts(document[index].render(scale=PDF_DPI / 72).to_pil().convert("L"))
+            if any(text.startswith(_QR_PREFIX) for text in found):
+                break
+    except pypdfium2.PdfiumError as exc:
+        raise UnreadableInput(f"{path.name}: a page cannot be rendered ({exc})") from exc
     finally:
         document.close()
+    return _pick(found, path.name)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a long payload is not a valid file name (ENAMETOOLONG), or holds NUL
+        return False
 
 
 def read_payload(argument: str) -> tuple[str, str]:
@@ -75,7 +89,7 @@ def read_payload(argument: str) -> tuple[str, str]:
     """
     path = Path(argument)
     looks_like_file = not argument.startswith(_QR_PREFIX) and len(argument) < 4096
-    if looks_like_file and path.is_file():
+    if looks_like_file and _is_file(path):
         try:
             head = path.read_bytes()[:16]
         except OSError as exc:

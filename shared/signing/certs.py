@@ -210,7 +210,7 @@ def _date(body: Mapping[object, object], label: int) -> datetime | None:
     value = body.get(label)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= cose.MAX_NUMERIC_DATE:
         raise _bad(f"certificate claim {label} is not a date")
     return datetime.fromtimestamp(value, UTC)
 

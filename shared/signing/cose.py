@@ -24,6 +24,7 @@ HEADER_KID = 4
 ALG_EDDSA = -8
 SIGNATURE_SIZE = 64
 MAX_MESSAGE_SIZE = 1 << 20  # refuse to parse anything larger: a QR holds under 3 KB
+MAX_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z: Python's datetime cannot hold a later NumericDate
 
 HeaderValue = int | str | bytes | list["HeaderValue"]
 """What our headers may hold: numbers, text, bytes (kids, certificates) or lists of those."""

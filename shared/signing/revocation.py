@@ -125,7 +125,7 @@ def _malformed(message: str) -> VerificationError:
 
 
 def _time(value: object, what: str) -> datetime:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= cose.MAX_NUMERIC_DATE:
         raise _malformed(f"{what} is not a date")
     return datetime.fromtimestamp(value, UTC)
 

@@ -199,3 +199,9 @@ def test_revocation_list_import_then_verify(
     junk.write_bytes(b"\x00\x01")
     assert main([*data_dir, "rx", "revocations", "import", str(junk)]) == EXIT_INVALID
     assert "not a valid revocation list (malformed)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["X" * 600, "HC1:NCFOXN%TS3DH", "  "])
+def test_text_that_is_no_prescription_is_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
+    assert main(["--data-dir", str(tmp_path), "rx", "verify", text]) == EXIT_INVALID
+    assert capsys.readouterr().out.startswith("INVALID  (malformed)")

@@ -393,3 +393,57 @@ def test_preset_dictionary_is_pinned() -> None:
 
 
 PINNED_ZDICT_SHA256 = "a86b55a2fcc6332dd007c9770311dc846afa79d51484183dae93ca36f3c92b0b"
+
+
+# --- hostile input never escapes as an exception --------------------------------------------------------
+
+cbor_leaves = (
+    st.integers(-(2**64), 2**64)
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+    | st.floats(allow_nan=False)
+)
+cbor_values = st.recursive(
+    cbor_leaves,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.integers(-3, 12), children, max_size=6),
+    max_leaves=25,
+)
+
+
+@given(st.text(max_size=300))
+def test_any_text_after_the_prefix_is_reported_not_raised(text: str) -> None:
+    result = verify_qr_payload("IMRX1:" + text, make_test_chain(now=NOW).trust, now=NOW)
+    assert not result.valid
+    assert result.message
+
+
+@settings(max_examples=150)
+@given(
+    st.dictionaries(st.integers(0, 10), cbor_values, max_size=10) | cbor_values,
+    st.sampled_from([2, 3, 253402300799, 253402300800, 2**40, -1]),
+)
+def test_any_signed_cbor_content_is_reported_not_raised(chain: TestChain, content: object, date: int) -> None:
+    if isinstance(content, dict):
+        content |= {0: 1, 2: date}  # the current format version, so decoding gets past it; and the date bounds
+    message = cose.sign1(
+        cbor2.dumps(content),
+        chain.doctor_key,
+        kid=keys.kid_bytes(chain.doctor_key),
+        unprotected={rx.HEADER_CHAIN: [chain.doctor_cert, chain.issuer_cert]},
+    )
+    result = verify_qr_payload(_recompress(message), chain.trust, now=NOW)
+    assert result.reason in (Reason.MALFORMED, Reason.VALID)
+
+
+@settings(max_examples=100)
+@given(cbor_values, cbor_values)
+def test_any_certificate_header_is_reported_not_raised(chain: TestChain, header: object, payload: object) -> None:
+    message = cbor2.dumps(
+        cbor2.CBORTag(
+            18, [cbor2.dumps({1: -8, 4: b"12345678"}), {rx.HEADER_CHAIN: header}, cbor2.dumps(payload), b"s" * 64]
+        )
+    )
+    result = verify_qr_payload(_recompress(message), chain.trust, now=NOW)
+    assert not result.valid

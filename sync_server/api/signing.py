@@ -94,7 +94,7 @@ async def verify(body: VerifyBody, db: Db, ctx: Signing) -> VerificationOut:
 )
 async def sign(prescription_id: uuid.UUID, actor: Doctor, db: Db, ctx: Signing, response: Response) -> SignAnswer:
     answer = await signing_service.sign_prescription(db, ctx, actor, prescription_id)
-    if answer.replayed:
+    if answer.already_signed:
         response.status_code = status.HTTP_200_OK
     return answer
 

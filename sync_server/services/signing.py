@@ -100,10 +100,6 @@ class SignAnswer(BaseModel):
     already_signed: bool = Field(description="True when this answers a repeated request with the stored signature")
     prescription: SignedPrescriptionOut
 
-    @property
-    def replayed(self) -> bool:
-        return self.already_signed
-
 
 class VerificationOut(BaseModel):
     valid: bool

@@ -170,17 +170,21 @@ async def insert_key(
     )
 
 
-async def live_server_key(conn: asyncpg.Connection, user_id: uuid.UUID, at: datetime) -> asyncpg.Record | None:
-    """The newest server-held key of the user that is unrevoked and valid at ``at``."""
+async def live_server_key(
+    conn: asyncpg.Connection, user_id: uuid.UUID, at: datetime, issuer_kid: str
+) -> asyncpg.Record | None:
+    """The newest server-held key of the user, certified by ``issuer_kid``, unrevoked and valid at ``at``."""
     return await conn.fetchrow(
         f"""
         SELECT {_KEY_COLUMNS} FROM doctor_keys
-         WHERE user_id = $1 AND held_by = 'server' AND revoked_at IS NULL AND not_before <= $2 AND not_after > $2
+         WHERE user_id = $1 AND held_by = 'server' AND issuer_kid = $3 AND revoked_at IS NULL
+           AND not_before <= $2 AND not_after > $2
          ORDER BY created_at DESC
          LIMIT 1
         """,
         user_id,
         at,
+        issuer_kid,
     )
 
 

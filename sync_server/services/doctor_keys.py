@@ -100,7 +100,7 @@ async def audit_key(conn: asyncpg.Connection, actor: Actor, action: str, kid: st
     await audit_service.record(conn, actor, action=action, entity_type="doctor_key", entity_id=kid, details=details)
 
 
-def _doctor_claims(facts: asyncpg.Record, public_key: bytes, now: datetime, days: int) -> CertificateClaims:
+def _doctor_claims(ctx: SigningContext, facts: asyncpg.Record, public_key: bytes, now: datetime) -> CertificateClaims:
     def text(value: str | None) -> str | None:
         value = (value or "").strip()
         return value[:200] or None
@@ -109,7 +109,8 @@ def _doctor_claims(facts: asyncpg.Record, public_key: bytes, now: datetime, days
         role=Role.DOCTOR,
         public_key=public_key,
         not_before=now - timedelta(minutes=5),
-        expires_at=now + timedelta(days=days),
+        # Never beyond the issuing certificate: after it ends nothing this doctor certificate vouches for verifies.
+        expires_at=min(now + timedelta(days=ctx.doctor_cert_days), ctx.issuer_cert.claims.expires_at),
         issued_at=now,
         name=text(facts["name"]),
         hpr_id=text(facts["hpr_id"]),
@@ -140,7 +141,13 @@ async def _certify(
     kid: str,
     now: datetime,
 ) -> asyncpg.Record | None:
-    claims = _doctor_claims(facts, public_key, now, ctx.doctor_cert_days)
+    if ctx.issuer_cert.claims.expires_at <= now + _KEY_RENEW_MARGIN:
+        end = ctx.issuer_cert.claims.expires_at.date().isoformat()
+        raise SigningUnavailable(
+            f"The server's issuing certificate ends on {end}: an operator must renew it "
+            "(integmed-server keys issuer-create)"
+        )
+    claims = _doctor_claims(ctx, facts, public_key, now)
     return await signing_db.insert_key(
         conn,
         kid=kid,
@@ -164,7 +171,8 @@ async def server_key(
         (private key, key row, whether it was created now).
     """
     await signing_db.lock_user_keys(conn, actor.user_id)
-    row = await signing_db.live_server_key(conn, actor.user_id, now + _KEY_RENEW_MARGIN)
+    # Only a key certified by the current issuing key: its certificate must chain to the one the QR carries.
+    row = await signing_db.live_server_key(conn, actor.user_id, now + _KEY_RENEW_MARGIN, ctx.issuer_kid)
     if row is not None:
         seed = sealing.unseal(ctx.kek, row["kid"], row["private_key_enc"])
         return keys.private_key_from_bytes(seed), row, False
@@ -213,6 +221,8 @@ async def certify_doctor_key(
             raise CertificationRefused("This public key is already certified for someone else")
         if existing["revoked_at"] is not None:
             raise CertificationRefused("This key was revoked; generate a new key on the PC")
+        if existing["issuer_kid"] != ctx.issuer_kid:
+            raise CertificationRefused("This key was certified by a previous issuing key; generate a new key")
         return _certificate_out(ctx, existing)
     row = await _certify(conn, ctx, facts, public_key, None, kid, datetime.now(UTC))
     assert row is not None  # the kid was free a moment ago and ids are per key, not per request

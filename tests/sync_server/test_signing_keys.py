@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from shared.signing import keys
 from shared.signing.certs import Role, parse_certificate, validate_chain
 from shared.signing.revocation import parse_revocation_list
-from shared.signing.rx import AyushItem, Clinic, Patient, PrescriptionContent, sign_prescription
+from shared.signing.rx import AyushItem, Clinic, Patient, PrescriptionContent, sign_prescription, verify_qr_payload
 from shared.signing.trust import default_trust
 from sync_server.settings import Settings
 from sync_server.signing import sealing
@@ -233,3 +234,26 @@ def test_verify_service_takes_the_cose_bytes_a_desktop_would_sync(
     as_bytes, as_text, damaged = pg.run(go())
     assert as_bytes.valid and as_bytes == as_text and as_bytes.content_hash == signed["signature_hash"]
     assert not damaged.valid and damaged.reason in ("bad_signature", "malformed")
+
+
+def test_issuer_rotation_and_an_issuing_certificate_about_to_end(
+    api: TestClient, doctor: SignedIn, settings: Settings, tmp_path: Path
+) -> None:
+    from sync_server.app import create_app
+    from sync_server.signing.issuer import SANDBOX_ROOT_KEY, create_issuer
+
+    first = sign(api, doctor, signed_draft(api, doctor)["id"]).json()
+    root = keys.private_key_from_pem(SANDBOX_ROOT_KEY.read_bytes())
+    key_path, cert_path, _ = create_issuer(root, tmp_path / "rotated", days=365, subject="Rotated issuer")
+    rotated = settings.model_copy(update={"signing_issuer_key": key_path, "signing_issuer_cert": cert_path})
+    with TestClient(create_app(rotated)) as after:
+        second = sign(after, doctor, signed_draft(after, doctor)["id"]).json()
+        # The old key's certificate chains to the old issuer: a new key is certified under the new one.
+        assert second["kid"] != first["kid"]
+        for answer in (first, second):
+            assert verify_qr_payload(answer["qr_payload"], default_trust()).valid
+    key_path, cert_path, _ = create_issuer(root, tmp_path / "ending", days=3, subject="Ending issuer")
+    ending = settings.model_copy(update={"signing_issuer_key": key_path, "signing_issuer_cert": cert_path})
+    with TestClient(create_app(ending)) as late:
+        r = sign(late, doctor, signed_draft(late, doctor)["id"])
+        assert r.status_code == 503 and r.json()["code"] == "signing.unavailable" and "renew" in r.json()["detail"]

@@ -9,23 +9,19 @@ from typing import Any
 
 import asyncpg
 
-_RX_COLUMNS = (
-    "p.id, p.clinic_id, p.encounter_id, p.patient_id, p.prescriber_id, p.status, p.medications, "
-    "p.ayush_medications, p.advisories, p.policy_version, p.created_at, p.updated_at, p.signed_at, "
-    "p.content_hash, p.signature, p.cose, p.qr_payload, p.signer_kid"
-)
+from sync_server.db import prescriptions as prescriptions_db
+
+# The draft's columns as db/prescriptions reads them (so a column added there is read, and decoded, here
+# too), plus the signing columns.
+_RX_COLUMNS = prescriptions_db._COLUMNS + ", signed_at, content_hash, signature, cose, qr_payload, signer_kid"
 _KEY_COLUMNS = (
     "kid, user_id, clinic_id, public_key, private_key_enc, held_by, certificate, issuer_kid, not_before, "
     "not_after, created_at, revoked_at, revocation_reason"
 )
-_JSON = ("medications", "ayush_medications", "advisories")
 
 
 def _rx(row: asyncpg.Record) -> dict[str, Any]:
-    out = dict(row)
-    for key in _JSON:
-        out[key] = json.loads(out[key])
-    return out
+    return prescriptions_db.to_dict(row)
 
 
 # --- prescriptions ---------------------------------------------------------------------------------------
@@ -40,7 +36,7 @@ async def lock_prescription(
     then sees the first one's signature and answers it idempotently instead of signing twice.
     """
     row = await conn.fetchrow(
-        f"SELECT {_RX_COLUMNS} FROM prescriptions p WHERE p.id = $1 AND p.clinic_id = $2 FOR UPDATE",
+        f"SELECT {_RX_COLUMNS} FROM prescriptions WHERE id = $1 AND clinic_id = $2 FOR UPDATE",
         prescription_id,
         clinic_id,
     )
@@ -51,7 +47,7 @@ async def get_prescription(
     conn: asyncpg.Connection, clinic_id: uuid.UUID, prescription_id: uuid.UUID
 ) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        f"SELECT {_RX_COLUMNS} FROM prescriptions p WHERE p.id = $1 AND p.clinic_id = $2",
+        f"SELECT {_RX_COLUMNS} FROM prescriptions WHERE id = $1 AND clinic_id = $2",
         prescription_id,
         clinic_id,
     )
@@ -79,10 +75,10 @@ async def mark_signed(
     """Freeze a draft as signed (the trigger refuses any later change to the row)."""
     row = await conn.fetchrow(
         f"""
-        UPDATE prescriptions p
+        UPDATE prescriptions
            SET status = 'signed', signed_at = $2, content_hash = $3, signature = $4, cose = $5,
                qr_payload = $6, signer_kid = $7, updated_at = $2
-         WHERE p.id = $1 AND p.status = 'draft'
+         WHERE id = $1 AND status = 'draft'
         RETURNING {_RX_COLUMNS}
         """,
         prescription_id,

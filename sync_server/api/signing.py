@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.records.staff import Role
 from sync_server import errors
-from sync_server.api.deps import ClinicStaff, CurrentUser, Db, require_roles
+from sync_server.api.deps import ClinicStaff, Db, require_roles
 from sync_server.services import doctor_keys
 from sync_server.services import signing as signing_service
 from sync_server.services.context import Actor
@@ -166,10 +166,11 @@ async def revoke(body: RevocationBody, actor: Revoker, db: Db) -> RevocationOut:
     summary="The current revocation list signed by the issuing key (JSON with base64, or application/cbor)",
     responses={
         200: {"content": {CBOR: {}}},
-        **errors.responses(errors.Unauthenticated, doctor_keys.SigningUnavailable),
+        **errors.responses(doctor_keys.SigningUnavailable),
     },
 )
-async def revocation_list(request: Request, actor: CurrentUser, db: Db, ctx: Signing) -> RevocationList | Response:
+async def revocation_list(request: Request, db: Db, ctx: Signing) -> RevocationList | Response:
+    # Public like any CRL: it is signed, names only key ids, and pharmacies refresh it without an account.
     rl = await doctor_keys.revocation_list(db, ctx)
     if CBOR in request.headers.get("accept", ""):
         return Response(base64.b64decode(rl.revocation_list), media_type=CBOR)

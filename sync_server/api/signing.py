@@ -7,9 +7,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from shared.records.staff import Role
+from shared.text import clean_text
 from sync_server import errors
 from sync_server.api.deps import ClinicStaff, Db, require_roles
 from sync_server.services import doctor_keys
@@ -21,6 +23,16 @@ from sync_server.signing.issuer import SigningContext
 
 router = APIRouter(prefix="/api/v1", tags=["signing"])
 CBOR = "application/cbor"
+
+
+def _reason(value: str) -> str:
+    cleaned = clean_text(value)
+    if not cleaned:
+        raise PydanticCustomError("text.empty", "Must not be empty")
+    return cleaned
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_reason)]
 
 
 def signing_context(request: Request) -> SigningContext:
@@ -56,7 +68,7 @@ class StatusBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: signing_service.EventStatus
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 class VerifyBody(BaseModel):
@@ -69,7 +81,7 @@ class RevocationBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kid: str = Field(min_length=1, max_length=64, description="Key id (base64url, 11 characters)")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 @router.post(

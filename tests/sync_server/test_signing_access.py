@@ -63,6 +63,7 @@ def test_malformed_ids_and_bodies_are_4xx_problems(api: TestClient, doctor: Sign
         api.post(status_url, json={"status": "lost", "reason": "x"}, headers=doctor.headers),
         api.post(status_url, json={"status": "dispensed"}, headers=doctor.headers),
         api.post(status_url, json={"status": "dispensed", "reason": ""}, headers=doctor.headers),
+        api.post(status_url, json={"status": "dispensed", "reason": "  \t  "}, headers=doctor.headers),
         api.post(status_url, json={"status": "dispensed", "reason": "x" * 501}, headers=doctor.headers),
         api.post(status_url, json={"status": "dispensed", "reason": "x", "extra": 1}, headers=doctor.headers),
         api.post(status_url, json=["dispensed"], headers=doctor.headers),

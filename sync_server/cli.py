@@ -238,6 +238,8 @@ def _cmd_dev(args: argparse.Namespace) -> int:
             signing_kek=kek,
         )
         print(f"embedded PostgreSQL on {cluster.host}:{cluster.port}, data in {cluster.pgdata}", flush=True)
+        issuer_kid = signing_issuer.load_issuer(issuer_key, issuer_cert)[1].kid
+        print(f"signing: issuing key {issuer_kid} under the public SANDBOX root (test prescriptions only)")
         return asyncio.run(_dev_async(args, settings))
     except KeyboardInterrupt:
         return 0

@@ -83,7 +83,7 @@ def _sign_one(base: str, sport: int) -> dict[str, str]:
 def test_dev_server_signs_under_the_sandbox_root_and_keeps_its_issuer(tmp_path: Path) -> None:
     port, sport = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
-    proc, _ = _start(tmp_path, port, sport)
+    proc, lines = _start(tmp_path, port, sport)
     try:
         first = _sign_one(base, sport)
         issuer = httpx.get(f"{base}/api/v1/signing/trust", trust_env=False).json()["issuers"][0]["kid"]
@@ -92,6 +92,7 @@ def test_dev_server_signs_under_the_sandbox_root_and_keeps_its_issuer(tmp_path: 
     assert decode_qr_png(first["qr_code"]) == first["qr_payload"]
     result = verify_qr_payload(first["qr_payload"], default_trust())
     assert result.valid and result.sandbox and result.issuer is not None and result.issuer.kid == issuer
+    assert f"signing: issuing key {issuer} under the public SANDBOX root" in "".join(lines)
     proc, _ = _start(tmp_path, port, sport)
     try:
         second = _sign_one(base, sport)

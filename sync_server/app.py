@@ -17,11 +17,12 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.clock import HLC
-from sync_server.api import auth, encounters, health, patients, prescriptions, problems, sync
+from sync_server.api import auth, encounters, health, patients, prescriptions, problems, signing, sync
 from sync_server.api.deps import AppState
 from sync_server.db.migrate import head_revision
 from sync_server.hpr.client import HprClient
 from sync_server.settings import Settings
+from sync_server.signing.issuer import SigningContext
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +171,14 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     problems.install(app)
+    app.state.signing = SigningContext.from_settings(settings)  # None without keys: signing routes answer 503
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(patients.router)
     app.include_router(sync.router)
     app.include_router(prescriptions.router)
     app.include_router(encounters.router)
+    app.include_router(signing.router)
     # Outermost first: bound the wire size, then inflate gzip bodies (bounded again), and gzip big answers.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(GunzipRequests, limit=settings.max_inflated_body_bytes)

@@ -1,4 +1,4 @@
-"""`integmed-server`: migrate | downgrade | serve | sandbox | dev | audit-verify."""
+"""`integmed-server`: migrate | downgrade | serve | sandbox | dev | audit-verify | keys."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from sync_server.sandbox.app import create_sandbox_app
 from sync_server.services import audit as audit_service
 from sync_server.services import clinics as clinics_service
 from sync_server.settings import DatabaseSettings, Settings
+from sync_server.signing import issuer as signing_issuer
 
 log = logging.getLogger("integmed.server")
 
@@ -95,6 +96,55 @@ async def _ensure_database(admin_dsn: str, name: str) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+def _cmd_keys_root_init(args: argparse.Namespace) -> int:
+    from shared.signing import keys
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    key_path, pub_path = out / "root_ed25519.pem", out / "root_ed25519.pub.pem"
+    if key_path.exists():
+        print(f"keys: {key_path} exists; a root key is never overwritten", file=sys.stderr)
+        return 1
+    root = keys.generate_private_key()
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(keys.private_key_to_pem(root))
+    pub_path.write_bytes(keys.public_key_to_pem(root))
+    print(f"root private key  {key_path}  (keep OFFLINE; it only certifies issuing keys)")
+    print(f"root public key   {pub_path}")
+    print("entry for shared/knowledge/trust/roots.yaml:")
+    print(f"  - kid: {keys.key_id(root)}")
+    print(f"    public_key: {keys.b64url_encode(keys.public_key_bytes(root))}")
+    print(f"    name: {args.name}")
+    print("    environment: production")
+    return 0
+
+
+def _cmd_keys_issuer_create(args: argparse.Namespace) -> int:
+    from shared.signing import keys
+
+    if args.days < 1:
+        print("keys: --days must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        root = keys.private_key_from_pem(Path(args.root_key).read_bytes())
+    except (OSError, keys.KeyFormatError) as exc:
+        print(f"keys: cannot read the root key: {exc}", file=sys.stderr)
+        return 1
+    try:
+        key_path, cert_path, kid = signing_issuer.create_issuer(
+            root, Path(args.out), days=args.days, subject=args.subject
+        )
+    except FileExistsError as exc:
+        print(f"keys: {exc}", file=sys.stderr)
+        return 1
+    print(f"issuing key {kid} certified by root {keys.key_id(root)} for {args.days} days")
+    print(f"INTEGMED_SIGNING_ISSUER_KEY={key_path}")
+    print(f"INTEGMED_SIGNING_ISSUER_CERT={cert_path}")
+    print(f"INTEGMED_SIGNING_KEK={signing_issuer.new_kek()}   (a fresh key-encryption key; store it as a secret)")
+    return 0
 
 
 def _dev_secret(data_dir: Path) -> str:
@@ -175,14 +225,21 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         asyncio.run(_ensure_database(cluster.dsn, "integmed"))
         dsn = cluster.dsn_for("integmed")
         migrate.upgrade(dsn)
+        # Issuing key under the public SANDBOX root, created once in the data dir and reused on restart.
+        issuer_key, issuer_cert, kek = signing_issuer.ensure_dev_signing(data_dir)
         settings = Settings(
             environment="dev",
             database_url=dsn,
             jwt_secret=_dev_secret(data_dir),
             hpr_url=f"http://{args.host}:{args.sandbox_port}/v4/int",
             abdm_gateway_url=f"http://{args.host}:{args.sandbox_port}/api/hiecm",
+            signing_issuer_key=issuer_key,
+            signing_issuer_cert=issuer_cert,
+            signing_kek=kek,
         )
         print(f"embedded PostgreSQL on {cluster.host}:{cluster.port}, data in {cluster.pgdata}", flush=True)
+        issuer_kid = signing_issuer.load_issuer(issuer_key, issuer_cert)[1].kid
+        print(f"signing: issuing key {issuer_kid} under the public SANDBOX root (test prescriptions only)")
         return asyncio.run(_dev_async(args, settings))
     except KeyboardInterrupt:
         return 0
@@ -218,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_dev)
     p = sub.add_parser("audit-verify", help="check every audit-log hash chain; exit 1 if one is broken")
     p.set_defaults(func=_cmd_audit_verify)
+    keys_parser = sub.add_parser("keys", help="signing keys: create the offline root, create an issuing key")
+    keys_sub = keys_parser.add_subparsers(dest="keys_command", required=True)
+    p = keys_sub.add_parser("root-init", help="generate an IntegMed root key offline; prints its trust entry")
+    p.add_argument("--out", required=True, help="folder for root_ed25519.pem (private) and its public key")
+    p.add_argument("--name", default="IntegMed root", help="name shown to pharmacists in the trust entry")
+    p.set_defaults(func=_cmd_keys_root_init)
+    p = keys_sub.add_parser("issuer-create", help="generate a server issuing key certified by a root key")
+    p.add_argument("--root-key", required=True, help="the root's private key (PEM)")
+    p.add_argument("--out", required=True, help="folder for issuer_ed25519.pem and issuer.cert")
+    p.add_argument("--days", type=int, default=signing_issuer.DEFAULT_ISSUER_DAYS, help="validity in days")
+    p.add_argument("--subject", default="IntegMed server", help="the issuer's name in its certificate")
+    p.set_defaults(func=_cmd_keys_issuer_create)
     return parser
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -49,6 +52,41 @@ class Settings(DatabaseSettings):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     max_inflated_body_bytes: int = Field(default=8_000_000, ge=1024)
 
+    # Prescription signing (docs/signing_server.md): the issuing key (PEM, Ed25519) and its certificate from
+    # the IntegMed root (`integmed-server keys issuer-create`), and the key-encryption key that seals the
+    # server-held doctor keys at rest (base64url of 32 random bytes). Required in production; without them
+    # the signing endpoints answer 503.
+    signing_issuer_key: Path | None = None
+    signing_issuer_cert: Path | None = None
+    signing_kek: SecretStr | None = None
+    signing_doctor_cert_days: int = Field(default=730, ge=1, le=3650)
+    signing_rx_valid_days: int = Field(default=30, ge=1, le=365)
+
+    @property
+    def signing_configured(self) -> bool:
+        return None not in (self.signing_issuer_key, self.signing_issuer_cert, self.signing_kek)
+
+    def signing_kek_bytes(self) -> bytes:
+        """The 32-byte key-encryption key (validated at start-up)."""
+        if self.signing_kek is None:
+            raise ValueError("INTEGMED_SIGNING_KEK is not set")
+        return decode_kek(self.signing_kek.get_secret_value())
+
+    @model_validator(mode="after")
+    def _signing_settings(self) -> Settings:
+        if self.signing_kek is not None:
+            decode_kek(self.signing_kek.get_secret_value())
+        for name in ("signing_issuer_key", "signing_issuer_cert"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"INTEGMED_{name.upper()} names no readable file: {path}")
+        if self.environment == "production" and not self.signing_configured:
+            raise ValueError(
+                "INTEGMED_SIGNING_ISSUER_KEY, INTEGMED_SIGNING_ISSUER_CERT and INTEGMED_SIGNING_KEK must be set in "
+                "production (see docs/signing_server.md)"
+            )
+        return self
+
     @model_validator(mode="after")
     def _no_default_secrets_outside_dev(self) -> Settings:
         if self.environment == "production":
@@ -57,3 +95,15 @@ class Settings(DatabaseSettings):
             if len(self.jwt_secret.get_secret_value()) < 32:
                 raise ValueError("INTEGMED_JWT_SECRET must be at least 32 characters")
         return self
+
+
+def decode_kek(text: str) -> bytes:
+    """A key-encryption key from its base64url text (padding optional); exactly 32 bytes."""
+    try:
+        text = text.strip()
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("INTEGMED_SIGNING_KEK must be base64url text") from exc
+    if len(raw) != 32:
+        raise ValueError(f"INTEGMED_SIGNING_KEK must decode to 32 bytes, not {len(raw)}")
+    return raw

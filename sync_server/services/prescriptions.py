@@ -34,6 +34,7 @@ from sync_server.db import encounters as encounters_db
 from sync_server.db import prescriptions as prescriptions_db
 from sync_server.services import audit as audit_service
 from sync_server.services import prescribing
+from sync_server.services import signing as signing_service
 from sync_server.services.context import Actor
 
 PrescribingRefused = errors.PrescribingRefused  # the problem type lives with the others; kept here for callers
@@ -224,6 +225,8 @@ async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate
         ],
     )
     if row is None:
+        # A signed prescription is never rewritten (409 rx.signed_immutable); any other taken id is a conflict.
+        await signing_service.ensure_editable(conn, actor.clinic_id, prescription_id)
         raise errors.ConflictProblem("A record with this id already exists", code_hint="prescription.id_taken")
     for o in overrides:
         await _audit(conn, actor, "prescription.override", str(prescription_id), o.model_dump(mode="json"))

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -44,3 +45,15 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def signing_settings(base: Path) -> dict[str, Any]:
+    """Settings fields for prescription signing: an issuing key under the SANDBOX root in ``base/signing``.
+
+    The same function `integmed-server dev` uses, so the test server signs exactly as the dev server does
+    (created once, reused by every test of the run).
+    """
+    from sync_server.signing.issuer import ensure_dev_signing
+
+    key, cert, kek = ensure_dev_signing(base)
+    return {"signing_issuer_key": key, "signing_issuer_cert": cert, "signing_kek": kek}

@@ -14,7 +14,7 @@ from sync_server.app import create_app
 from sync_server.sandbox.app import create_sandbox_app
 from sync_server.settings import Settings
 from tests.helpers import pg
-from tests.helpers.servers import serve
+from tests.helpers.servers import serve, signing_settings
 
 DEMO_CLINIC = "019ab000-0000-7000-8000-000000000001"
 OTHER_CLINIC = "019ab000-0000-7000-8000-000000000002"
@@ -33,7 +33,7 @@ def sandbox_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(db_url: str, sandbox_url: str) -> Settings:
+def settings(db_url: str, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         environment="test",
         database_url=db_url,
@@ -41,6 +41,7 @@ def settings(db_url: str, sandbox_url: str) -> Settings:
         hpr_url=f"{sandbox_url}/v4/int",
         abdm_gateway_url=f"{sandbox_url}/api/hiecm",
         db_pool_max=5,
+        **signing_settings(tmp_path_factory.getbasetemp()),
     )
 
 

@@ -1,0 +1,1 @@
+"""Server side of prescription signing: the issuing key, sealed doctor keys, QR rendering."""

@@ -10,11 +10,21 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import asyncpg
 from pydantic import BaseModel, Field
 
+from shared.fhir.prescription_record import (
+    AyushIn,
+    ClinicIn,
+    DiagnosisIn,
+    MedicineIn,
+    PatientIn,
+    PractitionerIn,
+    build_prescription_record,
+)
+from shared.fhir.validation import validate_bundle
 from shared.ids import uuid7
 from shared.records.prescription import Draft
 from shared.signing import cose, keys
@@ -33,6 +43,7 @@ from shared.signing.rx import (
 )
 from shared.signing.rx import sign_prescription as sign_content
 from sync_server import errors
+from sync_server.db import encounters as encounters_db
 from sync_server.db import signing as signing_db
 from sync_server.services import audit as audit_service
 from sync_server.services import doctor_keys
@@ -150,15 +161,58 @@ def _age(patient: asyncpg.Record, on: date) -> int:
 
 
 def prescription_record_bundle(
-    rx: dict[str, Any], facts: asyncpg.Record, patient: asyncpg.Record
-) -> dict[str, Any] | None:
+    rx: dict[str, Any], facts: asyncpg.Record, patient: asyncpg.Record, soap_note: dict[str, Any] | None
+) -> dict[str, Any]:
     """THE place the ABDM FHIR PrescriptionRecord bundle of a signed prescription is built.
 
-    The builder (``shared.fhir.prescription_record.build_prescription_record``) is wired in here; until then
-    no bundle is built and nothing is stored. `sign_prescription` stores whatever this returns with
-    `sync_server.db.signing.store_fhir_bundle`, in the signing transaction.
+    `sign_prescription` stores it with `sync_server.db.signing.store_fhir_bundle`, in the signing transaction,
+    after `validate_bundle` (R4B models + the ABDM profile rules) accepted it.
     """
-    return None
+    assessment = (soap_note or {}).get("assessment") or {}
+    diagnoses: list[DiagnosisIn] = []
+    for dx in [assessment.get("primary_diagnosis"), *(assessment.get("secondary_diagnoses") or [])]:
+        if isinstance(dx, dict) and (dx.get("condition") or dx.get("code")):
+            item: DiagnosisIn = {}
+            if dx.get("condition"):
+                item["text"] = str(dx["condition"])
+            if dx.get("code"):
+                item["code"] = str(dx["code"])
+            if dx.get("system") in ("icd10", "snomed"):
+                item["system"] = dx["system"]
+            diagnoses.append(item)
+    person: PatientIn = {"id": patient["id"], "name": patient["name"], "gender": patient["gender"]}
+    if patient["year_of_birth"]:
+        person["birth_year"] = int(patient["year_of_birth"])
+    for key in ("abha_number", "abha_address"):
+        if patient[key]:
+            person[key] = str(patient[key])
+    practitioner: PractitionerIn = {
+        "id": facts["id"],
+        "name": facts["name"],
+        "registration_council": facts["registration_council"] or "",
+        "registration_number": facts["registration_number"] or "",
+    }
+    if facts["hpr_id"]:
+        practitioner["hpr_id"] = facts["hpr_id"]
+    if facts["qualification"]:
+        practitioner["qualification"] = facts["qualification"]
+    clinic: ClinicIn = {"id": facts["clinic_id"], "name": facts["clinic_name"]}
+    if facts["clinic_hfr_id"]:
+        clinic["hfr_id"] = facts["clinic_hfr_id"]
+    bundle = build_prescription_record(
+        rx_id=rx["id"],
+        issued_at=rx["signed_at"],
+        patient=person,
+        practitioner=practitioner,
+        clinic=clinic,
+        encounter_id=rx["encounter_id"],
+        diagnoses=diagnoses,
+        medicines=[cast(MedicineIn, {k: v for k, v in line.items() if v is not None}) for line in rx["medications"]],
+        ayush=[cast(AyushIn, {k: v for k, v in line.items() if v is not None}) for line in rx["ayush_medications"]],
+        signature={"hash": rx["content_hash"], "signed_at": rx["signed_at"], "kid": rx["signer_kid"]},
+    )
+    validate_bundle(bundle)
+    return bundle
 
 
 async def _answer(conn: asyncpg.Connection, rx: dict[str, Any], *, already_signed: bool) -> SignAnswer:
@@ -195,16 +249,16 @@ async def sign_prescription(
     private, key_row, created = await doctor_keys.server_key(conn, ctx, actor, facts, now)
     signed = _sign_content(ctx, rx, facts, patient, private, key_row, now)
     rx = await signing_db.mark_signed(conn, prescription_id, signed_at=now, **signed)
-    bundle = prescription_record_bundle(rx, facts, patient)
-    if bundle is not None:
-        await signing_db.store_fhir_bundle(
-            conn,
-            resource_id=uuid7(),
-            clinic_id=actor.clinic_id,
-            resource_type="PrescriptionRecord",
-            source_id=str(prescription_id),
-            bundle=bundle,
-        )
+    encounter = await encounters_db.get(conn, actor.clinic_id, rx["encounter_id"])
+    bundle = prescription_record_bundle(rx, facts, patient, encounter["soap_note"] if encounter else None)
+    await signing_db.store_fhir_bundle(
+        conn,
+        resource_id=uuid7(),
+        clinic_id=actor.clinic_id,
+        resource_type="PrescriptionRecord",
+        source_id=str(prescription_id),
+        bundle=bundle,
+    )
     if created:
         await doctor_keys.audit_key(conn, actor, "signing.certificate_issued", key_row["kid"], {"held_by": "server"})
     await _audit(

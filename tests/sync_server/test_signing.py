@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import zxingcpp
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from shared.fhir.validation import validate_bundle
 from shared.signing import cose, keys
 from shared.signing.rx import verify_qr_payload
 from shared.signing.trust import default_trust
@@ -268,3 +270,35 @@ def test_concurrent_first_signs_sign_once_with_one_key(settings: Settings, sandb
         assert sorted(code for code, _ in mine) == [200, 201] and mine[0][1] == mine[1][1], answers
     assert pg.scalar(settings.database_url, "SELECT count(*) FROM doctor_keys") == 1
     assert pg.scalar(settings.database_url, "SELECT count(DISTINCT signer_kid) FROM prescriptions") == 1
+
+
+def test_signing_stores_the_abdm_prescription_record_bundle(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
+    enc = encounter(api, doctor)
+    note = {"assessment": {"primary_diagnosis": {"condition": "Type 2 diabetes mellitus", "code": "E11"}}}
+    assert api.patch(f"/api/v1/encounters/{enc}", json={"soap_note": note}, headers=doctor.headers).status_code == 200
+    ayush = [{"name": "Triphala Churna", "dose": "5g", "frequency": "At bedtime", "duration_days": 30}]
+    rx = draft(api, doctor, enc, ayush_medications=ayush).json()
+    signed = sign(api, doctor, rx["id"])
+    assert signed.status_code == 201, signed.text
+    rows = pg.query(
+        settings.database_url,
+        "SELECT resource_type, bundle FROM fhir_resources WHERE bundle @> $1::jsonb",
+        '{"type": "document"}',
+    )
+    bundles = [r["bundle"] for r in rows if str(rx["id"]) in str(r["bundle"])]
+    assert len(bundles) == 1 and rows[0]["resource_type"] == "PrescriptionRecord"
+    bundle = bundles[0] if isinstance(bundles[0], dict) else json.loads(bundles[0])
+    validate_bundle(bundle)  # R4B models + ABDM rules, as stored
+    resources = [e["resource"] for e in bundle["entry"]]
+    composition = next(r for r in resources if r["resourceType"] == "Composition")
+    assert composition["type"]["coding"][0]["code"] == "440545006"
+    requests = [r for r in resources if r["resourceType"] == "MedicationRequest"]
+    assert len(requests) == 2  # metformin + the AYUSH item
+    practitioner = next(r for r in resources if r["resourceType"] == "Practitioner")
+    hpr = [i["value"] for i in practitioner["identifier"] if i.get("system") == "https://doctor.ndhm.gov.in"]
+    assert hpr == [doctor.user["hpr_id"].replace("-", "")]  # the HPR id as stored (digits)
+    condition = next(r for r in resources if r["resourceType"] == "Condition")
+    assert "E11" in str(condition["code"])
+    assert bundle["signature"] and signed.json()["signature_hash"] in str(bundle)

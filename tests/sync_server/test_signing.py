@@ -301,4 +301,5 @@ def test_signing_stores_the_abdm_prescription_record_bundle(
     assert hpr == [doctor.user["hpr_id"].replace("-", "")]  # the HPR id as stored (digits)
     condition = next(r for r in resources if r["resourceType"] == "Condition")
     assert "E11" in str(condition["code"])
-    assert bundle["signature"] and signed.json()["signature_hash"] in str(bundle)
+    digest = bytes.fromhex(signed.json()["signature_hash"])
+    assert base64.b64decode(bundle["signature"]["data"]) == digest and bundle["signature"]["who"]["identifier"]["value"]

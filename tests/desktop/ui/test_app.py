@@ -14,6 +14,9 @@ from desktop.security.secrets import SecretStore
 from desktop.services.auth import DEVICE_TOKEN
 from desktop.store.users import LocalUser
 from desktop.ui.screens.setup import MOBILE, OTP, PIN, SERVER, UNREACHABLE_TEXT
+from shared.signing.rx import verify_qr_payload
+from shared.signing.testing import sample_content
+from shared.signing.trust import default_trust
 from tests.desktop.ui.conftest import PIN as GOOD_PIN
 from tests.desktop.ui.conftest import RecordingPresenter
 from tests.desktop.ui.keyboard import activate, press, type_text
@@ -74,6 +77,12 @@ class TestFirstRun:
         assert [u.has_pin for u in app.auth.known_users()] == [True]
         assert app.sync_status.status().has_synced  # the first sync ran as its own step
         assert presenter.shown == []
+        # P4: the doctor's signing key was made on this PC at sign-in and certified by the server, so this PC
+        # can now sign with no network; the QR verifies under the roots a pharmacist's verifier ships with.
+        assert app.doctor_keys.is_certified(user.user_id)
+        signed = app.signing.sign(user.user_id, sample_content(medicines=3))
+        check = verify_qr_payload(signed.qr_payload, default_trust())
+        assert check.valid and check.sandbox and check.doctor is not None and check.doctor.name == user.name
 
     def test_wrong_otp_is_shown_under_the_field(
         self, qtbot: QtBot, make_desktop: Callable[..., DesktopApp], server: Server, sandbox_url: str

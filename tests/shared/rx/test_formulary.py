@@ -70,7 +70,7 @@ class TestShippedData:
         assert len([e for e in entries if not isinstance(e, Drug)]) >= 60
         assert sum(len(d.brands) for d in drugs) >= 16
         assert sum(1 for d in drugs if d.schedule) >= 121
-        assert sum(1 for d in drugs if d.rxnorm) >= 71
+        assert sum(1 for d in drugs if d.rxnorm) >= 75
 
 
 def _drugs() -> dict[str, Drug]:
@@ -80,7 +80,7 @@ def _drugs() -> dict[str, Drug]:
 class TestSourcedFacts:
     """Version 0.2.0 facts: RxNorm ingredient codes, Drugs Rules schedules and Indian brands, each with its source."""
 
-    RXNORM_SOURCES = frozenset({"clinical-rx", "rxnorm-cpic", "rxnorm-vsac"})
+    RXNORM_SOURCES = frozenset({"clinical-rx", "rxnorm-cpic", "rxnorm-cpic-data", "rxnorm-vsac"})
 
     def test_every_rxnorm_code_is_an_ingredient_code_from_a_named_source(self) -> None:
         formulary = Formulary.load_default()
@@ -110,6 +110,8 @@ class TestSourcedFacts:
             ("clopidogrel", "32968", "rxnorm-cpic"),
             ("glimepiride", "25789", "rxnorm-cpic"),
             ("salbutamol", "435", "rxnorm-cpic"),
+            ("ibuprofen", "5640", "rxnorm-cpic-data"),
+            ("sodium valproate", "11118", "rxnorm-cpic-data"),
             ("telmisartan", "73494", "rxnorm-vsac"),
             ("losartan", "52175", "rxnorm-vsac"),
             ("atenolol", "1202", "rxnorm-vsac"),
@@ -131,7 +133,6 @@ class TestSourcedFacts:
             "azithromycin",
             "cetirizine",
             "levothyroxine",
-            "sodium valproate",
             "fluticasone",
             "amoxicillin + clavulanic acid",
         ],

@@ -68,7 +68,7 @@ class TestShippedData:
         drugs = [e for e in entries if isinstance(e, Drug)]
         assert len(drugs) >= 200
         assert len([e for e in entries if not isinstance(e, Drug)]) >= 60
-        assert sum(len(d.brands) for d in drugs) >= 16
+        assert sum(len(d.brands) for d in drugs) >= 25
         assert sum(1 for d in drugs if d.schedule) >= 121
         assert sum(1 for d in drugs if d.rxnorm) >= 75
 
@@ -148,6 +148,11 @@ class TestSourcedFacts:
             ("PANTOCID", "pantoprazole", "drugsbanks-pantocid"),
             ("Eltroxin", "levothyroxine", "gsk-eltroxin"),
             ("Cetzine", "cetirizine", "rxreviewer-cetzine"),
+            ("Dytor", "torsemide", "cipla-dytor"),
+            ("Wysolone", "prednisolone", "pfizer-wysolone"),
+            ("omez", "omeprazole", "retail-omez"),
+            ("Asthalin", "salbutamol", "asthmacure-asthalin"),
+            ("Meftal", "mefenamic acid", "bluecross-meftal"),
             ("Thyronorm", "levothyroxine", "abbott-thyronorm"),
             ("Ecosprin", "aspirin", "md-ecosprin"),
             ("Glycomet", "metformin", "retail-glycomet"),

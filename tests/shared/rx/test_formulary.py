@@ -68,11 +68,181 @@ class TestShippedData:
         drugs = [e for e in entries if isinstance(e, Drug)]
         assert len(drugs) >= 200
         assert len([e for e in entries if not isinstance(e, Drug)]) >= 60
-        assert sum(len(d.brands) for d in drugs) >= 10
+        assert sum(len(d.brands) for d in drugs) >= 25
+        assert sum(1 for d in drugs if d.schedule) >= 121
+        assert sum(1 for d in drugs if d.rxnorm) >= 75
 
-    def test_rxnorm_codes_only_where_the_reference_measured_them(self) -> None:
-        coded = {e.generic: e.rxnorm.code for e in Formulary.load_default().entries if isinstance(e, Drug) and e.rxnorm}
-        assert coded == {"metformin": "6809"}
+
+def _drugs() -> dict[str, Drug]:
+    return {e.generic: e for e in Formulary.load_default().entries if isinstance(e, Drug)}
+
+
+class TestSourcedFacts:
+    """Version 0.2.0 facts: RxNorm ingredient codes, Drugs Rules schedules and Indian brands, each with its source."""
+
+    RXNORM_SOURCES = frozenset({"clinical-rx", "rxnorm-cpic", "rxnorm-cpic-data", "rxnorm-vsac"})
+
+    def test_every_rxnorm_code_is_an_ingredient_code_from_a_named_source(self) -> None:
+        formulary = Formulary.load_default()
+        for drug in _drugs().values():
+            if drug.rxnorm is None:
+                continue
+            assert drug.rxnorm.code.isdigit() and not drug.rxnorm.code.startswith("0"), drug.generic
+            assert drug.rxnorm.source in self.RXNORM_SOURCES, drug.generic
+            assert drug.rxnorm.source in formulary.sources
+            assert len(drug.ingredient_names) == 1, drug.generic
+
+    def test_no_two_drugs_share_an_rxnorm_code(self) -> None:
+        seen: dict[str, str] = {}
+        for drug in _drugs().values():
+            if drug.rxnorm is not None:
+                owner = seen.setdefault(drug.rxnorm.code, drug.generic)
+                assert owner == drug.generic, (drug.rxnorm.code, owner, drug.generic)
+
+    @pytest.mark.parametrize(
+        ("generic", "code", "source"),
+        [
+            ("metformin", "6809", "clinical-rx"),
+            ("atorvastatin", "83367", "rxnorm-cpic"),
+            ("pantoprazole", "40790", "rxnorm-cpic"),
+            ("omeprazole", "7646", "rxnorm-cpic"),
+            ("aspirin", "1191", "rxnorm-cpic"),
+            ("clopidogrel", "32968", "rxnorm-cpic"),
+            ("glimepiride", "25789", "rxnorm-cpic"),
+            ("salbutamol", "435", "rxnorm-cpic"),
+            ("ibuprofen", "5640", "rxnorm-cpic-data"),
+            ("sodium valproate", "11118", "rxnorm-cpic-data"),
+            ("telmisartan", "73494", "rxnorm-vsac"),
+            ("losartan", "52175", "rxnorm-vsac"),
+            ("atenolol", "1202", "rxnorm-vsac"),
+            ("prasugrel", "613391", "rxnorm-vsac"),
+        ],
+    )
+    def test_rxnorm_code_as_read_in_its_source(self, generic: str, code: str, source: str) -> None:
+        rxnorm = _drugs()[generic].rxnorm
+        assert rxnorm is not None
+        assert (rxnorm.code, rxnorm.source) == (code, source)
+
+    @pytest.mark.parametrize(
+        "generic",
+        # No citable ingredient RxCUI was found for these; an invented code must not slip in.
+        [
+            "amlodipine",
+            "paracetamol",
+            "amoxicillin",
+            "azithromycin",
+            "cetirizine",
+            "levothyroxine",
+            "fluticasone",
+            "amoxicillin + clavulanic acid",
+        ],
+    )
+    def test_no_rxnorm_code_without_a_citable_statement(self, generic: str) -> None:
+        assert _drugs()[generic].rxnorm is None
+
+    @pytest.mark.parametrize(
+        ("brand", "generic", "source"),
+        [
+            ("Telma", "telmisartan", "docprime-telma"),
+            ("amlong", "amlodipine", "boditreat-amlong"),
+            ("PANTOCID", "pantoprazole", "drugsbanks-pantocid"),
+            ("Eltroxin", "levothyroxine", "gsk-eltroxin"),
+            ("Cetzine", "cetirizine", "rxreviewer-cetzine"),
+            ("Dytor", "torsemide", "cipla-dytor"),
+            ("Wysolone", "prednisolone", "pfizer-wysolone"),
+            ("omez", "omeprazole", "retail-omez"),
+            ("Asthalin", "salbutamol", "asthmacure-asthalin"),
+            ("Meftal", "mefenamic acid", "bluecross-meftal"),
+            ("Thyronorm", "levothyroxine", "abbott-thyronorm"),
+            ("Ecosprin", "aspirin", "md-ecosprin"),
+            ("Glycomet", "metformin", "retail-glycomet"),
+            ("Calpol", "paracetamol", "deccanherald-dolo"),
+        ],
+    )
+    def test_brand_resolves_to_its_generic_with_its_source(self, brand: str, generic: str, source: str) -> None:
+        formulary = Formulary.load_default()
+        hit = formulary.resolve(brand)
+        assert hit is not None
+        assert (hit.key, hit.matched_as) == (generic, "brand")
+        drug = _drugs()[generic]
+        assert {b.source for b in drug.brands if name_key(b.name) == name_key(brand)} == {source}
+        assert hit.rxnorm_code == (drug.rxnorm.code if drug.rxnorm else None)
+
+    def test_every_brand_resolves_to_the_drug_that_lists_it(self) -> None:
+        formulary = Formulary.load_default()
+        for drug in _drugs().values():
+            for brand in drug.brands:
+                hit = formulary.resolve(brand.name)
+                assert hit is not None and hit.key == drug.generic, brand.name
+                assert brand.source in formulary.sources
+
+    def test_a_brand_prefix_never_suggests_the_brand(self) -> None:
+        look = Formulary.load_default().lookup("pantoc")
+        assert look.status == "unknown"
+        assert look.candidates == ()
+
+    @pytest.mark.parametrize(
+        ("generic", "value", "source"),
+        [
+            ("pantoprazole", "H", "dcr-h-cdsco"),
+            ("telmisartan", "H", "dcr-h-cdsco"),
+            ("glimepiride", "H", "dcr-h-cdsco"),
+            ("montelukast", "H", "dcr-h-cdsco"),
+            ("clobetasol", "H", "dcr-h-cdsco"),  # topical steroids: note 4
+            ("tobramycin", "H", "dcr-h-cdsco"),  # ophthalmic antibiotic: note 2
+            ("telmisartan + amlodipine", "H", "dcr-h-cdsco"),
+            ("amlodipine", "H", "dcr-h-medindia"),
+            ("cefixime", "H1", "dcr-h1"),
+            ("tramadol", "H1", "dcr-h1"),
+        ],
+    )
+    def test_schedule_as_read_in_its_source(self, generic: str, value: str, source: str) -> None:
+        schedule = _drugs()[generic].schedule
+        assert schedule is not None
+        assert (schedule.value, schedule.source) == (value, source)
+
+    @pytest.mark.parametrize(
+        "generic",
+        # Not named in Schedule H/H1/X (metformin, paracetamol, rosuvastatin), omitted in 2010 (dextromethorphan),
+        # only under a class entry (amoxicillin: "Antibiotics"; prednisolone: "Corticosteroids") or a topical
+        # product outside note 2 (clotrimazole cream, timolol eye drops): left for a pharmacist, never guessed.
+        [
+            "metformin",
+            "paracetamol",
+            "rosuvastatin",
+            "dextromethorphan",
+            "amoxicillin",
+            "prednisolone",
+            "clotrimazole",
+            "timolol",
+        ],
+    )
+    def test_no_schedule_where_the_list_does_not_name_the_substance(self, generic: str) -> None:
+        assert _drugs()[generic].schedule is None
+
+    def test_a_combination_is_at_least_as_strict_as_its_scheduled_ingredients(self) -> None:
+        rank = {None: 0, "OTC": 0, "H": 1, "H1": 2, "X": 3}
+        drugs = _drugs()
+        for drug in drugs.values():
+            if len(drug.ingredient_names) < 2:
+                continue
+            parts = [drugs.get(name) for name in drug.ingredient_names]
+            strictest = max(rank[p.schedule.value if p and p.schedule else None] for p in parts)
+            assert rank[drug.schedule.value if drug.schedule else None] >= strictest, drug.generic
+
+    def test_every_schedule_fact_names_a_defined_source(self) -> None:
+        formulary = Formulary.load_default()
+        for drug in _drugs().values():
+            if drug.schedule is not None:
+                assert drug.schedule.source in formulary.sources, drug.generic
+
+    def test_brand_line_expands_to_the_generic_with_its_code(self) -> None:
+        from shared.rx.shorthand import expand
+
+        line = expand("Pantocid 40 od ac x 14d", Formulary.load_default())
+        assert line.generic_name == "PANTOPRAZOLE"
+        assert line.rxnorm_code == "40790"
+        assert line.quantity == 14
 
 
 class TestResolve:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from desktop.devices.session import ConnectionState
 from tests.desktop.devices import virtual_peripherals as vp
@@ -42,7 +43,7 @@ class TestProfiles:
         assert len(rows) == 1
         row = rows[0]
         assert (row.characteristic, row.device_time, row.status) == ("2A35", "2026-11-25T10:30:00", "patient")
-        assert values_of(row) == {"systolic": "121", "diastolic": "80", "mean_arterial_pressure": "94", "pulse_rate": "72"}
+        assert values_of(row) == {"bp_systolic": "121", "bp_diastolic": "80", "bp_mean_arterial": "94", "pulse_rate": "72"}
         assert [live[1] for live in rig.events.live] == ["2A36", "2A36", "2A36"]  # cuff pressure shown, not stored
         assert rig.events.battery == [(cuff_address := "C0:00:00:00:00:02", 55)]
         assert rig.service.list_devices()[0].device.battery_percent is None  # the bridge stores it, not the reader
@@ -117,7 +118,7 @@ class TestGlucoseDownload:
         assert requests == [bytes.fromhex("0401"), bytes.fromhex("0101")]
         rows = [r for r in rig.service.list_for_patient(patient_id) if r.characteristic == "2A18"]
         assert sorted(r.sequence for r in rows) == [1, 2, 3, 4]
-        assert {values_of(r)["glucose"] for r in rows} == {"91", "92", "93", "94"}
+        assert {Decimal(str(values_of(r)["glucose"])) for r in rows} == {Decimal(91), Decimal(92), Decimal(93), Decimal(94)}
         done = [(d, t) for _, d, t in rig.events.progress_updates]
         assert done == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
         assert rig.service.last_sequence(rows[0].device_address) == 4

@@ -23,6 +23,7 @@ pyproject.toml and this module is the only place that touches bumble's central s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -355,10 +356,8 @@ class BumbleClient(BaseBleakClient):
     async def unpair(self) -> None:
         device = await self._central.device()
         if device.keystore is not None:
-            try:
+            with contextlib.suppress(KeyError):  # was not bonded
                 await device.keystore.delete(self.address)
-            except KeyError:
-                pass  # was not bonded
 
     async def read_gatt_char(
         self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any

@@ -124,6 +124,8 @@ class SessionReport:
     records_received: int = 0
     ended_by_device: bool = False
     outcomes: list[StoreOutcome] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def is_bluetooth_unavailable(exc: BaseException) -> bool:
@@ -248,6 +250,9 @@ class HealthDeviceReader:
                         break
                 try:
                     complete = await self._attempt(address, name, pair, download, listen_s, stop, report)
+                except RecordDownloadFailed as exc:
+                    self._events.state_changed(address, ConnectionState.FAILED, exc.message)
+                    raise
                 except (BleakError, TimeoutError, OSError, EOFError) as exc:
                     if is_bluetooth_unavailable(exc):
                         self._events.state_changed(address, ConnectionState.UNAVAILABLE, NO_BLUETOOTH_MESSAGE)
@@ -255,6 +260,9 @@ class HealthDeviceReader:
                     last_error = str(exc) or type(exc).__name__
                     logger.info("attempt %d with %s failed: %s", attempt, address, last_error)
                     continue
+                except Exception as exc:
+                    self._events.state_changed(address, ConnectionState.FAILED, f"Stopped: {exc}")
+                    raise
                 if complete:
                     detail = f"{report.stored} new reading(s) saved"
                     if report.duplicates:
@@ -317,13 +325,19 @@ class HealthDeviceReader:
                 download_complete = await self._download(client, address, dropped, report)
             if not download_complete:
                 return False
-            waiters = [asyncio.ensure_future(dropped.wait()), asyncio.ensure_future(stop.wait())]
+            waiters = [
+                asyncio.ensure_future(dropped.wait()),
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(report.failed.wait()),
+            ]
             try:
                 await asyncio.wait(waiters, timeout=listen_s, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waiters:
                     waiter.cancel()
             report.ended_by_device = dropped.is_set()
+            if report.errors:
+                raise report.errors[0]
             return True
         finally:
             if client.is_connected:
@@ -378,7 +392,13 @@ class HealthDeviceReader:
                 datetime.now(UTC),
                 stored_record=report.records_expected is not None,
             )
-            outcome = self._sink.store(payload)  # committed before anything else happens
+            try:
+                outcome = self._sink.store(payload)  # committed before anything else happens
+            except Exception as exc:  # disk full, database locked…: the session must stop and say so
+                logger.exception("storing a value from %s failed", address)
+                report.errors.append(exc)
+                report.failed.set()
+                return
             report.outcomes.append(outcome)
             if outcome.status == "stored":
                 report.stored += 1

@@ -27,7 +27,6 @@ from desktop.store.readings import KnownDevice, KnownDeviceRepository, ReadingRe
 from desktop.store.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from shared.clock import HLC, encode
 from shared.gatt import GattDecodeError, Reading, decode
-from shared.records.reading import Reading as SyncedReading
 from shared.ids import uuid7
 from shared.records.reading import (
     ImplausibleReading,
@@ -37,6 +36,7 @@ from shared.records.reading import (
     reading_change_fields,
     readings_from_decoded,
 )
+from shared.records.reading import Reading as SyncedReading
 from shared.sync.protocol import JsonValue, Op, RecordKind
 
 GLUCOSE_MEASUREMENT = "2A18"
@@ -75,6 +75,12 @@ def _number(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
+def _shown(value: Decimal) -> str:
+    """For lists: 110.00000 → 110, 36.85 stays (the stored value keeps the device's precision)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _values(reading: Reading) -> list[dict[str, JsonValue]]:
     out: list[dict[str, JsonValue]] = []
     for metric, quantity in reading.values.items():
@@ -90,7 +96,7 @@ def summarize(reading: Reading) -> str:
     parts = []
     for metric, quantity in reading.values.items():
         label = _LABELS.get(metric, metric.replace("_", " "))
-        shown = _number(quantity.value) if quantity.value is not None else str(quantity.special or "—")
+        shown = _shown(quantity.value) if quantity.value is not None else str(quantity.special or "—")
         parts.append(f"{label} {shown} {quantity.unit}".strip())
     return " · ".join(parts[:5]) or reading.name.replace("_", " ")
 
@@ -114,12 +120,7 @@ def natural_key(device_id: str, characteristic: str, when: str, sequence: int | 
 def measured_at(reading: Reading | None, received_at: datetime) -> tuple[datetime, TimeSource]:
     """The device's wall clock read in this PC's time zone (the device sends no zone), else arrival time."""
     stamp = None if reading is None else reading.timestamp
-    if (
-        reading is None
-        or stamp is None
-        or stamp.local is None
-        or reading.details.get("device_clock_not_set") is True
-    ):
+    if reading is None or stamp is None or stamp.local is None or reading.details.get("device_clock_not_set") is True:
         return received_at.astimezone(UTC), TimeSource.RECEIVED
     try:
         return stamp.local.astimezone().astimezone(UTC), TimeSource.DEVICE_LOCAL_ASSUMED_PC_ZONE
@@ -143,6 +144,10 @@ class ReadingService:
         self._lock = threading.Lock()
         self._patient_id: uuid.UUID | None = None
         self._encounter_id: uuid.UUID | None = None
+
+    def set_actor(self, actor: str | None) -> None:
+        """Who is signed in (recorded with the changes queued from now on)."""
+        self._actor = actor
 
     # -- who is in the chair ---------------------------------------------------------------------------------
 
@@ -298,7 +303,9 @@ class ReadingService:
     def set_battery(self, address: str, percent: int) -> None:
         def write() -> None:
             with self._uow.write() as uow:
-                KnownDeviceRepository(uow.connection).set_battery(address, percent, datetime.now(UTC))
+                devices = KnownDeviceRepository(uow.connection)
+                devices.ensure(address, name=None, services=None, now=datetime.now(UTC))
+                devices.set_battery(address, percent, datetime.now(UTC))
                 uow.commit()
 
         self._uow.writer.run(write)

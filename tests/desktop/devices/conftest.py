@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -86,9 +86,9 @@ def reading_service(local_store: LocalStore) -> ReadingService:
 
 
 @pytest.fixture
-def rig(reading_service: ReadingService) -> Iterator[Rig]:
+def rig(reading_service: ReadingService) -> Rig:
     link = LocalLink()
-    yield Rig(link, BleBackend.bumble(BumbleCentral.on_link(link)), reading_service, RecordedEvents(), [])
+    return Rig(link, BleBackend.bumble(BumbleCentral.on_link(link)), reading_service, RecordedEvents(), [])
 
 
 def run(rig: Rig, body: Callable[[], Awaitable[T]], timeout_s: float = 60.0) -> T:

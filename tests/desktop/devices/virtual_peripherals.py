@@ -117,6 +117,7 @@ class VirtualPeripheral:
     device: Device | None = None
     sent: list[tuple[str, bytes]] = field(default_factory=list)
     script_runs: int = 0
+    paired_with: list[str] = field(default_factory=list)  # central addresses that completed pairing
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> VirtualPeripheral:
@@ -136,10 +137,14 @@ class VirtualPeripheral:
             )
         )
         device.on("characteristic_subscription", self._on_subscription)
+        device.on("connection", self._on_connection)
         await device.power_on()
         await device.start_advertising(auto_restart=True, advertising_interval_min=50, advertising_interval_max=50)
         self.device = device
         return self
+
+    def _on_connection(self, connection: Connection) -> None:
+        connection.on("pairing", lambda _keys: self.paired_with.append(str(connection.peer_address).split("/")[0]))
 
     def _on_subscription(self, connection: Connection, characteristic: Any, notify: bool, indicate: bool) -> None:
         if self.trigger is None or self.script is None or not (notify or indicate):

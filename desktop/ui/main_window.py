@@ -129,8 +129,6 @@ class MainWindow(QMainWindow):
         if self.devices_screen is not None:
             self.devices_action = action("Bluetooth &devices", "Ctrl+Shift+D")
             self.menuBar().addMenu("&Devices").addAction(self.devices_action)
-            self.devices_action.triggered.connect(self.on_devices_action_triggered)
-            self.detail.loaded.connect(self.devices_screen.on_patient_opened)  # type: ignore[attr-defined]
 
     def _connect_signals(self) -> None:
         worker, status = self._sync_worker, self.sync_status
@@ -162,6 +160,10 @@ class MainWindow(QMainWindow):
         worker.status_changed.connect(status.on_status_changed)
         worker.sync_finished.connect(self.on_sync_worker_sync_finished)
         worker.sync_failed.connect(self.on_sync_worker_sync_failed)
+        # Bluetooth devices: readings attach to the patient open here
+        if self.devices_screen is not None:
+            self.devices_action.triggered.connect(self.on_devices_action_triggered)
+            self.detail.loaded.connect(self.devices_screen.on_patient_opened)  # type: ignore[attr-defined]
 
     # -- navigation ------------------------------------------------------------------------------------------
 

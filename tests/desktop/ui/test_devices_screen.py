@@ -126,3 +126,40 @@ class TestWithVirtualDevices:
             render_png(artifacts_dir / "ui_devices.png", screen)
         finally:
             worker.shutdown()
+
+
+class TestMainWindowWiring:
+    # offscreen platform noise: raise_() and size hints are real on a desktop
+    @pytest.mark.qt_log_ignore("This plugin does not support raise", "This plugin does not support propagateSizeHints")
+    def test_ctrl_shift_d_opens_the_screen_and_the_open_patient_receives_readings(
+        self, qtbot: QtBot, runner: Runner, readings: ReadingService, local_store: LocalStore
+    ) -> None:
+        from desktop.errors import NotEnrolled
+        from desktop.services.patients import PatientService
+        from desktop.services.sync_status import SyncStatusService
+        from desktop.ui.bridges.sync_worker import SyncRound, SyncWorker
+        from desktop.ui.main_window import MainWindow
+
+        def not_enrolled() -> SyncRound:
+            raise NotEnrolled()
+
+        patients = PatientService(writer=local_store.writer, uow=local_store.uow, clock=local_store.clock)
+        patient = patients.register({"name": "Radha Devi", "gender": "F", "year_of_birth": 1980}, actor="test")
+        sync = SyncWorker(
+            runner, make_client=not_enrolled, probe=lambda: False, read_status=SyncStatusService(local_store.uow).status
+        )
+        worker = BleWorker(readings, BleBackend.system)
+        screen = DevicesScreen(runner, readings, worker)
+        main = MainWindow(runner, patients, sync, user_name="Dr. A", actor="test", devices_screen=screen)
+        qtbot.addWidget(main)
+        main.resize(1366, 768)
+        activate(qtbot, main)
+        try:
+            main.show_patient(patient.id)
+            qtbot.waitUntil(lambda: readings.current_patient()[0] == patient.id, timeout=WAIT_MS)
+            assert "Radha Devi" in screen.patient_label.text()
+            press(qtbot, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+            qtbot.waitUntil(screen.isVisible, timeout=WAIT_MS)
+        finally:
+            main.close()
+            worker.shutdown()

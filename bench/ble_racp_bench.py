@@ -47,7 +47,7 @@ def main() -> None:
             ]
 
             async def run() -> float:
-                link = LocalLink()
+                link = LocalLink()  # type: ignore[no-untyped-call]
                 backend = BleBackend.bumble(BumbleCentral.on_link(link))
                 peripheral, _meter = vp.glucometer(link, records)
                 await peripheral.start()

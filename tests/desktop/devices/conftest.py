@@ -87,7 +87,7 @@ def reading_service(local_store: LocalStore) -> ReadingService:
 
 @pytest.fixture
 def rig(reading_service: ReadingService) -> Rig:
-    link = LocalLink()
+    link = LocalLink()  # type: ignore[no-untyped-call]
     return Rig(link, BleBackend.bumble(BumbleCentral.on_link(link)), reading_service, RecordedEvents(), [])
 
 

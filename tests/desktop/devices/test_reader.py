@@ -7,8 +7,14 @@ from decimal import Decimal
 from typing import ClassVar
 
 from desktop.devices.session import ConnectionState
+from desktop.store.readings import StoredReading
 from tests.desktop.devices import virtual_peripherals as vp
 from tests.desktop.devices.conftest import Rig, run, values_of
+
+
+def _seq(row: StoredReading) -> int:
+    assert row.sequence is not None
+    return row.sequence
 
 
 def _patient(rig: Rig) -> uuid.UUID:
@@ -68,7 +74,7 @@ class TestProfiles:
         by_char: dict[str, list[dict[str, str | None]]] = {}
         for row in rows:
             by_char.setdefault(row.characteristic, []).append(values_of(row))
-        assert sorted(v["heart_rate"] for v in by_char["2A37"]) == ["72", "74", "75"]
+        assert sorted(str(v["heart_rate"]) for v in by_char["2A37"]) == ["72", "74", "75"]
         assert by_char["2A1C"] == [{"temperature": "36.85"}]
         assert by_char["2A5E"] == [{"spo2": "98", "pulse_rate": "66"}]
         assert by_char["2A5F"] == [{"spo2": "97", "pulse_rate": "68"}]
@@ -136,7 +142,7 @@ class TestGlucoseDownload:
         requests = run(rig, body)
         assert requests == [bytes.fromhex("0401"), bytes.fromhex("0101")]
         rows = [r for r in rig.service.list_for_patient(patient_id) if r.characteristic == "2A18"]
-        assert sorted(r.sequence for r in rows) == [1, 2, 3, 4]
+        assert sorted(_seq(r) for r in rows) == [1, 2, 3, 4]
         assert {Decimal(str(values_of(r)["glucose"])) for r in rows} == {
             Decimal(91),
             Decimal(92),
@@ -167,7 +173,7 @@ class TestGlucoseDownload:
         assert requests == [bytes.fromhex("0403010500"), bytes.fromhex("0103010500")]
         assert [(d, t) for _, d, t in rig.events.progress_updates] == [(0, 2), (1, 2), (2, 2)]
         glucose = [r for r in rig.service.list_for_device("C0:00:00:00:00:06") if r.characteristic == "2A18"]
-        assert sorted(r.sequence for r in glucose) == [1, 2, 3, 4, 5, 6]
+        assert sorted(_seq(r) for r in glucose) == [1, 2, 3, 4, 5, 6]
         control = next(r for r in glucose if r.sequence == 6)
         assert (control.status, control.patient_id) == ("excluded", None)  # control solution is not patient glucose
         assert len([r for r in rig.service.list_for_patient(patient_id) if r.characteristic == "2A18"]) == 5
@@ -191,7 +197,7 @@ class TestGlucoseDownload:
             bytes.fromhex("0103010300"),
         ]
         glucose = [r for r in rig.service.list_for_device("C0:00:00:00:00:06") if r.characteristic == "2A18"]
-        assert sorted(r.sequence for r in glucose) == [1, 2, 3, 4]
+        assert sorted(_seq(r) for r in glucose) == [1, 2, 3, 4]
         assert ConnectionState.RETRYING in rig.events.state_names()
 
 

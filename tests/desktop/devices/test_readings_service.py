@@ -9,6 +9,7 @@ from desktop.devices.payload import Payload
 from desktop.services.readings import ReadingService
 from desktop.store import LocalStore
 from shared.records.reading import reading_from_change_fields
+from shared.sync.protocol import JsonValue
 from tests.desktop.devices import virtual_peripherals as vp
 
 CUFF = "C0:00:00:00:00:02"
@@ -19,7 +20,7 @@ def _payload(characteristic: str, data: bytes, at: datetime = T0, address: str =
     return Payload(address, "BP Cuff", characteristic, data, at)
 
 
-def _outbox(store: LocalStore) -> list[tuple[str, uuid.UUID, dict[str, object]]]:
+def _outbox(store: LocalStore) -> list[tuple[str, uuid.UUID, dict[str, JsonValue]]]:
     with store.uow.read() as uow:
         return [(e.kind, e.record_id, e.fields) for e in uow.outbox.peek_unsent(100)]
 
@@ -34,7 +35,7 @@ class TestStore:
         assert outcome.status == "stored"
         [(kind, record_id, fields)] = _outbox(local_store)
         assert kind == "reading"
-        synced = reading_from_change_fields(record_id, fields)  # type: ignore[arg-type]
+        synced = reading_from_change_fields(record_id, fields)
         assert (synced.patient_id, synced.encounter_id, synced.device_id) == (patient, encounter, CUFF)
         assert {v.metric: str(v.value) for v in synced.values}["bp_systolic"] == "121"
         assert synced.device_time == "2026-11-25T10:30:00"

@@ -313,7 +313,7 @@ def glucometer(
         meter.peripheral._tasks.add(task)
         task.add_done_callback(meter.peripheral._tasks.discard)
 
-    racp = gatt.Characteristic(
+    racp: gatt.Characteristic[bytes] = gatt.Characteristic(
         "2A52",
         WRITE | INDICATE,
         gatt.Characteristic.WRITEABLE,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from bumble.link import LocalLink
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QTableWidget
 from pytestqt.qtbot import QtBot
 
 from desktop.devices.backend import BleBackend
@@ -37,6 +38,12 @@ def runner(local_store: LocalStore) -> Iterator[Runner]:
     made = Runner(local_store.writer.executor)
     yield made
     made.shutdown(wait_s=10)
+
+
+def _cell(table: QTableWidget, row: int, column: int) -> str:
+    item = table.item(row, column)
+    assert item is not None
+    return item.text()
 
 
 def _screen(
@@ -81,7 +88,7 @@ class TestWithVirtualDevices:
     def test_scan_pair_and_read_attach_the_reading_to_the_open_patient(
         self, qtbot: QtBot, runner: Runner, readings: ReadingService, artifacts_dir: Path
     ) -> None:
-        link = LocalLink()
+        link = LocalLink()  # type: ignore[no-untyped-call]
         screen, worker = _screen(qtbot, runner, readings, BleBackend.bumble(BumbleCentral.on_link(link)))
         patient_id = uuid.uuid4()
         try:
@@ -94,24 +101,24 @@ class TestWithVirtualDevices:
 
             press(qtbot, Qt.Key.Key_F3)
             qtbot.waitUntil(lambda: screen.nearby.rowCount() == 2 and screen.scan_button.isEnabled(), timeout=WAIT_MS)
-            names = sorted(screen.nearby.item(r, 0).text() for r in range(2))
+            names = sorted(_cell(screen.nearby, r, 0) for r in range(2))
             assert names == ["BP Cuff", "Glucometer"]
 
-            cuff_row = next(r for r in range(2) if screen.nearby.item(r, 0).text() == "BP Cuff")
+            cuff_row = next(r for r in range(2) if _cell(screen.nearby, r, 0) == "BP Cuff")
             screen.nearby.selectRow(cuff_row)
             screen.nearby.setFocus()
             press(qtbot, Qt.Key.Key_P, Qt.KeyboardModifier.AltModifier)
             qtbot.waitUntil(lambda: screen.known.rowCount() == 1 and screen.log.count() == 1, timeout=WAIT_MS)
             stored = readings.list_for_patient(patient_id)
             assert [(r.characteristic, r.status) for r in stored] == [("2A35", "patient")]
-            qtbot.waitUntil(lambda: "121" in screen.known.item(0, 5).text(), timeout=WAIT_MS)
-            assert screen.known.item(0, 4).text() == "55 %"  # battery
+            qtbot.waitUntil(lambda: "121" in _cell(screen.known, 0, 5), timeout=WAIT_MS)
+            assert _cell(screen.known, 0, 4) == "55 %"  # battery
 
-            meter_row = next(r for r in range(2) if screen.nearby.item(r, 0).text() == "Glucometer")
+            meter_row = next(r for r in range(2) if _cell(screen.nearby, r, 0) == "Glucometer")
             screen.nearby.selectRow(meter_row)
             press(qtbot, Qt.Key.Key_P, Qt.KeyboardModifier.AltModifier)
             qtbot.waitUntil(lambda: screen.known.rowCount() == 2, timeout=WAIT_MS)
-            meter = next(r for r in range(2) if screen.known.item(r, 0).text() == "Glucometer")
+            meter = next(r for r in range(2) if _cell(screen.known, r, 0) == "Glucometer")
             # pairing already downloaded the three records; a new one appears on the meter, then Ctrl+R
             _meter.records.append(vp.GlucoseRecord(4, vp.date_time(2026, 11, 25, 9, 0, 0), 110))
             screen.known.selectRow(meter)
@@ -121,7 +128,7 @@ class TestWithVirtualDevices:
             qtbot.waitUntil(lambda: screen.progress.format() == "Stored records: 1 of 1", timeout=WAIT_MS)
             qtbot.waitUntil(lambda: not worker.is_busy, timeout=WAIT_MS)
             glucose = [r for r in readings.list_for_patient(patient_id) if r.characteristic == "2A18"]
-            assert sorted(r.sequence for r in glucose) == [1, 2, 3, 4]
+            assert sorted(r.sequence or 0 for r in glucose) == [1, 2, 3, 4]
             assert _meter.requests[-2:] == [bytes.fromhex("0403010400"), bytes.fromhex("0103010400")]
             render_png(artifacts_dir / "ui_devices.png", screen)
         finally:

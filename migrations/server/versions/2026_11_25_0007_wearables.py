@@ -169,6 +169,7 @@ def _upgrade_native() -> None:
         )
         """
     )
+    op.execute("CREATE INDEX wearable_daily_avg_patient_day ON wearable_daily_avg (patient_id, day)")
 
 
 def _upgrade_timescale() -> None:  # pragma: no cover - the embedded PostgreSQL has no TimescaleDB

@@ -269,7 +269,7 @@ class ReadingValue(BaseModel):
         if definition is None:
             raise PydanticCustomError(
                 "reading.metric_unknown",
-                "metric {metric!r} is not in the metric vocabulary (shared/knowledge/metrics.yaml)",
+                "metric '{metric}' is not in the metric vocabulary (shared/knowledge/metrics.yaml)",
                 {"metric": self.metric},
             )
         if not self.value.is_finite():
@@ -288,7 +288,7 @@ class ReadingValue(BaseModel):
             )
         if self.original_unit is not None and metrics.ucum(self.original_unit) is None:
             raise PydanticCustomError(
-                "reading.original_unit", "original unit {unit!r} is not known", {"unit": self.original_unit}
+                "reading.original_unit", "original unit '{unit}' is not known", {"unit": self.original_unit}
             )
         return self
 

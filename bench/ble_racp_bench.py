@@ -21,12 +21,12 @@ from pathlib import Path
 
 from bumble.link import LocalLink
 
+from desktop.devices import sim as vp
 from desktop.devices.backend import BleBackend
 from desktop.devices.bumble_backend import BumbleCentral
 from desktop.devices.session import HealthDeviceReader, RetryPolicy
 from desktop.services.readings import ReadingService
 from desktop.store import open_local_store
-from tests.desktop.devices import virtual_peripherals as vp
 from tests.desktop.devices.conftest import RecordedEvents
 
 

@@ -1,6 +1,7 @@
 """Which bleak backend the app uses: the operating system's (default) or bumble (`bumble_backend`).
 
-Chosen by ``INTEGMED_BLE_BACKEND`` (``os`` or ``bumble``) and, for bumble, ``INTEGMED_BLE_TRANSPORT`` (a
+Chosen by ``INTEGMED_BLE_BACKEND`` (``os``, ``bumble``, or ``simulated`` for a demo with virtual devices)
+and, for bumble, ``INTEGMED_BLE_TRANSPORT`` (a
 bumble transport name such as ``usb:0``, ``serial:/dev/ttyUSB0@1000000``, ``tcp-client:127.0.0.1:9000``).
 """
 
@@ -58,4 +59,8 @@ class BleBackend:
             return cls.system()
         if choice == "bumble":
             return cls.bumble(BumbleCentral.from_transport(env.get(ENV_TRANSPORT, DEFAULT_TRANSPORT)))
-        raise ValueError(f"{ENV_BACKEND}={choice!r}: expected 'os' or 'bumble'")
+        if choice == "simulated":
+            from desktop.devices.sim import simulated_central
+
+            return cls.bumble(simulated_central())
+        raise ValueError(f"{ENV_BACKEND}={choice!r}: expected 'os', 'bumble' or 'simulated'")

@@ -7,7 +7,7 @@ HCI UART (``serial:/dev/ttyUSB0``), an HCI socket, or a purely virtual controlle
 
 * on a clinic PC whose OS stack is unusable (no driver, a locked-down Windows image) with a plain USB
   dongle: ``INTEGMED_BLE_BACKEND=bumble INTEGMED_BLE_TRANSPORT=usb:0``;
-* in tests and demos against bumble virtual peripherals (``tests/desktop/devices/virtual_peripherals.py``).
+* in tests and demos against bumble virtual peripherals (`desktop.devices.sim`).
 
 Use::
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 from typing import ClassVar
 
-from desktop.devices.session import ConnectionState
+import pytest
+
+from desktop.devices import sim as vp
+from desktop.devices.backend import BleBackend
+from desktop.devices.session import ConnectionState, HealthDeviceReader
 from desktop.store.readings import StoredReading
-from tests.desktop.devices import virtual_peripherals as vp
 from tests.desktop.devices.conftest import Rig, run, values_of
 
 
@@ -34,6 +38,24 @@ class TestScan:
             return sorted(f"{d.name}:{','.join(d.services)}" for d in found)
 
         assert run(rig, body) == ["BP Cuff:1810", "Glucometer:1808"]
+
+    def test_simulated_backend_offers_one_device_of_each_kind(self, rig: Rig) -> None:
+        backend = BleBackend.from_environment({"INTEGMED_BLE_BACKEND": "simulated"})
+        reader = HealthDeviceReader(backend, rig.service, rig.events)
+
+        async def body() -> list[str]:
+            try:
+                found = await reader.scan(timeout_s=0.5)
+            finally:
+                assert backend.central is not None
+                await backend.central.close()
+            return sorted(",".join(d.services) for d in found)
+
+        assert asyncio.run(body()) == ["1808", "1809", "180D", "1810", "181D", "1822"]
+
+    def test_unknown_backend_setting_is_refused_with_the_choices(self) -> None:
+        with pytest.raises(ValueError, match="expected 'os', 'bumble' or 'simulated'"):
+            BleBackend.from_environment({"INTEGMED_BLE_BACKEND": "bluez"})
 
 
 class TestProfiles:

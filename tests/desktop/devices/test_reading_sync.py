@@ -8,12 +8,12 @@ from typing import Any
 
 import asyncpg
 
+from desktop.devices import sim as vp
 from desktop.devices.backend import BleBackend
 from desktop.devices.bumble_backend import BumbleCentral
 from desktop.devices.session import HealthDeviceReader, RetryPolicy
 from desktop.services.readings import ReadingService
 from sync_server.settings import Settings
-from tests.desktop.devices import virtual_peripherals as vp
 from tests.desktop.devices.conftest import RecordedEvents
 from tests.e2e.conftest import PC, make_pc, server, sqlite_template_e2e  # noqa: F401
 from tests.sync_server.conftest import sandbox_url, settings  # noqa: F401

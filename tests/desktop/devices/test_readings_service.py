@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from desktop.devices import sim as vp
 from desktop.devices.payload import Payload
 from desktop.services.readings import ReadingService
 from desktop.store import LocalStore
 from shared.records.reading import reading_from_change_fields
 from shared.sync.protocol import JsonValue
-from tests.desktop.devices import virtual_peripherals as vp
 
 CUFF = "C0:00:00:00:00:02"
 T0 = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTableWidget
 from pytestqt.qtbot import QtBot
 
+from desktop.devices import sim as vp
 from desktop.devices.backend import BleBackend
 from desktop.devices.bumble_backend import BumbleCentral
 from desktop.devices.errors import NO_BLUETOOTH_MESSAGE
@@ -21,7 +22,6 @@ from desktop.store import LocalStore
 from desktop.ui.bridges.ble_worker import BleWorker
 from desktop.ui.runner import Runner
 from desktop.ui.screens.devices import DevicesScreen
-from tests.desktop.devices import virtual_peripherals as vp
 from tests.desktop.ui.keyboard import activate, press
 from tests.desktop.ui.render import render_png
 

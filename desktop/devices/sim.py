@@ -1,4 +1,4 @@
-"""bumble virtual health devices on an in-process `LocalLink`, for the reader's tests (no hardware).
+"""bumble virtual health devices on an in-process `LocalLink`: the test rig, and a demo without hardware.
 
 Each `VirtualPeripheral` is a bumble `Device` with its own virtual controller on the shared link. It
 advertises its health service, and when the central subscribes to its measurement characteristic it runs
@@ -7,6 +7,9 @@ its radio off). The glucometer keeps stored records and answers the Record Acces
 number of records, report records with sequence ≥ N, response codes) as the Glucose Profile describes.
 
 Payload bytes are built by hand from the GSS layouts (reference §1.4–§1.9), independently of our decoders.
+
+Demo: ``INTEGMED_BLE_BACKEND=simulated`` makes the app's BLE backend a bumble central on a virtual link with
+one device of each kind (`simulated_central`), so the device screen can be shown on a PC without Bluetooth.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from bumble.controller import Controller
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 from bumble.host import Host
+from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
+
+from desktop.devices.bumble_backend import BumbleCentral
 
 NOTIFY = gatt.Characteristic.Properties.NOTIFY
 INDICATE = gatt.Characteristic.Properties.INDICATE
@@ -323,3 +329,38 @@ def glucometer(
     peripheral = VirtualPeripheral(link, "Glucometer", address, "1808", chars, extra_services=[battery_service(90)])
     meter = Glucometer(peripheral, records)
     return peripheral, meter
+
+
+def demo_devices(link: Any) -> list[VirtualPeripheral]:
+    """One virtual device of each kind (not started)."""
+    meter, _records = glucometer(
+        link,
+        [
+            GlucoseRecord(n, date_time(2026, 11, 20 + n, 8, 15, 0), 92 + 7 * n, meal=3 if n % 2 else None)
+            for n in range(1, 6)
+        ],
+    )
+    return [
+        hr_strap(link),
+        bp_cuff(link),
+        thermometer(link),
+        pulse_oximeter(link),
+        weight_scale(link),
+        meter,
+    ]
+
+
+def simulated_central() -> BumbleCentral:
+    """A bumble central on a virtual link where the demo devices advertise (started on first use)."""
+    link = LocalLink()  # type: ignore[no-untyped-call]
+    central = BumbleCentral.on_link(link)
+    make_central = central._make_device
+
+    async def make() -> Device:
+        for device in demo_devices(link):
+            await device.start()
+        return await make_central()
+
+    central._make_device = make
+    central.describe = "simulated devices"
+    return central

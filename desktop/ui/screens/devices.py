@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.devices.errors import NO_BLUETOOTH_MESSAGE
+from desktop.devices.errors import NO_BLUETOOTH_MESSAGE, BluetoothUnavailable
 from desktop.devices.payload import Payload, StoreOutcome
 from desktop.devices.session import FoundDevice, SessionReport
 from desktop.services.readings import DeviceRow, ReadingService
@@ -389,6 +389,8 @@ class DevicesScreen(QWidget):
 
     @Slot(str, object)
     def on_worker_session_failed(self, address: str, exc: BaseException) -> None:
+        if isinstance(exc, BluetoothUnavailable):
+            return  # the banner says it
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if address:
             self._states[address] = "failed"
@@ -397,9 +399,8 @@ class DevicesScreen(QWidget):
 
     @Slot(str)
     def on_worker_bluetooth_unavailable(self, message: str) -> None:
-        self.banner.setText(
-            f"{message or NO_BLUETOOTH_MESSAGE}. Readings already saved stay; typing vitals by hand still works."
-        )
+        text = (message or NO_BLUETOOTH_MESSAGE).rstrip(".")
+        self.banner.setText(f"{text}. Readings already saved stay; typing vitals by hand still works.")
         self.banner.show()
         self.status.setText("")
         self._update_buttons()

@@ -61,7 +61,7 @@ def _screen(
 
 class TestNoBluetooth:
     def test_missing_adapter_shows_the_clear_message_and_the_screen_keeps_working(
-        self, qtbot: QtBot, runner: Runner, readings: ReadingService
+        self, qtbot: QtBot, runner: Runner, readings: ReadingService, artifacts_dir: Path
     ) -> None:
         backend = BleBackend.bumble(BumbleCentral.from_transport("serial:/nonexistent/integmed-no-such-adapter"))
         screen, worker = _screen(qtbot, runner, readings, backend)
@@ -71,6 +71,7 @@ class TestNoBluetooth:
             assert NO_BLUETOOTH_MESSAGE in screen.banner.text()
             qtbot.waitUntil(lambda: screen.scan_button.isEnabled(), timeout=WAIT_MS)
             assert screen.isVisible()  # nothing crashed; scanning can be tried again
+            render_png(artifacts_dir / "ui_devices_no_bluetooth.png", screen)
         finally:
             worker.shutdown()
 

@@ -124,6 +124,14 @@ class BleWorker(QObject):
             self._reader = HealthDeviceReader(self._backend, self._store, _Events(self, self._store), self._retry)
         return self._thread, self._reader
 
+    def _start(self) -> tuple[LoopThread, HealthDeviceReader] | None:
+        """The loop and reader, or None (after saying why) when the Bluetooth setting is unusable."""
+        try:
+            return self._ensure_reader()
+        except ValueError as exc:  # INTEGMED_BLE_BACKEND names no backend
+            emit(self.bluetooth_unavailable, f"Bluetooth is not set up correctly ({exc})")
+            return None
+
     @property
     def is_busy(self) -> bool:
         return bool(self._running)
@@ -165,7 +173,10 @@ class BleWorker(QObject):
         """Look for health devices; `device_found` per device, then `scan_finished` (or a failure signal)."""
         if "scan" in self._running:
             return
-        thread, reader = self._ensure_reader()
+        started = self._start()
+        if started is None:
+            return
+        thread, reader = started
 
         def done(future: Future[Any]) -> None:
             if not self._fail("", future):
@@ -187,7 +198,10 @@ class BleWorker(QObject):
         remembers the device as known."""
         if address in self._running:
             return
-        thread, reader = self._ensure_reader()
+        started = self._start()
+        if started is None:
+            return
+        thread, reader = started
 
         async def session() -> SessionReport:
             report = await reader.read(address, name=name, pair=pair, download=download, listen_s=listen_s)

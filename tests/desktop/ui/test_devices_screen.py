@@ -171,3 +171,20 @@ class TestMainWindowWiring:
         finally:
             main.close()
             worker.shutdown()
+
+
+class TestBadSetting:
+    def test_unknown_backend_setting_is_reported_on_the_screen(
+        self, qtbot: QtBot, runner: Runner, readings: ReadingService
+    ) -> None:
+        worker = BleWorker(readings, lambda: BleBackend.from_environment({"INTEGMED_BLE_BACKEND": "bluez"}))
+        screen = DevicesScreen(runner, readings, worker)
+        qtbot.addWidget(screen)
+        activate(qtbot, screen)
+        try:
+            press(qtbot, Qt.Key.Key_F3)
+            qtbot.waitUntil(screen.banner.isVisible, timeout=WAIT_MS)
+            assert "INTEGMED_BLE_BACKEND='bluez'" in screen.banner.text()
+            assert screen.scan_button.isEnabled()
+        finally:
+            worker.shutdown()

@@ -245,7 +245,8 @@ class TestBuilder:
     ) -> None:
         # a real date early in the body, so time-stamped layouts decode as often as not
         blob = bytes([flags]) + (bytes([high_flags]) if characteristic == "2A9C" else b"")
-        blob += body[:6] + date_time_bytes(when) + body[6:]
+        split = 2 if characteristic == "2A18" else 6
+        blob += body[:split] + date_time_bytes(when) + body[split:]
         reasons: list[str] = []
         for end in range(1, len(blob) + 1):
             try:

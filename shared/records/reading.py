@@ -482,23 +482,43 @@ def _value(metrics: Metrics, metric: str, quantity: Quantity) -> ReadingValue | 
         return None  # NaN / NRes / ±INF: no value
     # convert from what the device sent when its unit is one of ours (kPa, °F, lb, in); SI base units the
     # decoder already scaled exactly (kg/L → mg/dL, mol/L → mmol/L) start from the decoder's quantity
-    sent = quantity.original if quantity.original is not None and metrics.ucum(quantity.original.unit) else quantity
-    if sent.value is None:
+    if quantity.original is not None and metrics.ucum(quantity.original.unit):
+        sent_value, sent_unit = quantity.original.value, quantity.original.unit
+    else:
+        sent_value, sent_unit = _with_sent_precision(quantity), quantity.unit
+    if sent_value is None:
         return None
     definition = metrics.metrics[metric]
     try:
-        canonical = metrics.to_canonical(metric, sent.value, sent.unit)
+        canonical = metrics.to_canonical(metric, sent_value, sent_unit)
     except (ValueError, InvalidOperation):
         return None
-    converted = metrics.ucum(sent.unit) != definition.ucum
+    converted = metrics.ucum(sent_unit) != definition.ucum
     return ReadingValue(
         metric=metric,
         value=canonical,
         unit=definition.unit,
         ucum=definition.ucum,
-        original_value=sent.value if converted else None,
-        original_unit=sent.unit if converted else None,
+        original_value=sent_value if converted else None,
+        original_unit=metrics.ucum(sent_unit) if converted else None,
     )
+
+
+def _with_sent_precision(quantity: Quantity) -> Decimal | None:
+    """A value the decoder scaled by a power of ten (kg/L → mg/dL, mol/L → mmol/L) with the precision the
+    device sent: 98e-5 kg/L is 98 mg/dL, not 98.00000 mg/dL."""
+    value, original = quantity.value, quantity.original
+    if value is None or original is None or original.value is None or original.value == 0:
+        return value
+    with localcontext(Context(prec=60)):
+        ratio = value / original.value
+        exponent = original.value.as_tuple().exponent
+        if not isinstance(exponent, int) or ratio != Decimal(1).scaleb(ratio.adjusted()):
+            return value
+        try:
+            return value.quantize(Decimal(1).scaleb(exponent + ratio.adjusted()))
+        except InvalidOperation:
+            return value
 
 
 def _measurement_metrics(decoded: DecodedReading) -> dict[str, str]:

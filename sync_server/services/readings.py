@@ -22,7 +22,6 @@ and the new readings enter the clinic's feed.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,8 +85,9 @@ def _key_columns(reading: Reading) -> tuple[str, str, str, int, datetime]:
 
 
 def _content_hash(reading: Reading) -> bytes:
-    canonical = json.dumps(reading.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).digest()
+    # The record's JSON in field order (pydantic's serialiser is deterministic): equal exactly when the
+    # readings are equal, decimals with their precision ("120.0" is not "120.00").
+    return hashlib.sha256(reading.model_dump_json().encode()).digest()
 
 
 def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incoming:

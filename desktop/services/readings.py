@@ -91,10 +91,13 @@ def _values(reading: Reading) -> list[dict[str, JsonValue]]:
     return out
 
 
-def summarize(reading: Reading) -> str:
-    """A short line for lists: ``SYS 121 mmHg · DIA 80 mmHg · pulse 100 bpm``."""
+def summarize(reading: Reading, *, skip_missing: bool = False) -> str:
+    """A short line for lists: ``SYS 121 mmHg · DIA 80 mmHg · pulse 100 bpm`` (``skip_missing``: leave out
+    values the device marked NaN/NRes, e.g. the diastolic of a live cuff pressure)."""
     parts = []
     for metric, quantity in reading.values.items():
+        if skip_missing and quantity.value is None:
+            continue
         label = _LABELS.get(metric, metric.replace("_", " "))
         shown = _shown(quantity.value) if quantity.value is not None else str(quantity.special or "—")
         parts.append(f"{label} {shown} {quantity.unit}".strip())

@@ -34,11 +34,12 @@ from PySide6.QtWidgets import (
 from desktop.devices.errors import NO_BLUETOOTH_MESSAGE, BluetoothUnavailable
 from desktop.devices.payload import Payload, StoreOutcome
 from desktop.devices.session import FoundDevice, SessionReport
-from desktop.services.readings import DeviceRow, ReadingService
+from desktop.services.readings import DeviceRow, ReadingService, summarize
 from desktop.ui.bridges.ble_worker import BleWorker
 from desktop.ui.error_dialogs import present_error
 from desktop.ui.runner import PresentError, Runner
 from desktop.ui.style import ERROR_COLOR
+from shared.gatt import GattDecodeError, decode
 
 KNOWN_COLUMNS = ("Device", "Kind", "Address", "Connection", "Battery", "Last reading")
 NEARBY_COLUMNS = ("Device", "Kind", "Address", "Signal")
@@ -206,6 +207,7 @@ class DevicesScreen(QWidget):
         w.state_changed.connect(self.on_worker_state_changed)
         w.reading_stored.connect(self.on_worker_reading_stored)
         w.progress.connect(self.on_worker_progress)
+        w.live_value.connect(self.on_worker_live_value)
         w.battery_read.connect(self.on_worker_battery_read)
         w.session_finished.connect(self.on_worker_session_finished)
         w.session_failed.connect(self.on_worker_session_failed)
@@ -369,6 +371,14 @@ class DevicesScreen(QWidget):
             outcome.status, outcome.status
         )
         self.log.insertItem(0, f"{when}  {payload.device_name or payload.address}  {outcome.summary}  — {label}")
+
+    @Slot(str, str, object)
+    def on_worker_live_value(self, address: str, characteristic: str, data: bytes) -> None:
+        """Live values that are not stored (the cuff pressure while it inflates)."""
+        try:
+            self.status.setText(f"Live: {summarize(decode(characteristic, data), skip_missing=True)}")
+        except GattDecodeError:
+            self.status.setText(f"Live value from {address} could not be read ({data.hex(' ')}).")
 
     @Slot(str, int, int)
     def on_worker_progress(self, address: str, done: int, total: int) -> None:

@@ -108,8 +108,11 @@ class TestWithVirtualDevices:
             cuff_row = next(r for r in range(2) if _cell(screen.nearby, r, 0) == "BP Cuff")
             screen.nearby.selectRow(cuff_row)
             screen.nearby.setFocus()
+            live: list[str] = []
+            worker.live_value.connect(lambda *_: live.append(screen.status.text()))
             press(qtbot, Qt.Key.Key_P, Qt.KeyboardModifier.AltModifier)
             qtbot.waitUntil(lambda: screen.known.rowCount() == 1 and screen.log.count() == 1, timeout=WAIT_MS)
+            assert "Live: cuff 160 mmHg" in live  # the inflating cuff is shown, not stored
             stored = readings.list_for_patient(patient_id)
             assert [(r.characteristic, r.status) for r in stored] == [("2A35", "patient")]
             qtbot.waitUntil(lambda: "121" in _cell(screen.known, 0, 5), timeout=WAIT_MS)

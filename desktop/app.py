@@ -35,6 +35,7 @@ from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import DEVICE_TOKEN, AuthService, Enrolment
 from desktop.services.patients import PatientService
+from desktop.services.readings import ReadingService
 from desktop.services.signing import SigningService
 from desktop.services.sync_status import SyncStatus, SyncStatusService
 from desktop.store import LocalStore, open_local_store
@@ -42,11 +43,13 @@ from desktop.store.users import LocalUser
 from desktop.sync.client import SyncClient
 from desktop.sync.commands import device_secrets
 from desktop.sync.transport import Transport
+from desktop.ui.bridges.ble_worker import BleWorker
 from desktop.ui.bridges.sync_worker import SyncTimings, SyncWorker
 from desktop.ui.error_dialogs import ErrorPresenter
 from desktop.ui.fonts import register_bundled_fonts, ui_font
 from desktop.ui.main_window import MainWindow
 from desktop.ui.runner import PresentError, Runner
+from desktop.ui.screens.devices import DevicesScreen
 from desktop.ui.screens.first_sync import FirstSyncDialog
 from desktop.ui.screens.setup import SetupWindow
 from desktop.ui.screens.unlock import UnlockDialog
@@ -203,6 +206,8 @@ class DesktopApp:
         self.signing = SigningService(self.doctor_keys, settings.data_dir)
         self.patients = PatientService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.sync_status = SyncStatusService(store.uow)
+        self.readings = ReadingService(store.uow, store.clock)
+        self.ble_worker = BleWorker(self.readings)  # the BLE thread starts on the first scan or read
         self.runner = Runner(store.writer.executor, error_presenter=error_presenter)
         self.link = SyncLink(store, self.auth, self.transports, self.secrets)
         self.sync_worker = SyncWorker(
@@ -316,6 +321,7 @@ class DesktopApp:
             actor=str(user.user_id),
             clinic_name=_clinic_name(user),
             error_presenter=self.present_error,
+            devices_screen=self._devices_screen(user),
         )
         self.main_window = window
         window.resize(1366, 768)
@@ -328,6 +334,10 @@ class DesktopApp:
                 previous.close()
             previous.deleteLater()
         self.runner.run_query(None, self.sync_status.status, self._after_main_window_shown)
+
+    def _devices_screen(self, user: LocalUser) -> DevicesScreen:
+        self.readings.set_actor(str(user.user_id))
+        return DevicesScreen(self.runner, self.readings, self.ble_worker, error_presenter=self.present_error)
 
     def _after_main_window_shown(self, status: SyncStatus) -> None:
         if status.has_synced or self.main_window is None:
@@ -362,6 +372,7 @@ class DesktopApp:
             return
         self._closed = True
         self.sync_worker.shut_down()  # a round under way stops after its current batch or page
+        self.ble_worker.shutdown()
         self.runner.shutdown(wait_s=30)
         for window in (self.first_sync, self.unlock_dialog, self.setup_window, self.main_window):
             if window is not None:

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.clock import HLC
-from sync_server.api import auth, encounters, health, patients, prescriptions, problems, signing, sync
+from sync_server.api import auth, clinical, encounters, health, patients, prescriptions, problems, signing, sync
 from sync_server.api.deps import AppState
 from sync_server.db.migrate import head_revision
 from sync_server.hpr.client import HprClient
@@ -179,6 +179,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(prescriptions.router)
     app.include_router(encounters.router)
     app.include_router(signing.router)
+    app.include_router(clinical.router)
     # Outermost first: bound the wire size, then inflate gzip bodies (bounded again), and gzip big answers.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(GunzipRequests, limit=settings.max_inflated_body_bytes)

@@ -193,3 +193,43 @@ patient_search_docs = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("digits", sa.Text, nullable=False),
 )
+
+known_devices = sa.Table(
+    "known_devices",
+    metadata,
+    sa.Column("address", sa.Text, primary_key=True),  # Bluetooth address (a per-host UUID on macOS)
+    sa.Column("name", sa.Text),
+    sa.Column("services", JsonText(), nullable=False, server_default="[]"),  # short UUIDs, e.g. ["1810"]
+    sa.Column("paired", IntBool, nullable=False, server_default=sa.text("0")),
+    sa.Column("battery_percent", sa.Integer),
+    sa.Column("added_at", UtcTimestamp, nullable=False),
+    sa.Column("last_seen_at", UtcTimestamp),
+)
+
+readings = sa.Table(
+    "readings",
+    metadata,
+    sa.Column("id", UuidText, primary_key=True),
+    # device address | characteristic | device time | sequence (| arrival time when the device sends neither):
+    # a repeated notification or a re-downloaded record finds its row and is not stored twice.
+    sa.Column("natural_key", sa.Text, nullable=False, unique=True),
+    sa.Column("device_address", sa.Text, nullable=False),
+    sa.Column("device_name", sa.Text),
+    sa.Column("characteristic", sa.Text, nullable=False),  # 16-bit UUID, e.g. "2A35"
+    sa.Column("sequence", sa.Integer),  # glucose record sequence number
+    sa.Column("device_time", sa.Text),  # the device's own clock, as sent (no zone)
+    sa.Column("measured_at", UtcTimestamp, nullable=False),
+    sa.Column("time_source", sa.Text, nullable=False),  # 'device-local' or 'received'
+    sa.Column("received_at", UtcTimestamp, nullable=False),
+    sa.Column("patient_id", UuidText),  # NULL when no patient was in the chair, or not patient data
+    sa.Column("encounter_id", UuidText),
+    sa.Column("status", sa.Text, nullable=False),  # 'patient', 'unattached', 'excluded', 'undecodable'
+    sa.Column("note", sa.Text),  # why excluded / undecodable
+    sa.Column("values", JsonText(), nullable=False, server_default="[]"),  # [{metric, value, unit}]
+    sa.Column("decoded", JsonText()),  # the full shared.gatt Reading
+    sa.Column("raw_hex", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Index("readings_patient", "patient_id", "measured_at"),
+    sa.Index("readings_device", "device_address", "received_at"),
+    sa.Index("readings_device_sequence", "device_address", "characteristic", "sequence"),
+)

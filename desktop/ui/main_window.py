@@ -67,9 +67,11 @@ class MainWindow(QMainWindow):
         actor: str,
         clinic_name: str = "",
         error_presenter: PresentError = present_error,
+        devices_screen: QWidget | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
+        self.devices_screen = devices_screen  # Bluetooth devices (P5): its own window, Ctrl+Shift+D
         self._runner = runner
         self._sync_worker = sync_worker
         self._present_error = error_presenter
@@ -124,6 +126,9 @@ class MainWindow(QMainWindow):
             patients_menu.addAction(item)
         sync_menu = self.menuBar().addMenu("&Sync")
         sync_menu.addAction(self.sync_action)
+        if self.devices_screen is not None:
+            self.devices_action = action("Bluetooth &devices", "Ctrl+Shift+D")
+            self.menuBar().addMenu("&Devices").addAction(self.devices_action)
 
     def _connect_signals(self) -> None:
         worker, status = self._sync_worker, self.sync_status
@@ -155,6 +160,10 @@ class MainWindow(QMainWindow):
         worker.status_changed.connect(status.on_status_changed)
         worker.sync_finished.connect(self.on_sync_worker_sync_finished)
         worker.sync_failed.connect(self.on_sync_worker_sync_failed)
+        # Bluetooth devices: readings attach to the patient open here
+        if self.devices_screen is not None:
+            self.devices_action.triggered.connect(self.on_devices_action_triggered)
+            self.detail.loaded.connect(self.devices_screen.on_patient_opened)  # type: ignore[attr-defined]
 
     # -- navigation ------------------------------------------------------------------------------------------
 
@@ -237,6 +246,18 @@ class MainWindow(QMainWindow):
         if user_started and not is_cancellation(exc):
             self._present_error(self, exc)  # a sync the user asked for always says how it went
 
+    @Slot()
+    def on_devices_action_triggered(self) -> None:
+        screen = self.devices_screen
+        if screen is not None:
+            screen.setWindowFlag(Qt.WindowType.Window, True)
+            screen.resize(1100, 700)
+            screen.show()
+            screen.raise_()
+            screen.activateWindow()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.devices_screen is not None:
+            self.devices_screen.close()
         self._sync_worker.stop()
         super().closeEvent(event)

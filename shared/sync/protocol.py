@@ -61,11 +61,22 @@ HlcText = Annotated[str, Field(max_length=100), AfterValidator(_hlc)]
 class RecordKind(StrEnum):
     """Kinds of synced record.
 
-    Only patients sync today. ``encounter``, ``prescription``, ``reading`` and ``audit_event`` join here as
-    their record modules and merge rules land; an older server then refuses them at validation time.
+    ``encounter``, ``prescription`` and ``audit_event`` join here as their record modules and merge rules
+    land; an older server then refuses them at validation time.
+
+    ``reading`` (`shared.records.reading.Reading`, one device measurement) is append-only: it travels as
+    op ``upsert`` only, ``id`` = the reading's id, ``fields`` = every other field of the reading
+    (`shared.records.reading.reading_change_fields`; decimals as strings), each field stamped with the
+    change's one ``hlc``, no ``base_version``. A reading is never merged or edited: the server answers
+    ``applied`` (``server_version`` 1) when it stores it *and* when it already holds the same measurement,
+    by id (a replay) or by natural key under another id (`shared.records.reading.natural_key`; the pull
+    brings the stored one); ``signed_immutable`` when the id exists with other content; ``invalid_record``
+    for an invalid reading, an unknown metric or an implausible value; ``not_in_scope`` for a patient the
+    device's clinic does not hold. A ``delete`` of a reading is rejected (``signed_immutable``).
     """
 
     PATIENT = "patient"
+    READING = "reading"
 
 
 class Op(StrEnum):

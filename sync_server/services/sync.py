@@ -43,6 +43,7 @@ from sync_server import errors
 from sync_server.db import audit
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
+from sync_server.services import readings
 from sync_server.services.context import Actor
 
 IDENTITY_FIELDS = {"name", "mobile", "year_of_birth", "abha_number", "abha_address", DELETED_FIELD}
@@ -144,6 +145,9 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     entries: list[dict[str, Any]] = []
     run = _Run()
     for index, change in enumerate(req.changes):
+        if change.kind is RecordKind.READING:
+            results.append(None)  # append-only: decided and stored by services.readings after the patients
+            continue
         if change.id in run.ids:  # its state and version are those its earlier write leaves: store that first
             await _flush(conn, actor, run, states, results)
             run = _Run()
@@ -181,6 +185,8 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
             }
         )
     await _flush(conn, actor, run, states, results)
+    for index, reading_result in await readings.push(conn, actor, req, clock):
+        results[index] = reading_result
     await sync_db.add_history(conn, history)
     answered = [r for r in results if r is not None]
     assert len(answered) == len(req.changes), "every change has its result once its run is stored"
@@ -326,7 +332,12 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
     rows = await sync_db.feed_page(conn, actor.clinic_id, after, limit + 1)
     page = rows[:limit]
     changes = []
+    pulled_readings = await readings.pulled(conn, page)
     for row in page:
+        if row["kind"] == RecordKind.READING:
+            if row["record_id"] in pulled_readings:
+                changes.append(pulled_readings[row["record_id"]])
+            continue
         fields, stamps = patients_db.state_of(row)
         if row["deleted"] and DELETED_FIELD not in stamps:
             continue  # cannot happen for synced rows; guards hand-edited data

@@ -1,0 +1,340 @@
+"""Device readings arriving by sync: validate, dedupe and COPY-ingest; rebuild them for the pull feed.
+
+Readings are append-only (`shared.records.reading`, `RecordKind.READING`): never merged or edited. For the
+readings of a pushed batch, in order, the answer is:
+
+* ``applied`` (``server_version`` 1): stored now; or already stored with the same content (a replay); or the
+  same measurement is stored under another id (natural key: device, characteristic, device time or
+  measured_at, sequence) — the first one stays and reaches every PC through the pull.
+* ``rejected`` ``signed_immutable``: a delete, or an id already stored (or earlier in the batch) with other
+  content — a reading cannot be changed.
+* ``rejected`` ``invalid_record``: the fields are not a valid reading (the message names the field), a
+  metric outside `shared/knowledge/metrics.yaml`, a value outside its plausibility bounds (the message gives
+  value, bounds and source), a measurement time in the future or before 2000, or an unknown patient.
+* ``rejected`` ``not_in_scope``: the patient belongs to another clinic. ``clock_skew`` as for patients.
+
+Nothing of a rejected reading is stored. The batch's readings are written with one COPY into a session
+staging table and ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (`sync_server.db.wearables.insert`), so a
+replayed batch adds nothing; then (native partitions) the daily averages of the days touched are recomputed,
+and the new readings enter the clinic's feed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from shared.clock import HLC, check_incoming, decode, system_wall_ms
+from shared.records.reading import (
+    ImplausibleReading,
+    Reading,
+    check_plausible,
+    natural_key,
+    reading_change_fields,
+    reading_from_change_fields,
+)
+from shared.records.validation import violation_from
+from shared.sync.protocol import (
+    Change,
+    ChangeResult,
+    ChangeStatus,
+    Op,
+    PulledChange,
+    PushRequest,
+    RecordKind,
+    RejectCode,
+)
+from sync_server.db import audit
+from sync_server.db import sync as sync_db
+from sync_server.db import wearables as db
+from sync_server.services.context import Actor
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+"""Readings measured before this come from a device whose clock was never set: refused, with that reason."""
+FUTURE_LEEWAY = timedelta(days=1)
+"""How far past the server's clock a measurement time may lie (PC and device clocks drift)."""
+SERVER_VERSION = 1
+"""A reading is never changed, so its server version is always 1."""
+
+
+class _Reject(Exception):
+    def __init__(self, code: RejectCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass
+class _Incoming:
+    index: int
+    change: Change
+    reading: Reading
+    content_hash: bytes
+    key: tuple[str, str, str, int, datetime]  # natural key columns as stored (key_seq -1 for none) + time
+
+
+def _key_columns(reading: Reading) -> tuple[str, str, str, int, datetime]:
+    device, characteristic, when, sequence = natural_key(reading)
+    return device, characteristic, when, -1 if sequence is None else sequence, reading.measured_at
+
+
+def _content_hash(reading: Reading) -> bytes:
+    # The record's JSON in field order (pydantic's serialiser is deterministic): equal exactly when the
+    # readings are equal, decimals with their precision ("120.0" is not "120.00").
+    return hashlib.sha256(reading.model_dump_json().encode()).digest()
+
+
+def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incoming:
+    if change.op is not Op.UPSERT:
+        raise _Reject(RejectCode.SIGNED_IMMUTABLE, "Readings are append-only: a reading cannot be deleted")
+    stamp = decode(change.hlc)
+    verdict = check_incoming(stamp, system_wall_ms())
+    if not verdict.accepted:
+        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
+    clock.update(stamp)
+    try:
+        reading = reading_from_change_fields(change.id, change.fields)
+        check_plausible(reading)
+    except ValidationError as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
+    except ImplausibleReading as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, f"Implausible value, not stored: {exc}") from None
+    if reading.measured_at > now + FUTURE_LEEWAY:
+        raise _Reject(
+            RejectCode.INVALID_RECORD,
+            f"measured_at {reading.measured_at.isoformat()} is in the future: check the device's and the PC's clock",
+        )
+    if reading.measured_at < EARLIEST:
+        raise _Reject(
+            RejectCode.INVALID_RECORD,
+            f"measured_at {reading.measured_at.isoformat()} is before 2000: the device's clock was probably never set",
+        )
+    return _Incoming(index, change, reading, _content_hash(reading), _key_columns(reading))
+
+
+def _rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
+    return ChangeResult(
+        kind=RecordKind.READING, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message[:2000]
+    )
+
+
+def _applied(change: Change) -> ChangeResult:
+    return ChangeResult(
+        kind=RecordKind.READING, id=change.id, status=ChangeStatus.APPLIED, server_version=SERVER_VERSION
+    )
+
+
+def _rows(item: _Incoming, clinic_id: uuid.UUID, batch_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    r = item.reading
+    device_id, characteristic, key_time, key_seq, time = item.key
+    return [
+        (
+            time,
+            clinic_id,
+            r.patient_id,
+            r.id,
+            position,
+            v.metric,
+            float(v.value),
+            str(v.value),
+            v.unit,
+            v.ucum,
+            None if v.original_value is None else str(v.original_value),
+            v.original_unit,
+            device_id,
+            r.device_name,
+            characteristic,
+            r.sequence,
+            r.device_time,
+            str(r.time_source),
+            key_time,
+            key_seq,
+            r.encounter_id,
+            r.raw_hex,
+            r.received_at,
+            item.content_hash,
+            item.change.hlc,
+            batch_id,
+        )
+        for position, v in enumerate(r.values)
+    ]
+
+
+async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC) -> list[tuple[int, ChangeResult]]:
+    """Decide and store the batch's reading changes; (index in the batch, result) for each of them."""
+    results: dict[int, ChangeResult] = {}
+    valid: list[_Incoming] = []
+    now = datetime.now(UTC)
+    for index, change in enumerate(req.changes):
+        if change.kind is not RecordKind.READING:
+            continue
+        try:
+            valid.append(_validate(index, change, clock, now))
+        except _Reject as rej:
+            results[index] = _rejected(change, rej.code, rej.message)
+    if not valid:
+        return sorted(results.items())
+    in_scope = await _in_scope(conn, actor, valid, results)
+    layout = await db.prepare(conn, sorted({i.reading.measured_at for i in in_scope}))
+    stored = await db.matching(conn, [i.reading.id for i in in_scope], [i.key for i in in_scope])
+    to_insert = _plan(in_scope, stored, results)
+    rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]
+    inserted = await db.insert(conn, rows)
+    if inserted and layout.mode == db.NATIVE:
+        await db.refresh_daily(conn, actor.clinic_id, layout.day_zone)
+    new_ids = [i.reading.id for i in to_insert if i.reading.id in inserted]
+    await _audit(conn, actor, req.batch_id, results, len(new_ids))
+    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.READING, new_ids, req.batch_id)
+    return sorted(results.items())
+
+
+async def _in_scope(
+    conn: asyncpg.Connection, actor: Actor, valid: list[_Incoming], results: dict[int, ChangeResult]
+) -> list[_Incoming]:
+    """The readings of patients of the caller's clinic; the others are answered (unknown / other clinic)."""
+    clinics = await db.lock_patients(conn, [i.reading.patient_id for i in valid])
+    in_scope = []
+    for item in valid:
+        clinic = clinics.get(item.reading.patient_id)
+        if clinic is None:
+            message = f"patient_id: no patient {item.reading.patient_id} on the server; push the patient first"
+            results[item.index] = _rejected(item.change, RejectCode.INVALID_RECORD, message)
+        elif clinic != actor.clinic_id:
+            message = "This patient belongs to another clinic"
+            results[item.index] = _rejected(item.change, RejectCode.NOT_IN_SCOPE, message)
+        else:
+            in_scope.append(item)
+    return in_scope
+
+
+def _plan(in_scope: list[_Incoming], stored: list[db.Stored], results: dict[int, ChangeResult]) -> list[_Incoming]:
+    """Answer every reading; return those to insert (the first of each id and natural key not yet stored).
+
+    A reading stored already, by id with the same content or by natural key, is ``applied``; by id with
+    other content ``signed_immutable``. A second copy within the batch follows the first: same content →
+    ``applied``, same id with other content → ``signed_immutable``. A reading to insert is ``applied``: if a
+    concurrent push stores the same measurement first, ON CONFLICT keeps that one, and it is there either way.
+    """
+    by_id = {s.reading_id: s for s in stored}
+    by_key = {s.natural_key: s for s in stored}
+    first_by_id: dict[uuid.UUID, _Incoming] = {}
+    first_keys: set[tuple[str, str, str, int, datetime]] = set()
+    to_insert: list[_Incoming] = []
+    for item in in_scope:
+        rid = item.reading.id
+        if rid in by_id:
+            same = by_id[rid].content_hash == item.content_hash
+            results[item.index] = _applied(item.change) if same else _immutable(item.change)
+        elif rid in first_by_id:
+            same = first_by_id[rid].content_hash == item.content_hash
+            results[item.index] = _applied(item.change) if same else _immutable(item.change)
+        elif item.key in by_key or item.key in first_keys:
+            results[item.index] = _applied(item.change)  # the same measurement under another id: the first stays
+        else:
+            first_by_id[rid] = item
+            first_keys.add(item.key)
+            to_insert.append(item)
+            results[item.index] = _applied(item.change)
+    return to_insert
+
+
+def _immutable(change: Change) -> ChangeResult:
+    return _rejected(
+        change,
+        RejectCode.SIGNED_IMMUTABLE,
+        f"Reading {change.id} is already stored with other content; a reading cannot be changed",
+    )
+
+
+async def _audit(
+    conn: asyncpg.Connection, actor: Actor, batch_id: uuid.UUID, results: dict[int, ChangeResult], stored: int
+) -> None:
+    """One audit row per batch with readings (not one per reading: they are measurements, not edits)."""
+    rejected = sum(1 for r in results.values() if r.status is ChangeStatus.REJECTED)
+    await audit.append_many(
+        conn,
+        clinic_id=actor.clinic_id,
+        actor_id=actor.user_id,
+        actor_role=actor.role,
+        client_ip=actor.meta.client_ip,
+        user_agent=actor.meta.user_agent,
+        entries=[
+            {
+                "action": "sync.reading.ingest",
+                "entity_type": "sync_batch",
+                "entity_id": str(batch_id),
+                "details": {
+                    "readings": len(results),
+                    "stored": stored,
+                    "already_stored": len(results) - rejected - stored,
+                    "rejected": rejected,
+                },
+            }
+        ],
+    )
+
+
+def _fields_of(rows: Sequence[asyncpg.Record]) -> Reading:
+    first = rows[0]
+    return Reading(
+        id=first["reading_id"],
+        patient_id=first["patient_id"],
+        encounter_id=first["encounter_id"],
+        device_id=first["device_id"],
+        device_name=first["device_name"],
+        characteristic=first["characteristic"],
+        measured_at=first["time"],
+        device_time=first["device_time"],
+        time_source=first["time_source"],
+        sequence=first["sequence"],
+        values=[
+            {
+                "metric": r["metric"],
+                "value": r["value_text"],
+                "unit": r["unit"],
+                "ucum": r["ucum"],
+                "original_value": r["original_value"],
+                "original_unit": r["original_unit"],
+            }
+            for r in rows
+        ],
+        raw_hex=first["raw_hex"],
+        received_at=first["received_at"],
+    )
+
+
+async def pulled(conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, PulledChange]:
+    """The pull-feed change of each reading among these feed rows (kind ``reading``), by reading id."""
+    wanted = {r["record_id"]: r for r in feed_rows if r["kind"] == RecordKind.READING}
+    grouped: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for row in await db.readings_rows(conn, list(wanted)):
+        grouped.setdefault(row["reading_id"], []).append(row)
+    out = {}
+    for reading_id, rows in grouped.items():
+        feed = wanted[reading_id]
+        fields = reading_change_fields(_fields_of(rows))
+        hlc = rows[0]["hlc"]
+        out[reading_id] = PulledChange(
+            kind=RecordKind.READING,
+            id=reading_id,
+            op=Op.UPSERT,
+            hlc=hlc,
+            fields=fields,
+            field_hlcs=dict.fromkeys(fields, hlc),
+            seq=feed["seq"],
+            server_version=SERVER_VERSION,
+            batch_id=feed["batch_id"],
+        )
+    return out
+
+
+async def time_series_mode(pool: asyncpg.Pool) -> str | None:
+    """How wearable data is stored (``timescaledb`` or ``native_partitions``), for the readiness probe."""
+    async with pool.acquire() as conn:
+        return await db.time_series_mode(conn)

@@ -1,0 +1,256 @@
+"""Device readings by sync push: COPY ingest, dedupe on replay, partitions, daily averages, pull, rejections.
+
+Real embedded PostgreSQL (native partitions: it has no TimescaleDB), the real app over its HTTP interface.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from fastapi.testclient import TestClient
+
+from shared.clock import encode
+from shared.ids import uuid7
+from shared.records.reading import Reading, ReadingValue, TimeSource, reading_change_fields
+from sync_server.settings import Settings
+from tests.helpers import pg
+from tests.sync_server.conftest import SignedIn
+from tests.sync_server.test_sync_api import Device, new_patient
+
+BP = {"bp_systolic": "mmHg", "bp_diastolic": "mmHg", "pulse_rate": "beats/min"}
+UCUM = {"mmHg": "mm[Hg]", "beats/min": "/min", "%": "%", "°C": "Cel", "mg/dL": "mg/dL", "kg": "kg"}
+UNITS = {"spo2": "%", "temperature": "°C", "glucose": "mg/dL", "weight": "kg", **BP}
+
+
+def reading(
+    patient_id: uuid.UUID,
+    measured_at: datetime,
+    values: dict[str, str],
+    *,
+    device_id: str = "AA:BB:CC:DD:EE:01",
+    characteristic: str = "2A35",
+    sequence: int | None = None,
+    reading_id: uuid.UUID | None = None,
+) -> Reading:
+    return Reading(
+        id=reading_id or uuid7(),
+        patient_id=patient_id,
+        device_id=device_id,
+        device_name="Omron X4",
+        characteristic=characteristic,
+        measured_at=measured_at,
+        device_time=measured_at.strftime("%Y-%m-%dT%H:%M:%S"),
+        time_source=TimeSource.DEVICE_UTC,
+        sequence=sequence,
+        values=[
+            ReadingValue(metric=m, value=Decimal(v), unit=UNITS[m], ucum=UCUM[UNITS[m]]) for m, v in values.items()
+        ],
+        raw_hex="00ff",
+        received_at=measured_at + timedelta(minutes=1),
+    )
+
+
+def change(device: Device, r: Reading, **override: Any) -> dict[str, Any]:
+    stamp = encode(device.clock.now())
+    fields = {**reading_change_fields(r), **override}
+    return {
+        "kind": "reading",
+        "id": str(r.id),
+        "op": "upsert",
+        "hlc": stamp,
+        "fields": fields,
+        "field_hlcs": dict.fromkeys(fields, stamp),
+    }
+
+
+def make_patient(device: Device) -> uuid.UUID:
+    pid = uuid7()
+    r = device.push([device.change(pid, new_patient())])
+    assert r.status_code == 200 and r.json()["results"][0]["status"] == "applied", r.text
+    return pid
+
+
+def statuses(response: Any) -> list[tuple[str, str | None]]:
+    assert response.status_code == 200, response.text
+    return [(r["status"], r["reason"]) for r in response.json()["results"]]
+
+
+def query(settings: Settings, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    result: list[asyncpg.Record] = pg.run(go())
+    return result
+
+
+T0 = datetime(2026, 3, 10, 4, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def pc(api: TestClient, doctor: SignedIn) -> Device:
+    return Device(api, doctor, "Nurse PC")
+
+
+def test_ingest_then_replay_adds_nothing(pc: Device, settings: Settings) -> None:
+    pid = make_patient(pc)
+    batch = [
+        change(pc, reading(pid, T0 + timedelta(hours=i), {"bp_systolic": "120", "bp_diastolic": "80"}))
+        for i in range(5)
+    ]
+    first = pc.push(batch)
+    assert statuses(first) == [("applied", None)] * 5
+    assert all(r["server_version"] == 1 for r in first.json()["results"])
+    count = "SELECT count(*) AS n, count(DISTINCT reading_id) AS readings FROM wearable_data"
+    assert [tuple(r) for r in query(settings, count)] == [(10, 5)]
+    # the same changes again, in a new batch: every one is "already have it", nothing is added
+    assert statuses(pc.push(batch)) == [("applied", None)] * 5
+    assert [tuple(r) for r in query(settings, count)] == [(10, 5)]
+    # the same batch id again: the stored answer
+    batch_id = str(uuid7())
+    assert statuses(pc.push(batch, batch_id=batch_id)) == statuses(pc.push(batch, batch_id=batch_id))
+    assert [tuple(r) for r in query(settings, count)] == [(10, 5)]
+
+
+def test_natural_key_duplicate_under_another_id_is_not_stored(pc: Device, settings: Settings) -> None:
+    pid = make_patient(pc)
+    first = reading(pid, T0, {"glucose": "112"}, characteristic="2A18", sequence=41)
+    again = first.model_copy(update={"id": uuid7()})  # a second PC downloaded the same meter record
+    other = reading(pid, T0, {"glucose": "98"}, characteristic="2A18", sequence=42)
+    assert statuses(pc.push([change(pc, first)])) == [("applied", None)]
+    assert statuses(pc.push([change(pc, again), change(pc, other)])) == [("applied", None), ("applied", None)]
+    rows = query(settings, "SELECT reading_id, value FROM wearable_data ORDER BY sequence")
+    assert [(r["reading_id"], r["value"]) for r in rows] == [(first.id, 112.0), (other.id, 98.0)]
+    # within one batch too: the first copy wins
+    third = reading(pid, T0 + timedelta(days=1), {"glucose": "90"}, characteristic="2A18", sequence=43)
+    twin = third.model_copy(update={"id": uuid7()})
+    assert statuses(pc.push([change(pc, third), change(pc, twin)])) == [("applied", None), ("applied", None)]
+    assert {r["reading_id"] for r in query(settings, "SELECT reading_id FROM wearable_data WHERE sequence = 43")} == {
+        third.id
+    }
+
+
+def test_changing_or_deleting_a_stored_reading_is_rejected(pc: Device, settings: Settings) -> None:
+    pid = make_patient(pc)
+    r = reading(pid, T0, {"spo2": "97"}, characteristic="2A5E")
+    assert statuses(pc.push([change(pc, r)])) == [("applied", None)]
+    altered = change(
+        pc, r.model_copy(update={"values": [ReadingValue(metric="spo2", value=Decimal(91), unit="%", ucum="%")]})
+    )
+    moved = change(pc, r.model_copy(update={"measured_at": T0 + timedelta(days=40)}))
+    delete = {"kind": "reading", "id": str(r.id), "op": "delete", "hlc": encode(pc.clock.now())}
+    response = pc.push([altered, moved, delete])
+    assert statuses(response) == [("rejected", "signed_immutable")] * 3
+    assert "cannot be changed" in response.json()["results"][0]["message"]
+    assert "cannot be deleted" in response.json()["results"][2]["message"]
+    rows = query(settings, "SELECT value, time FROM wearable_data")
+    assert [(x["value"], x["time"]) for x in rows] == [(97.0, T0)]
+
+
+def test_invalid_implausible_and_out_of_scope_readings_are_rejected(
+    api: TestClient, pc: Device, other_clinic_doctor: SignedIn, settings: Settings
+) -> None:
+    pid = make_patient(pc)
+    elsewhere = Device(api, other_clinic_doctor, "Other clinic PC")
+    foreign = make_patient(elsewhere)
+    good = reading(pid, T0, {"temperature": "37.2"}, characteristic="2A1C")
+    implausible = reading(pid, T0, {"spo2": "127"}, characteristic="2A5E")
+    unknown_metric = change(pc, reading(pid, T0, {"weight": "70"}, characteristic="2A9D"))
+    unknown_metric["fields"]["values"][0]["metric"] = "aura_strength"
+    future = reading(pid, datetime.now(UTC) + timedelta(days=3), {"weight": "70"}, characteristic="2A9D")
+    unset_clock = reading(pid, datetime(1999, 12, 31, tzinfo=UTC), {"weight": "70"}, characteristic="2A9D")
+    response = pc.push(
+        [
+            change(pc, implausible),
+            change(pc, good),
+            unknown_metric,
+            change(pc, reading(foreign, T0, {"weight": "70"}, characteristic="2A9D")),
+            change(pc, reading(uuid7(), T0, {"weight": "70"}, characteristic="2A9D")),
+            change(pc, future),
+            change(pc, unset_clock),
+        ]
+    )
+    assert statuses(response) == [
+        ("rejected", "invalid_record"),
+        ("applied", None),
+        ("rejected", "invalid_record"),
+        ("rejected", "not_in_scope"),
+        ("rejected", "invalid_record"),
+        ("rejected", "invalid_record"),
+        ("rejected", "invalid_record"),
+    ]
+    messages = [r["message"] for r in response.json()["results"]]
+    assert "spo2 127 % is outside the plausible range 50-100 %" in messages[0]
+    assert "aura_strength" in messages[2] and "metric vocabulary" in messages[2]
+    assert "push the patient first" in messages[4]
+    assert "in the future" in messages[5]
+    assert "never set" in messages[6]
+    assert [r["reading_id"] for r in query(settings, "SELECT reading_id FROM wearable_data")] == [good.id]
+    bad_hex = pc.push([change(pc, reading(pid, T0, {"temperature": "36.9"}, characteristic="2A1C"), raw_hex="xyz")])
+    assert statuses(bad_hex) == [("rejected", "invalid_record")]
+    assert "raw_hex" in bad_hex.json()["results"][0]["message"]
+
+
+def test_month_boundary_lands_in_two_partitions(pc: Device, settings: Settings) -> None:
+    pid = make_patient(pc)
+    late_jan = datetime(2025, 1, 31, 23, 59, tzinfo=UTC)  # an old month: its partition is made on demand
+    early_feb = datetime(2025, 2, 1, 0, 1, tzinfo=UTC)
+    batch = [change(pc, reading(pid, t, {"pulse_rate": "70"})) for t in (late_jan, early_feb)]
+    assert statuses(pc.push(batch)) == [("applied", None)] * 2
+    rows = query(
+        settings,
+        """
+        SELECT w.time, w.tableoid::regclass::text AS part,
+               (SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = w.tableoid) AS parent
+        FROM wearable_data w ORDER BY w.time
+        """,
+    )
+    assert [(r["time"], r["part"], r["parent"]) for r in rows] == [
+        (late_jan, "wearable_data_p2025_01", "wearable_data"),
+        (early_feb, "wearable_data_p2025_02", "wearable_data"),
+    ]
+
+
+def test_daily_average_is_fixed_by_a_late_reading(pc: Device, settings: Settings) -> None:
+    pid = make_patient(pc)
+    # 20:00 and 21:00 UTC on 9 March are 01:30 and 02:30 on 10 March in India: the clinic-local day counts
+    day = [datetime(2026, 3, 9, 20, tzinfo=UTC), datetime(2026, 3, 9, 21, tzinfo=UTC)]
+    pc.push([change(pc, reading(pid, t, {"bp_systolic": s})) for t, s in zip(day, ("120", "130"), strict=True)])
+    daily = (
+        "SELECT day::text, avg, min, max, count, unit FROM wearable_daily_avg WHERE metric = 'bp_systolic' ORDER BY day"
+    )
+    assert [tuple(r) for r in query(settings, daily)] == [("2026-03-10", 125.0, 120.0, 130.0, 2, "mmHg")]
+    # weeks later a reading of that day arrives (the cuff was synced late)
+    late = reading(pid, datetime(2026, 3, 10, 12, tzinfo=UTC), {"bp_systolic": "140"}, device_id="CUFF-2")
+    assert statuses(pc.push([change(pc, late)])) == [("applied", None)]
+    assert [tuple(r) for r in query(settings, daily)] == [("2026-03-10", 130.0, 120.0, 140.0, 3, "mmHg")]
+
+
+def test_readings_reach_the_other_pc_by_pull(api: TestClient, doctor: SignedIn, pc: Device) -> None:
+    other = Device(api, doctor, "Doctor PC")
+    pid = make_patient(pc)
+    r = reading(pid, T0, {"bp_systolic": "118.5", "bp_diastolic": "76", "pulse_rate": "64"})
+    batch_id = str(uuid7())
+    pc.push([change(pc, r)], batch_id=batch_id)
+    pulled, _ = other.pull_all()
+    kinds = [(c["kind"], c["id"]) for c in pulled]
+    assert kinds == [("patient", str(pid)), ("reading", str(r.id))]
+    got = pulled[1]
+    assert got["fields"] == reading_change_fields(r)
+    assert Reading.model_validate({**got["fields"], "id": got["id"]}) == r
+    assert (got["op"], got["server_version"], got["batch_id"]) == ("upsert", 1, batch_id)
+    assert set(got["field_hlcs"].values()) == {got["hlc"]}
+
+
+def test_ready_reports_the_time_series_layout(api: TestClient) -> None:
+    r = api.get("/ready")
+    assert r.status_code == 200, r.text
+    assert r.json()["time_series"] == "native_partitions"

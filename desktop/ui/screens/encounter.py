@@ -330,7 +330,7 @@ class EncounterScreen(QWidget):
             self.vitals[name] = edit
             error = FieldError(edit, objective)
             self.vital_errors[name] = error
-            row, col = divmod(n, 4)
+            row, col = divmod(n, 3)
             cell = QHBoxLayout()
             cell.setSpacing(3)
             cell.addWidget(QLabel(label, objective))
@@ -348,7 +348,7 @@ class EncounterScreen(QWidget):
             grid.addWidget(error, row * 2 + 1, col)
         self.bmi = QLabel("BMI —", objective)
         self.bmi.setAccessibleName("BMI")
-        grid.addWidget(self.bmi, 2, 3)
+        grid.addWidget(self.bmi, 4, 1)
         self.examination = _text_edit(note, "Examination", 46, "Examination findings")
         obj_box = QWidget(note)
         obj_layout = QVBoxLayout(obj_box)
@@ -412,6 +412,7 @@ class EncounterScreen(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(note)
         scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.note_scroll = scroll
 
         self.pad = RxPad(self._prescribing, self)

@@ -468,7 +468,7 @@ class RxPad(QWidget):
         has_majors = self.majors.count() > 0
         # As tall as its items (up to four), so the lines above keep the room.
         row_height = max(self.majors.sizeHintForRow(0), 18) if has_majors else 18
-        self.majors.setFixedHeight(min(self.majors.count(), 4) * (row_height + 2) + 8)
+        self.majors.setFixedHeight(min(self.majors.count(), 4) * (row_height + 2) + 12)
         self.majors_title.setVisible(has_majors)
         self.majors.setVisible(has_majors)
         if has_majors:

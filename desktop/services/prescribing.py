@@ -84,6 +84,28 @@ NO_REGISTRATION_SOURCE = "HPR registration as stored on this PC at sign-in"
 
 
 @dataclass(frozen=True)
+class Clinician:
+    """The signed-in user as the encounter and Rx screens need them (built from `LocalUser` by `of`).
+
+    Args:
+        user_id: the server's user id (recorded as doctor, prescriber, override and addendum author).
+        name: display name.
+        role: doctor, nurse, front_desk or clinic_admin.
+        profile: the sign-in profile (qualification, system_of_medicine, state).
+    """
+
+    user_id: uuid.UUID
+    name: str
+    role: str
+    profile: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, user: Any) -> Clinician:
+        """From a `desktop.store.users.LocalUser` (or anything with the same attributes)."""
+        return cls(user.user_id, user.name, user.role, dict(user.profile))
+
+
+@dataclass(frozen=True)
 class NoPrescriber:
     """The signed-in user cannot prescribe at all (not a doctor, or no system/qualification on record)."""
 
@@ -551,11 +573,13 @@ class PrescribingService:
 
 __all__ = [
     "Alert",
+    "Clinician",
     "LineCheck",
     "NoPrescriber",
     "PadCheck",
     "PrescribingService",
     "PrescriptionBlocked",
+    "StoredPrescription",
     "conditions_of",
     "prescriber_for",
 ]

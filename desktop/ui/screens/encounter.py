@@ -51,14 +51,14 @@ from PySide6.QtWidgets import (
 
 from desktop.services.encounters import VITAL_FIELDS, EncounterService, InChair, vitals_from_form
 from desktop.services.prescribing import (
+    Clinician,
     PrescriberContext,
     PrescribingService,
     PrescriptionBlocked,
+    StoredPrescription,
     conditions_of,
     prescriber_for,
 )
-from desktop.store.prescriptions import StoredPrescription
-from desktop.store.users import LocalUser
 from desktop.ui.error_dialogs import present_error
 from desktop.ui.runner import PresentError, Runner
 from desktop.ui.screens.override_dialog import ask_override_reason
@@ -248,7 +248,8 @@ class EncounterScreen(QWidget):
         runner: writes via `run_op`, reads via `run_query`.
         encounters: the encounter service.
         prescribing: the prescribing service.
-        doctor: the signed-in user (profile gives qualification, system of medicine and state).
+        doctor: the signed-in user (`Clinician.of(local_user)`; its profile gives qualification, system of
+            medicine and state).
         confirm: asks yes/no (tests pass their own; default a message box).
         ask_reason: asks for an override reason (default `OverrideDialog`).
         error_presenter: shows unexpected failures.
@@ -264,7 +265,7 @@ class EncounterScreen(QWidget):
         runner: Runner,
         encounters: EncounterService,
         prescribing: PrescribingService,
-        doctor: LocalUser,
+        doctor: Clinician,
         *,
         confirm: Confirm = confirm_with_dialog,
         ask_reason: Callable[[QWidget, Any], str | None] = ask_override_reason,

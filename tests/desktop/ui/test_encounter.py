@@ -16,9 +16,8 @@ from pytestqt.qtbot import QtBot
 
 from desktop.services.encounters import EncounterService
 from desktop.services.patients import PatientService
-from desktop.services.prescribing import PrescribingService
+from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.store import LocalStore
-from desktop.store.users import LocalUser
 from desktop.ui.runner import Runner
 from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.screens.override_dialog import OverrideDialog
@@ -31,12 +30,8 @@ MBBS = {"qualification": "MBBS, MD", "system_of_medicine": "modern_medicine", "s
 BAMS = {"qualification": "BAMS", "system_of_medicine": "ayurveda", "state": "MH"}
 
 
-def _doctor(profile: dict[str, Any], name: str = "Dr. Ananya Sharma") -> LocalUser:
-    return LocalUser(
-        user_id=uuid.UUID("019ab000-0000-7000-8000-00000000d0c1"), name=name, role="doctor",
-        clinic_id=uuid.UUID("019ab000-0000-7000-8000-0000000c1111"), hpr_id=None, profile=profile, has_pin=True,
-        failed_attempts=0, locked_until=None,
-    )  # fmt: skip
+def _doctor(profile: dict[str, Any], name: str = "Dr. Ananya Sharma") -> Clinician:
+    return Clinician(uuid.UUID("019ab000-0000-7000-8000-00000000d0c1"), name, "doctor", profile)
 
 
 class Harness:

@@ -24,8 +24,16 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QInputMethodEvent, QKeyEvent, QKeySequence, QShortcut, QTextCharFormat
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import (
+    QColor,
+    QHelpEvent,
+    QInputMethodEvent,
+    QKeyEvent,
+    QKeySequence,
+    QShortcut,
+    QTextCharFormat,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -37,6 +45,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -106,15 +115,25 @@ class RxLineEdit(QLineEdit):
         self.setPlaceholderText(PLACEHOLDER)
         self.setAccessibleName("Prescription line")
         self._marks: tuple[tuple[int, int], ...] = ()
+        self._reasons: tuple[str, ...] = ()
 
     @property
     def marks(self) -> tuple[tuple[int, int], ...]:
         """The (start, end) spans marked as unresolved."""
         return self._marks
 
-    def set_marks(self, spans: Sequence[tuple[int, int]]) -> None:
-        """Underline these spans (offsets into the text) in red; an empty list clears the marks."""
-        self._marks = tuple((s, e) for s, e in spans if e > s)
+    def reason_at(self, position: int) -> str | None:
+        """Why the token at this character position is marked, or None."""
+        for (start, end), reason in zip(self._marks, self._reasons, strict=True):
+            if start <= position < end:
+                return reason
+        return None
+
+    def set_marks(self, spans: Sequence[tuple[int, int, str]]) -> None:
+        """Underline these spans (offsets into the text) in red, each with its reason; [] clears the marks."""
+        kept = [(s, e, r) for s, e, r in spans if e > s]
+        self._marks = tuple((s, e) for s, e, _ in kept)
+        self._reasons = tuple(r for _, _, r in kept)
         fmt = QTextCharFormat()
         fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
         fmt.setUnderlineColor(QColor(ERROR_COLOR))
@@ -127,6 +146,14 @@ class RxLineEdit(QLineEdit):
         ]
         # Formats reach a QLineEdit's text layout only through an input-method event (no text is changed).
         QCoreApplication.sendEvent(self, QInputMethodEvent("", attrs))
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            reason = self.reason_at(self.cursorPositionAt(event.pos()))
+            if reason is not None:  # the reason of the token under the mouse; else the line's list of reasons
+                QToolTip.showText(event.globalPos(), reason, self)
+                return True
+        return super().event(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
@@ -188,7 +215,7 @@ class RxRow(QWidget):
         exp = line.expanded
         self.expansion.setText(expansion_html(line))
         self.expansion.setToolTip(defaulted_tooltip(line))
-        self.edit.set_marks([(u.start, u.end) for u in exp.unresolved])
+        self.edit.set_marks([(u.start, u.end, u.reason) for u in exp.unresolved])
         reasons = [f"'{u.token}': {u.reason}" if u.token else u.reason for u in exp.unresolved]
         self.edit.setToolTip("\n".join(reasons))
         notes = [f'<span style="color:{ERROR_COLOR}">✗ {html.escape(r)}</span>' for r in reasons]
@@ -339,6 +366,7 @@ class RxPad(QWidget):
         """Replace every line (at least one, empty, row stays)."""
         for row in self.rows:
             self._rows_layout.removeWidget(row)
+            row.hide()  # at once: a deferred delete would leave it painted under the new rows until then
             row.deleteLater()
         self.rows = []
         for index, text in enumerate(lines or [""]):

@@ -105,6 +105,7 @@ def test_unknown_token_is_marked_and_blocks_saving_the_prescription(qtbot: QtBot
     _type_line(qtbot, screen, 0, "metf 1000 bd zork 30d")
     row = screen.pad.rows[0]
     assert row.edit.marks == ((13, 17),)
+    assert row.edit.reason_at(15) == "'zork' is not part of the shorthand" and row.edit.reason_at(3) is None
     assert "'zork': 'zork' is not part of the shorthand" in row.edit.toolTip()
     press(qtbot, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
     harness.settle()

@@ -21,6 +21,7 @@ their text). The patient record has no problem list yet, so nothing else is adde
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -303,13 +304,43 @@ class PrescribingService:
     ) -> None:
         self._writer = writer
         self._uow = uow
-        self.formulary = formulary or Formulary.load_default()
-        self.kb = kb or ix.InteractionKB.load_default()
-        self.policy = policy or PrescribingPolicy.load_default()
-        self._resolver = ix.default_resolver(self.kb)
+        self._given = (formulary, kb, policy)
+        self._loaded: tuple[Formulary, ix.InteractionKB, PrescribingPolicy, ix.NameResolver] | None = None
+        self._load_lock = threading.Lock()
         self._cross_system: CrossSystem = cross_system
         self._days_per_month = days_per_month
         self._now = now
+
+    # -- knowledge (loaded on first use: parsing it takes most of a second, so never at start-up) ---------
+
+    def warm_up(self) -> None:
+        """Load the formulary, the interaction knowledge and the policy now (call it on a worker thread)."""
+        self._knowledge()
+
+    def _knowledge(self) -> tuple[Formulary, ix.InteractionKB, PrescribingPolicy, ix.NameResolver]:
+        with self._load_lock:
+            if self._loaded is None:
+                formulary, kb, policy = self._given
+                kb = kb or ix.InteractionKB.load_default()
+                self._loaded = (
+                    formulary or Formulary.load_default(),
+                    kb,
+                    policy or PrescribingPolicy.load_default(),
+                    ix.default_resolver(kb),
+                )
+            return self._loaded
+
+    @property
+    def formulary(self) -> Formulary:
+        return self._knowledge()[0]
+
+    @property
+    def kb(self) -> ix.InteractionKB:
+        return self._knowledge()[1]
+
+    @property
+    def policy(self) -> PrescribingPolicy:
+        return self._knowledge()[2]
 
     # -- pure checks (any thread) -----------------------------------------------------------------------
 
@@ -365,7 +396,7 @@ class PrescribingService:
         request = ix.CheckRequest(
             medications=tuple(meds), ayush_medications=tuple(ayush), patient_conditions=tuple(conditions)
         )
-        result = ix.check(request, self.kb, self._resolver)
+        result = ix.check(request, self.kb, self._knowledge()[3])
         alerts = []
         for finding in (*result.contraindications, *result.interactions):
             pad_lines = tuple(

@@ -138,8 +138,7 @@ class DiagnosisPicker(QLineEdit):
         super().__init__(parent)
         self.setPlaceholderText("Add diagnosis: name, synonym, SNOMED CT or ICD-10 code (Enter adds)")
         self.setAccessibleName("Diagnosis")
-        self.model = condition_model()
-        self.model.setParent(self)
+        self.model = QStandardItemModel(self)  # filled by `load_conditions` once the list is parsed off-thread
         completer = _ConditionCompleter(self.model, self)
         completer.setCompletionRole(SEARCH_ROLE)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
@@ -149,6 +148,13 @@ class DiagnosisPicker(QLineEdit):
         self.setCompleter(completer)
         self._completer = completer
         completer.activated[QModelIndex].connect(self.on_completer_activated)  # type: ignore[index]
+
+    def load_conditions(self) -> None:
+        """Fill the suggestions from the shipped condition list (parsed and cached by then)."""
+        if self.model.rowCount() == 0:
+            source = condition_model()
+            while source.rowCount():
+                self.model.appendRow(source.takeRow(0))
 
     def popup(self) -> QAbstractItemView:
         """The suggestions list."""
@@ -515,6 +521,8 @@ class EncounterScreen(QWidget):
         encounters, rx = self._encounters, self._prescribing
 
         def read() -> Loaded:
+            rx.warm_up()  # the knowledge files are parsed here, off the GUI thread, on first use
+            condition_vocabulary()
             return Loaded(encounters.get(encounter_id), rx.override_reasons(encounter_id), rx.saved(encounter_id))
 
         self._runner.run_query(self, read, self._show, self._on_failed)
@@ -522,6 +530,7 @@ class EncounterScreen(QWidget):
     def _show(self, loaded: Loaded) -> None:
         encounter = loaded.encounter
         self._encounter = encounter
+        self.picker.load_conditions()
         self._encounters.set_in_chair(InChair(encounter.patient_id, encounter.id))
         who = self._patient.name if self._patient is not None else "Patient"
         self.heading.setText(f"Encounter — {who} · {encounter.start_time.astimezone():%d %b %Y %H:%M}")

@@ -466,6 +466,9 @@ class EncounterScreen(QWidget):
         }
         for shortcut in self._shortcuts.values():
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.pad.set_tab_neighbours(self.addendum_button, self.save_button)
+        QWidget.setTabOrder(self.save_button, self.complete_button)
+        QWidget.setTabOrder(self.complete_button, self.close_button)
 
     @staticmethod
     def _section(title: str, body: QWidget) -> QGroupBox:

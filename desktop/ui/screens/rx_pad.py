@@ -261,6 +261,8 @@ class RxPad(QWidget):
         self._overrides: dict[str, str] = {}
         self._result: PadCheck | None = None
         self._read_only = False
+        self._tab_before: QWidget | None = None
+        self._tab_after: QWidget | None = None
         self.rows: list[RxRow] = []
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -398,8 +400,13 @@ class RxPad(QWidget):
         self._renumber()
         return row
 
+    def set_tab_neighbours(self, before: QWidget, after: QWidget) -> None:
+        """Tab goes before → the lines → the alerts → after, however the lines change."""
+        self._tab_before, self._tab_after = before, after
+        self._renumber()
+
     def _renumber(self) -> None:
-        previous: QWidget | None = None
+        previous: QWidget | None = self._tab_before
         for number, row in enumerate(self.rows, start=1):
             row.number.setText(f"{number}.")
             row.edit.setAccessibleName(f"Prescription line {number}")
@@ -409,6 +416,8 @@ class RxPad(QWidget):
         if previous is not None:
             QWidget.setTabOrder(previous, self.majors)
             QWidget.setTabOrder(self.majors, self.minor_toggle)
+            if self._tab_after is not None:
+                QWidget.setTabOrder(self.minor_toggle, self._tab_after)
 
     def _on_enter(self, row: RxRow) -> None:
         if self._read_only:

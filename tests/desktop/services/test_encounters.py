@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from desktop.services.encounters import (
+    VITAL_FIELDS,
     EncounterCompleted,
     EncounterNotCompleted,
     EncounterService,
@@ -82,6 +83,19 @@ class TestVitals:
             problems = [p.field for p in exc.problems]
         assert problems == ["bp"] or vitals is None or vitals.bp_systolic is not None
         assert not (problems and vitals is not None)
+
+    @given(st.dictionaries(st.sampled_from([*VITAL_FIELDS, "temperature_unit"]), st.text(max_size=10)))
+    def test_any_form_gives_vitals_or_field_problems_only(self, form: dict[str, str]) -> None:
+        fields: set[str] | None = None
+        try:
+            vitals = vitals_from_form(form)
+        except RuleViolation as exc:
+            fields = {p.field for p in exc.problems}
+        if fields is not None:
+            assert fields and fields <= set(VITAL_FIELDS)
+            return
+        typed = {name for name in VITAL_FIELDS if form.get(name, "").strip()}
+        assert (vitals is None) == (not typed)
 
 
 class TestDraftAndCompletion:

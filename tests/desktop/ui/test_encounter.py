@@ -225,7 +225,9 @@ def test_keyboard_flow_complete_then_read_only_and_addendum(qtbot: QtBot, harnes
         press(qtbot, Qt.Key.Key_Return)
         qtbot.waitUntil(lambda: screen.diagnoses.count() == 1)
         activate(qtbot, screen)  # offscreen: the closed popup keeps the activation
-    press(qtbot, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    screen.followup.setFocus()
+    press(qtbot, Qt.Key.Key_Tab)  # the note's last field leads to the Rx pad's first line
+    assert QApplication.focusWidget() is screen.pad.rows[0].edit
     type_text(qtbot, "Metf 1000 bd 30d")
     press(qtbot, Qt.Key.Key_Return)
     type_text(qtbot, "amlo 5 0-0-1 x 1m")

@@ -13,7 +13,7 @@ only and Ctrl+Shift+A adds an addendum. Implausible vitals keep the whole save f
 
 Keyboard: Tab walks the note top to bottom and then the Rx pad; Ctrl+L jumps to the Rx pad, Ctrl+D to the
 diagnosis picker; in the picker ↓ opens the suggestions and Enter adds the diagnosis; Delete removes the
-selected diagnosis from the list; Ctrl+W closes the screen.
+selected diagnosis from the list; Ctrl+W saves a draft and closes the screen.
 """
 
 from __future__ import annotations
@@ -437,7 +437,7 @@ class EncounterScreen(QWidget):
         self.message.setAccessibleName("Message")
         self.save_button = QPushButton("&Save draft (Ctrl+S)", self)
         self.complete_button = QPushButton("Co&mplete… (Ctrl+Enter)", self)
-        self.close_button = QPushButton("Close (Ctrl+W)", self)
+        self.close_button = QPushButton("Save && close (Ctrl+W)", self)
         for button in (self.save_button, self.complete_button, self.close_button):
             button.setAutoDefault(False)
         header = QHBoxLayout()
@@ -852,6 +852,21 @@ class EncounterScreen(QWidget):
 
     @Slot()
     def on_close_requested(self) -> None:
+        """Close; a draft is saved first, so nothing typed is lost (implausible vitals keep it open)."""
+        if self._encounter is not None and not self.is_completed:
+            op = self._save_op()
+            if op is None:
+                return  # busy, or the vitals message is shown
+            self._busy = True
+            self._runner.run_op(self, op, self._after_close_save, self._on_failed)
+            return
+        self._finish_close()
+
+    def _after_close_save(self, outcome: SaveOutcome) -> None:
+        self._on_saved(outcome)
+        self._finish_close()
+
+    def _finish_close(self) -> None:
         self._encounters.set_in_chair(None)
         emit(self.closed)
 

@@ -22,6 +22,7 @@ import logging
 import logging.handlers
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ from desktop.errors import KnownError, NotEnrolled
 from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import DEVICE_TOKEN, AuthService, Enrolment
+from desktop.services.encounters import EncounterService
 from desktop.services.patients import PatientService
+from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.services.readings import ReadingService
 from desktop.services.signing import SigningService
 from desktop.services.sync_status import SyncStatus, SyncStatusService
@@ -206,7 +209,9 @@ class DesktopApp:
         self.signing = SigningService(self.doctor_keys, settings.data_dir)
         self.patients = PatientService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.sync_status = SyncStatusService(store.uow)
-        self.readings = ReadingService(store.uow, store.clock)
+        self.encounters = EncounterService(writer=store.writer, uow=store.uow)
+        self.prescribing = PrescribingService(writer=store.writer, uow=store.uow)
+        self.readings = ReadingService(store.uow, store.clock, open_encounter=self._open_encounter)
         self.ble_worker = BleWorker(self.readings)  # the BLE thread starts on the first scan or read
         self.runner = Runner(store.writer.executor, error_presenter=error_presenter)
         self.link = SyncLink(store, self.auth, self.transports, self.secrets)
@@ -322,6 +327,9 @@ class DesktopApp:
             clinic_name=_clinic_name(user),
             error_presenter=self.present_error,
             devices_screen=self._devices_screen(user),
+            encounters=self.encounters,
+            prescribing=self.prescribing,
+            doctor=Clinician.of(user),
         )
         self.main_window = window
         window.resize(1366, 768)
@@ -365,6 +373,11 @@ class DesktopApp:
         return self.settings.server_url or (enrolment.server_url if enrolment is not None else None)
 
     # -- end -----------------------------------------------------------------------------------------------
+
+    def _open_encounter(self) -> tuple[uuid.UUID, uuid.UUID] | None:
+        """The encounter open on screen (a reading taken now belongs to its vitals), or None."""
+        chair = self.encounters.in_chair()
+        return (chair.patient_id, chair.encounter_id) if chair is not None else None
 
     def close(self) -> None:
         """Stop the worker, wait for calls under way, close the windows and the transports (not the store)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
@@ -140,7 +141,15 @@ class ReadingService:
         actor: who is signed in (recorded with queued changes).
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: HLC, *, actor: str | None = None) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: HLC,
+        *,
+        actor: str | None = None,
+        open_encounter: Callable[[], tuple[uuid.UUID, uuid.UUID] | None] | None = None,
+    ) -> None:
+        self._open_encounter = open_encounter
         self._uow = uow
         self._clock = clock
         self._actor = actor
@@ -161,8 +170,14 @@ class ReadingService:
             self._encounter_id = encounter_id if patient_id is not None else None
 
     def current_patient(self) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+        """The patient in the chair, and the encounter open for him (from the encounter screen when it is open)."""
         with self._lock:
-            return self._patient_id, self._encounter_id
+            patient_id, encounter_id = self._patient_id, self._encounter_id
+        if encounter_id is None and patient_id is not None and self._open_encounter is not None:
+            chair = self._open_encounter()
+            if chair is not None and chair[0] == patient_id:
+                encounter_id = chair[1]
+        return patient_id, encounter_id
 
     # -- the sink --------------------------------------------------------------------------------------------
 

@@ -193,3 +193,87 @@ patient_search_docs = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("digits", sa.Text, nullable=False),
 )
+
+# --- encounters and prescriptions (revision 2026_11_25_0002; triggers keep completed rows immutable) ------
+
+encounters = sa.Table(
+    "encounters",
+    metadata,
+    sa.Column("id", UuidText, primary_key=True),
+    sa.Column("clinic_id", UuidText, nullable=False),
+    sa.Column("patient_id", UuidText, sa.ForeignKey("patients.id"), nullable=False),
+    sa.Column("doctor_id", UuidText, nullable=False),
+    sa.Column("encounter_type", sa.Text, nullable=False),
+    sa.Column("start_time", UtcTimestamp, nullable=False),
+    sa.Column("chief_complaint", sa.Text, nullable=False),
+    sa.Column("soap_note", JsonText()),  # shared.records.encounter.SoapNote as JSON
+    sa.Column("status", sa.Text, nullable=False, server_default="draft"),  # draft | completed
+    sa.Column("completed_at", UtcTimestamp),
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("updated_at", UtcTimestamp, nullable=False),
+    sa.Index("encounters_patient", "patient_id", "start_time"),
+)
+
+encounter_addenda = sa.Table(
+    "encounter_addenda",
+    metadata,
+    sa.Column("id", UuidText, primary_key=True),
+    sa.Column("encounter_id", UuidText, sa.ForeignKey("encounters.id"), nullable=False),
+    sa.Column("author_id", UuidText, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("soap_note", JsonText()),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Index("encounter_addenda_encounter", "encounter_id", "created_at"),
+)
+
+prescriptions = sa.Table(
+    "prescriptions",
+    metadata,
+    sa.Column("id", UuidText, primary_key=True),
+    sa.Column("encounter_id", UuidText, sa.ForeignKey("encounters.id"), nullable=False, unique=True),
+    sa.Column("patient_id", UuidText, sa.ForeignKey("patients.id"), nullable=False),
+    sa.Column("prescriber_id", UuidText, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="draft"),  # draft | final
+    sa.Column("lines", JsonText(), nullable=False),  # [{"text": typed line, "expanded": ExpandedLine JSON}]
+    sa.Column("medications", JsonText(), nullable=False),  # shared.records.prescription.MedicationLine list
+    sa.Column("ayush_medications", JsonText(), nullable=False),  # AyushLine list
+    sa.Column("advisories", JsonText(), nullable=False, server_default="[]"),  # PolicyNote list
+    sa.Column("kb_version", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("updated_at", UtcTimestamp, nullable=False),
+)
+
+rx_alert_overrides = sa.Table(
+    "rx_alert_overrides",
+    metadata,
+    sa.Column("id", UuidText, primary_key=True),
+    sa.Column("encounter_id", UuidText, sa.ForeignKey("encounters.id"), nullable=False),
+    sa.Column("user_id", UuidText, nullable=False),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("rule_id", sa.Text, nullable=False),
+    sa.Column("alert_key", sa.Text, nullable=False),  # rule id + the medicines involved
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # typed by the doctor
+    sa.Column("lines", JsonText(), nullable=False),  # the lines involved, as typed and as resolved
+    sa.Column("kb_version", sa.Text, nullable=False),
+    sa.Index("rx_alert_overrides_encounter", "encounter_id", "alert_key"),
+)
+
+rx_refusals = sa.Table(
+    "rx_refusals",
+    metadata,
+    sa.Column("id", UuidText, primary_key=True),
+    sa.Column("encounter_id", UuidText, sa.ForeignKey("encounters.id"), nullable=False),
+    sa.Column("user_id", UuidText, nullable=False),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("rule_id", sa.Text, nullable=False),
+    sa.Column("medicine", sa.Text, nullable=False),
+    sa.Column("line_text", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("policy_version", sa.Text, nullable=False),
+    sa.Index("rx_refusals_encounter", "encounter_id", "created_at"),
+)

@@ -19,10 +19,13 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QStackedWidget, QWidget
 
+from desktop.services.encounters import EncounterService
 from desktop.services.patients import PatientService
+from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.ui.bridges.sync_worker import SyncWorker
 from desktop.ui.error_dialogs import is_cancellation, present_error
 from desktop.ui.runner import PresentError, Runner
+from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.screens.patient_detail import PatientDetailScreen
 from desktop.ui.screens.patient_form import PatientFormScreen
 from desktop.ui.screens.patient_search import PatientSearchScreen
@@ -67,6 +70,9 @@ class MainWindow(QMainWindow):
         actor: str,
         clinic_name: str = "",
         error_presenter: PresentError = present_error,
+        encounters: EncounterService | None = None,
+        prescribing: PrescribingService | None = None,
+        doctor: Clinician | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -76,7 +82,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(" · ".join(part for part in ("IntegMed", clinic_name, user_name) if part))
         self.setMinimumSize(1024, 640)
         self.search = PatientSearchScreen(runner, patients, error_presenter=error_presenter, parent=self)
-        self.detail = PatientDetailScreen(runner, patients, error_presenter=error_presenter, parent=self)
+        self.detail = PatientDetailScreen(
+            runner, patients, error_presenter=error_presenter, encounters=encounters, parent=self
+        )
         self.form = PatientFormScreen(runner, patients, actor=actor, error_presenter=error_presenter, parent=self)
         self.welcome = QLabel(WELCOME, self)
         self.welcome.setProperty("role", "hint")
@@ -93,7 +101,19 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 9)
         splitter.setSizes([1100, 900])  # scaled to the window: the list gets a little more than half
         splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(splitter)
+        # Encounters (P3): the encounter screen takes the whole window, over the search and detail.
+        self.shell = QStackedWidget(self)
+        self.shell.addWidget(splitter)
+        self.encounter: EncounterScreen | None = None
+        if encounters is not None and prescribing is not None and doctor is not None:
+            self.encounter = EncounterScreen(
+                runner, encounters, prescribing, doctor, error_presenter=error_presenter, parent=self
+            )
+            self.shell.addWidget(self.encounter)
+            self.detail.new_encounter_requested.connect(self.on_detail_new_encounter_requested)
+            self.detail.encounter_requested.connect(self.on_detail_encounter_requested)
+            self.encounter.closed.connect(self.on_encounter_closed)
+        self.setCentralWidget(self.shell)
         self.sync_status = SyncStatusWidget(self)
         self.user_label = QLabel(f"Signed in: {user_name}", self)
         self.user_label.setAccessibleName("Signed in user")
@@ -213,6 +233,27 @@ class MainWindow(QMainWindow):
     def on_form_cancelled(self) -> None:
         self.stack.setCurrentWidget(self.detail if self.detail.patient is not None else self.welcome)
         self.search.focus_search()
+
+    # -- encounters (P3) -------------------------------------------------------------------------------------
+
+    @Slot(object)
+    def on_detail_new_encounter_requested(self, patient: Any) -> None:
+        if self.encounter is not None:
+            self.encounter.start_new(patient)
+            self.shell.setCurrentWidget(self.encounter)
+            self.encounter.complaint.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    @Slot(object, object)
+    def on_detail_encounter_requested(self, encounter_id: uuid.UUID, patient: Any) -> None:
+        if self.encounter is not None:
+            self.encounter.open_encounter(encounter_id, patient)
+            self.shell.setCurrentWidget(self.encounter)
+
+    @Slot()
+    def on_encounter_closed(self) -> None:
+        self.shell.setCurrentIndex(0)
+        if self.detail.patient is not None:
+            self.show_patient(self.detail.patient.id)
 
     # -- data and sync ---------------------------------------------------------------------------------------
 

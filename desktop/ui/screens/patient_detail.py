@@ -6,6 +6,8 @@ newer value from another computer, or an older value from another computer that 
 (per-field last-writer-wins keeps the loser here; nothing is thrown away).
 
 Keyboard: Ctrl+E (or Enter on "Edit") edits; Tab reaches the history table; Esc goes back to the search box.
+With an encounter service: Ctrl+Shift+N (or the button) starts a new encounter; Enter on one of the patient's
+encounters in the list opens it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QStackedWidget,
     QTableWidget,
@@ -30,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.services.encounters import EncounterService
 from desktop.services.patients import PatientService
 from desktop.ui.error_dialogs import present_error
 from desktop.ui.models.patient_table import age_text, mobile_text
@@ -97,6 +102,8 @@ class PatientDetailScreen(QWidget):
     """
 
     edit_requested = Signal(object)  # Patient
+    new_encounter_requested = Signal(object)  # Patient
+    encounter_requested = Signal(object, object)  # encounter id, Patient
     back_requested = Signal()
     loaded = Signal(object)  # Patient
 
@@ -106,11 +113,13 @@ class PatientDetailScreen(QWidget):
         patients: PatientService,
         *,
         error_presenter: PresentError = present_error,
+        encounters: EncounterService | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self._runner = runner
         self._patients = patients
+        self._encounters = encounters
         self._present_error = error_presenter
         self._patient: Patient | None = None
         self._wanted: uuid.UUID | None = None
@@ -154,8 +163,17 @@ class PatientDetailScreen(QWidget):
         header = self.history.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.encounter_button = QPushButton("New e&ncounter (Ctrl+Shift+N)", self)
+        self.encounter_list = QListWidget(self)
+        self.encounter_list.setAccessibleName("Encounters of this patient")
+        self.encounter_list.setMaximumHeight(96)
+        self._encounter_shortcut = QShortcut(QKeySequence("Ctrl+Shift+N"), self)
+        self._encounter_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        for widget in (self.encounter_button, self.encounter_list):
+            widget.setVisible(encounters is not None)
         top = QHBoxLayout()
         top.addWidget(self.heading, 1)
+        top.addWidget(self.encounter_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.edit_button, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
@@ -164,6 +182,7 @@ class PatientDetailScreen(QWidget):
         layout.addWidget(self.summary)
         layout.addSpacing(6)
         layout.addLayout(form)
+        layout.addWidget(self.encounter_list)
         layout.addSpacing(10)
         layout.addWidget(self.history_title)
         # The note and the table share one stretching area, so the fields above keep their places either way.
@@ -178,6 +197,9 @@ class PatientDetailScreen(QWidget):
     def _connect_signals(self) -> None:
         self.edit_button.clicked.connect(self.on_edit_button_clicked)
         self._back_shortcut.activated.connect(self.on_back_shortcut_activated)
+        self.encounter_button.clicked.connect(self.on_encounter_button_clicked)
+        self._encounter_shortcut.activated.connect(self.on_encounter_button_clicked)
+        self.encounter_list.itemActivated.connect(self.on_encounter_list_item_activated)
 
     @property
     def patient(self) -> Patient | None:
@@ -190,12 +212,41 @@ class PatientDetailScreen(QWidget):
             self.notice.hide()
         self._wanted = patient_id
         patients = self._patients
+        encounters = self._encounters
         self._runner.run_query(
             self,
             lambda: (patients.get(patient_id), patients.history(patient_id)),
             lambda loaded: self._on_loaded(patient_id, loaded),
             self._on_load_failed,
         )
+        if encounters is not None:
+            self._runner.run_query(
+                self, lambda: encounters.for_patient(patient_id), lambda found: self._show_encounters(patient_id, found)
+            )
+
+    def _show_encounters(self, patient_id: uuid.UUID, found: list[Any]) -> None:
+        if patient_id != self._wanted:
+            return
+        self.encounter_list.clear()
+        for encounter in found:
+            when = f"{encounter.start_time.astimezone():%d %b %Y %H:%M}"
+            text = f"{when} · {encounter.status.value} · {encounter.chief_complaint}"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, encounter.id)
+            self.encounter_list.addItem(item)
+        if not found:
+            self.encounter_list.addItem(QListWidgetItem("No encounters yet (Ctrl+Shift+N starts one)"))
+
+    @Slot()
+    def on_encounter_button_clicked(self) -> None:
+        if self._patient is not None and self._encounters is not None:
+            emit(self.new_encounter_requested, self._patient)
+
+    @Slot(QListWidgetItem)
+    def on_encounter_list_item_activated(self, item: QListWidgetItem) -> None:
+        encounter_id = item.data(Qt.ItemDataRole.UserRole)
+        if self._patient is not None and encounter_id is not None:
+            emit(self.encounter_requested, encounter_id, self._patient)
 
     def show_notice(self, text: str) -> None:
         """A green line above the patient (e.g. "Saved Radha Kumari."), until another patient is shown."""

@@ -1,0 +1,853 @@
+"""`EncounterScreen`: the SOAP note on the left, the Rx pad on the right; save, complete, then only addenda.
+
+Sections: chief complaint and visit type; Subjective; Objective (vitals with inline messages as each field is
+left — BP "140/90", pulse, respiratory rate, temperature with °C/°F, SpO2, weight, height → BMI — and the
+examination); Assessment (a diagnosis picker searching the shipped condition list by name, synonym, SNOMED
+CT id or ICD-10 code; the first diagnosis is the primary, the rest secondary; text not in the list is kept as
+free text; AYUSH prakriti/dosha); Plan (investigations one per line, follow-up); the Rx pad.
+
+Saving (Ctrl+S) writes the note (with the typed Rx lines) and, when nothing blocks it, the checked
+prescription draft, in one write on the writer thread; a blocked prescription is reported and the note is
+still saved. Completing (Ctrl+Enter, with confirmation) saves, then completes: afterwards everything is read
+only and Ctrl+Shift+A adds an addendum. Implausible vitals keep the whole save from happening.
+
+Keyboard: Tab walks the note top to bottom and then the Rx pad; Ctrl+L jumps to the Rx pad, Ctrl+D to the
+diagnosis picker; in the picker ↓ opens the suggestions and Enter adds the diagnosis; Delete removes the
+selected diagnosis from the list; Ctrl+W closes the screen.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal, Slot
+from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QCompleter,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.services.encounters import VITAL_FIELDS, EncounterService, InChair, vitals_from_form
+from desktop.services.prescribing import (
+    Clinician,
+    PrescriberContext,
+    PrescribingService,
+    PrescriptionBlocked,
+    StoredPrescription,
+    conditions_of,
+    prescriber_for,
+)
+from desktop.ui.error_dialogs import present_error
+from desktop.ui.runner import PresentError, Runner
+from desktop.ui.screens.override_dialog import ask_override_reason
+from desktop.ui.screens.rx_pad import RxPad
+from desktop.ui.signals import emit
+from desktop.ui.style import ERROR_COLOR, OK_COLOR
+from desktop.ui.widgets.field_error import FieldError
+from shared.errors import DomainError, RuleViolation
+from shared.records.encounter import Encounter, EncounterStatus, EncounterType, SoapNote, condition_vocabulary
+from shared.records.patient import Patient
+
+TYPE_WORDS = {
+    EncounterType.OPD: "OPD visit",
+    EncounterType.IPD: "In-patient",
+    EncounterType.EMERGENCY: "Emergency",
+    EncounterType.HOME_VISIT: "Home visit",
+    EncounterType.TELE_VIDEO: "Teleconsultation (video)",
+    EncounterType.TELE_AUDIO: "Teleconsultation (audio)",
+    EncounterType.TELE_TEXT: "Teleconsultation (text)",
+}
+_VITAL_LABELS = {
+    "bp": ("BP", "mmHg", "140/90"),
+    "pulse": ("Pulse", "/min", "78"),
+    "respiratory_rate": ("Resp. rate", "/min", "16"),
+    "temperature": ("Temp.", "", "98.6"),
+    "spo2": ("SpO2", "%", "97"),
+    "weight_kg": ("Weight", "kg", "70"),
+    "height_cm": ("Height", "cm", "165"),
+}
+LABEL_ROLE = Qt.ItemDataRole.UserRole + 1
+SEARCH_ROLE = Qt.ItemDataRole.UserRole + 2
+CODE_ROLE = Qt.ItemDataRole.UserRole + 3
+
+Confirm = Callable[[QWidget, str, str], bool]
+
+
+def confirm_with_dialog(parent: QWidget, title: str, text: str) -> bool:
+    """Ask yes/no in a modal message box (No is the default button)."""
+    answer = QMessageBox.question(
+        parent, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )  # fmt: skip
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def condition_model() -> QStandardItemModel:
+    """The shipped condition list as completer rows: shown text, label, search text, (code, system)."""
+    vocab = condition_vocabulary()
+    model = QStandardItemModel()
+    for cid, cond in vocab.file.conditions.items():
+        codes = [f"SNOMED {c.code}" for c in cond.snomed] + [f"ICD-10 {c.code}" for c in cond.icd10]
+        shown = cond.label + (f"  ({'; '.join(codes)})" if codes else "")
+        item = QStandardItem(shown)
+        item.setData(cond.label, LABEL_ROLE)
+        words = [cond.label, cid.replace("_", " "), *cond.aliases, *(c.code for c in (*cond.snomed, *cond.icd10))]
+        item.setData(" | ".join(words).lower(), SEARCH_ROLE)
+        code = (cond.snomed[0].code, "snomed") if cond.snomed else (cond.icd10[0].code, "icd10") if cond.icd10 else None
+        item.setData(code, CODE_ROLE)
+        model.appendRow(item)
+    return model
+
+
+class _ConditionCompleter(QCompleter):
+    def pathFromIndex(self, index: QModelIndex | QPersistentModelIndex) -> str:
+        return str(index.data(LABEL_ROLE))
+
+    def splitPath(self, path: str) -> list[str]:
+        return [path.lower()]
+
+
+class DiagnosisPicker(QLineEdit):
+    """Type a name, synonym, SNOMED CT id or ICD-10 code; ↓ and Enter pick; Enter on other text adds it as text."""
+
+    picked = Signal(object)  # dict: Diagnosis fields
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText("Add diagnosis: name, synonym, SNOMED CT or ICD-10 code (Enter adds)")
+        self.setAccessibleName("Diagnosis")
+        self.model = condition_model()
+        self.model.setParent(self)
+        completer = _ConditionCompleter(self.model, self)
+        completer.setCompletionRole(SEARCH_ROLE)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        completer.setMaxVisibleItems(8)
+        self.setCompleter(completer)
+        self._completer = completer
+        completer.activated[QModelIndex].connect(self.on_completer_activated)  # type: ignore[index]
+
+    def popup(self) -> QAbstractItemView:
+        """The suggestions list."""
+        popup = self._completer.popup()
+        assert popup is not None
+        return popup
+
+    @Slot(QModelIndex)
+    def on_completer_activated(self, index: QModelIndex) -> None:
+        code = index.data(CODE_ROLE)
+        picked: dict[str, Any] = {"condition": str(index.data(LABEL_ROLE))}
+        if code:
+            picked["code"], picked["system"] = code
+        self.clear()
+        emit(self.picked, picked)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        popup = self.popup()
+        if event.key() == Qt.Key.Key_Down and not popup.isVisible() and self.text().strip():
+            self._completer.setCompletionPrefix(self.text())
+            self._completer.complete()
+            return
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not popup.isVisible():
+            text = " ".join(self.text().split())
+            if text:
+                self.clear()
+                emit(self.picked, self._from_text(text))
+            return
+        super().keyPressEvent(event)
+
+    @staticmethod
+    def _from_text(text: str) -> dict[str, Any]:
+        """A typed code the list knows ("E11.9", "SNOMED:195967001") becomes that coded diagnosis; else free text."""
+        vocab = condition_vocabulary()
+        hit = vocab.resolve(text)
+        if not hit.ids:
+            return {"condition": text}
+        label = vocab.label(hit.ids[0])
+        if any(ch.isdigit() for ch in text):  # a code as typed: kept exactly (E11.9 is below the listed E11)
+            bare = text.split(":")[-1].strip().upper()
+            return {"condition": label, "code": bare, "system": "snomed" if bare.isdigit() else "icd10"}
+        cond = vocab.file.conditions[hit.ids[0]]
+        if cond.snomed:
+            return {"condition": label, "code": cond.snomed[0].code, "system": "snomed"}
+        if cond.icd10:
+            return {"condition": label, "code": cond.icd10[0].code, "system": "icd10"}
+        return {"condition": label}
+
+
+class DiagnosisList(QListWidget):
+    """Chosen diagnoses, the first is the primary; Delete removes the selected one."""
+
+    removed = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.currentRow() >= 0:
+            self.takeItem(self.currentRow())
+            emit(self.removed)
+            return
+        super().keyPressEvent(event)
+
+
+def diagnosis_text(dx: dict[str, Any], primary: bool) -> str:
+    code = f" — {'SNOMED' if dx.get('system') == 'snomed' else 'ICD-10'} {dx['code']}" if dx.get("code") else " (text)"
+    return f"{'Primary: ' if primary else 'Secondary: '}{dx['condition']}{code}"
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    """What one Save wrote: the encounter, and the prescription (or why it was not saved)."""
+
+    encounter: Encounter
+    prescription: StoredPrescription | None
+    blocked: PrescriptionBlocked | None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    encounter: Encounter
+    overrides: dict[str, str]
+    prescription: StoredPrescription | None
+
+
+def _text_edit(parent: QWidget, name: str, height: int, hint: str = "") -> QPlainTextEdit:
+    edit = QPlainTextEdit(parent)
+    edit.setAccessibleName(name)
+    edit.setTabChangesFocus(True)
+    edit.setFixedHeight(height)
+    edit.setPlaceholderText(hint)
+    return edit
+
+
+class EncounterScreen(QWidget):
+    """One encounter.
+
+    Args:
+        runner: writes via `run_op`, reads via `run_query`.
+        encounters: the encounter service.
+        prescribing: the prescribing service.
+        doctor: the signed-in user (`Clinician.of(local_user)`; its profile gives qualification, system of
+            medicine and state).
+        confirm: asks yes/no (tests pass their own; default a message box).
+        ask_reason: asks for an override reason (default `OverrideDialog`).
+        error_presenter: shows unexpected failures.
+        parent: Qt parent.
+    """
+
+    closed = Signal()
+    saved = Signal(object)  # Encounter
+    loaded = Signal(object)  # Encounter
+
+    def __init__(
+        self,
+        runner: Runner,
+        encounters: EncounterService,
+        prescribing: PrescribingService,
+        doctor: Clinician,
+        *,
+        confirm: Confirm = confirm_with_dialog,
+        ask_reason: Callable[[QWidget, Any], str | None] = ask_override_reason,
+        error_presenter: PresentError = present_error,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._runner = runner
+        self._encounters = encounters
+        self._prescribing = prescribing
+        self._doctor = doctor
+        self._confirm = confirm
+        self._ask_reason = ask_reason
+        self._present_error = error_presenter
+        self._encounter: Encounter | None = None
+        self._patient: Patient | None = None
+        self._busy = False
+        self._build()
+        self._connect_signals()
+        self._set_editable(False)
+
+    # -- layout -------------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.heading = QLabel("", self)
+        self.heading.setProperty("role", "heading")
+        self.status_chip = QLabel("", self)
+        self.type_box = QComboBox(self)
+        self.type_box.setAccessibleName("Visit type")
+        for kind, words in TYPE_WORDS.items():
+            self.type_box.addItem(words, kind.value)
+        self.complaint = QLineEdit(self)
+        self.complaint.setAccessibleName("Chief complaint")
+        self.complaint.setPlaceholderText("Chief complaint")
+        self.complaint_error = FieldError(self.complaint, self)
+
+        note = QWidget(self)
+        form = QVBoxLayout(note)
+        form.setContentsMargins(0, 0, 6, 0)
+        form.setSpacing(4)
+        top = QFormLayout()
+        top.addRow("&Visit:", self.type_box)
+        top.addRow("Chief &complaint:", self.complaint)
+        top.addRow("", self.complaint_error)
+        form.addLayout(top)
+
+        self.subjective = _text_edit(note, "Subjective", 54, "History, symptoms as the patient tells them")
+        form.addWidget(self._section("S — Subjective", self.subjective))
+
+        objective = QWidget(note)
+        grid = QGridLayout(objective)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(0)
+        self.vitals: dict[str, QLineEdit] = {}
+        self.vital_errors: dict[str, FieldError] = {}
+        for n, name in enumerate(VITAL_FIELDS):
+            label, unit, example = _VITAL_LABELS[name]
+            edit = QLineEdit(objective)
+            edit.setAccessibleName(label)
+            edit.setPlaceholderText(example)
+            edit.setFixedWidth(84 if name == "bp" else 56)
+            self.vitals[name] = edit
+            error = FieldError(edit, objective)
+            self.vital_errors[name] = error
+            row, col = divmod(n, 3)
+            cell = QHBoxLayout()
+            cell.setSpacing(3)
+            cell.addWidget(QLabel(label, objective))
+            cell.addWidget(edit)
+            if name == "temperature":
+                self.temperature_unit = QComboBox(objective)
+                self.temperature_unit.addItem("°F", "F")
+                self.temperature_unit.addItem("°C", "C")
+                self.temperature_unit.setAccessibleName("Temperature unit")
+                cell.addWidget(self.temperature_unit)
+            elif unit:
+                cell.addWidget(QLabel(unit, objective))
+            cell.addStretch(1)
+            grid.addLayout(cell, row * 2, col)
+            grid.addWidget(error, row * 2 + 1, col)
+        self.bmi = QLabel("BMI —", objective)
+        self.bmi.setAccessibleName("BMI")
+        grid.addWidget(self.bmi, 4, 1)
+        self.examination = _text_edit(note, "Examination", 46, "Examination findings")
+        obj_box = QWidget(note)
+        obj_layout = QVBoxLayout(obj_box)
+        obj_layout.setContentsMargins(0, 0, 0, 0)
+        obj_layout.setSpacing(3)
+        obj_layout.addWidget(objective)
+        obj_layout.addWidget(self.examination)
+        form.addWidget(self._section("O — Objective: vitals and examination", obj_box))
+
+        self.picker = DiagnosisPicker(note)
+        self.diagnoses = DiagnosisList(note)
+        self.diagnoses.setAccessibleName("Diagnoses")
+        self.diagnoses.setMaximumHeight(62)
+        self.assessment_notes = _text_edit(note, "Assessment notes", 36, "Assessment notes")
+        self.prakriti = QLineEdit(note)
+        self.prakriti.setAccessibleName("Prakriti")
+        self.prakriti.setPlaceholderText("Prakriti (e.g. Vata-Pitta)")
+        self.dosha = QLineEdit(note)
+        self.dosha.setAccessibleName("Dosha")
+        self.dosha.setPlaceholderText("Dosha imbalance (e.g. Kapha vriddhi)")
+        ayush = QHBoxLayout()
+        ayush.addWidget(QLabel("AYUSH:", note))
+        ayush.addWidget(self.prakriti)
+        ayush.addWidget(self.dosha)
+        assess = QWidget(note)
+        assess_layout = QVBoxLayout(assess)
+        assess_layout.setContentsMargins(0, 0, 0, 0)
+        assess_layout.setSpacing(3)
+        for widget in (self.picker, self.diagnoses, self.assessment_notes):
+            assess_layout.addWidget(widget)
+        assess_layout.addLayout(ayush)
+        form.addWidget(self._section("A — Assessment", assess))
+
+        self.investigations = _text_edit(note, "Investigations", 40, "Investigations, one per line")
+        self.followup = QLineEdit(note)
+        self.followup.setAccessibleName("Follow-up")
+        self.followup.setPlaceholderText("Follow-up (e.g. review in 2 weeks with HbA1c)")
+        plan = QWidget(note)
+        plan_layout = QVBoxLayout(plan)
+        plan_layout.setContentsMargins(0, 0, 0, 0)
+        plan_layout.setSpacing(3)
+        plan_layout.addWidget(self.investigations)
+        plan_layout.addWidget(self.followup)
+        form.addWidget(self._section("P — Plan", plan))
+
+        self.addenda_box = QGroupBox("Addenda (the completed note cannot change)", note)
+        addenda_layout = QVBoxLayout(self.addenda_box)
+        self.addenda_list = QLabel("", self.addenda_box)
+        self.addenda_list.setWordWrap(True)
+        self.addendum = _text_edit(self.addenda_box, "Addendum", 50, "Addendum text")
+        self.addendum_button = QPushButton("Add addendum (Ctrl+Shift+A)", self.addenda_box)
+        addenda_layout.addWidget(self.addenda_list)
+        addenda_layout.addWidget(self.addendum)
+        addenda_layout.addWidget(self.addendum_button, 0, Qt.AlignmentFlag.AlignRight)
+        self.addenda_box.hide()
+        form.addWidget(self.addenda_box)
+        form.addStretch(1)
+
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(note)
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.note_scroll = scroll
+
+        self.pad = RxPad(self._prescribing, self)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(scroll)
+        splitter.addWidget(self.pad)
+        splitter.setStretchFactor(0, 5)
+        splitter.setStretchFactor(1, 6)
+        splitter.setSizes([560, 780])
+        splitter.setChildrenCollapsible(False)
+
+        self.message = QLabel("", self)
+        self.message.setWordWrap(True)
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
+        self.message.setAccessibleName("Message")
+        self.save_button = QPushButton("&Save draft (Ctrl+S)", self)
+        self.complete_button = QPushButton("Co&mplete… (Ctrl+Enter)", self)
+        self.close_button = QPushButton("Close (Ctrl+W)", self)
+        for button in (self.save_button, self.complete_button, self.close_button):
+            button.setAutoDefault(False)
+        header = QHBoxLayout()
+        header.addWidget(self.heading, 1)
+        header.addWidget(self.status_chip)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.message, 1)
+        buttons.addWidget(self.save_button)
+        buttons.addWidget(self.complete_button)
+        buttons.addWidget(self.close_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setSpacing(4)
+        layout.addLayout(header)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(buttons)
+
+        self._shortcuts = {
+            "save": QShortcut(QKeySequence("Ctrl+S"), self),
+            "complete": QShortcut(QKeySequence("Ctrl+Return"), self),
+            "complete2": QShortcut(QKeySequence("Ctrl+Enter"), self),
+            "addendum": QShortcut(QKeySequence("Ctrl+Shift+A"), self),
+            "pad": QShortcut(QKeySequence("Ctrl+L"), self),
+            "diagnosis": QShortcut(QKeySequence("Ctrl+D"), self),
+            "close": QShortcut(QKeySequence("Ctrl+W"), self),
+        }
+        for shortcut in self._shortcuts.values():
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+    @staticmethod
+    def _section(title: str, body: QWidget) -> QGroupBox:
+        box = QGroupBox(title)
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addWidget(body)
+        return box
+
+    def _connect_signals(self) -> None:
+        self._shortcuts["save"].activated.connect(self.on_save_requested)
+        self._shortcuts["complete"].activated.connect(self.on_complete_requested)
+        self._shortcuts["complete2"].activated.connect(self.on_complete_requested)
+        self._shortcuts["addendum"].activated.connect(self.on_addendum_requested)
+        self._shortcuts["pad"].activated.connect(lambda: self.pad.focus_line(0))
+        self._shortcuts["diagnosis"].activated.connect(lambda: self.picker.setFocus(Qt.FocusReason.ShortcutFocusReason))
+        self._shortcuts["close"].activated.connect(self.on_close_requested)
+        self.save_button.clicked.connect(self.on_save_requested)
+        self.complete_button.clicked.connect(self.on_complete_requested)
+        self.close_button.clicked.connect(self.on_close_requested)
+        self.addendum_button.clicked.connect(self.on_addendum_requested)
+        self.picker.picked.connect(self.on_picker_picked)
+        self.diagnoses.removed.connect(self.on_diagnoses_changed)
+        self.pad.override_requested.connect(self.on_pad_override_requested)
+        self.type_box.currentIndexChanged.connect(self.on_type_changed)
+        for name, edit in self.vitals.items():
+            edit.editingFinished.connect(lambda n=name: self.check_vital(n))
+        self.temperature_unit.currentIndexChanged.connect(lambda _i: self.check_vital("temperature"))
+
+    # -- opening ------------------------------------------------------------------------------------------
+
+    @property
+    def encounter(self) -> Encounter | None:
+        return self._encounter
+
+    def start_new(self, patient: Patient, chief_complaint: str = "Consultation") -> None:
+        """Start a draft encounter for the patient (written at once, so nothing typed is lost on a crash)."""
+        self._patient = patient
+        encounters, doctor_id = self._encounters, self._doctor.user_id
+        data = {
+            "patient_id": str(patient.id), "encounter_type": EncounterType.OPD.value,
+            "start_time": datetime.now(UTC), "chief_complaint": chief_complaint,
+        }  # fmt: skip
+        self._runner.run_op(self, lambda: encounters.start(data, doctor_id), self._after_start, self._on_failed)
+
+    def _after_start(self, encounter: Encounter) -> None:
+        self.open_encounter(encounter.id, self._patient)
+
+    def open_encounter(self, encounter_id: uuid.UUID, patient: Patient | None = None) -> None:
+        """Read the encounter, its overrides and its saved prescription, then show them."""
+        if patient is not None:
+            self._patient = patient
+        encounters, rx = self._encounters, self._prescribing
+
+        def read() -> Loaded:
+            return Loaded(encounters.get(encounter_id), rx.override_reasons(encounter_id), rx.saved(encounter_id))
+
+        self._runner.run_query(self, read, self._show, self._on_failed)
+
+    def _show(self, loaded: Loaded) -> None:
+        encounter = loaded.encounter
+        self._encounter = encounter
+        self._encounters.set_in_chair(InChair(encounter.patient_id, encounter.id))
+        who = self._patient.name if self._patient is not None else "Patient"
+        self.heading.setText(f"Encounter — {who} · {encounter.start_time.astimezone():%d %b %Y %H:%M}")
+        self.type_box.setCurrentIndex(max(0, self.type_box.findData(encounter.encounter_type.value)))
+        self.complaint.setText(encounter.chief_complaint)
+        self._fill_note(encounter.soap_note)
+        self.pad.set_context(self._prescriber(), conditions_of(self.build_note()), loaded.overrides)
+        self._show_status(encounter)
+        emit(self.loaded, encounter)
+
+    def _prescriber(self) -> PrescriberContext:
+        return prescriber_for(self._doctor.profile, self._doctor.role, str(self.type_box.currentData()))
+
+    def _fill_note(self, note: SoapNote | None) -> None:
+        note = note or SoapNote()
+        self.subjective.setPlainText(note.subjective or "")
+        objective = note.objective
+        vitals = objective.vitals if objective is not None else None
+        for name, edit in self.vitals.items():
+            value = getattr(vitals, name, None) if vitals is not None else None
+            edit.setText("" if value is None else f"{value:g}" if isinstance(value, float) else str(value))
+            self.vital_errors[name].clear_message()
+        if vitals is not None and vitals.temperature_unit is not None:
+            self.temperature_unit.setCurrentIndex(self.temperature_unit.findData(vitals.temperature_unit))
+        self.bmi.setText(f"BMI {vitals.bmi:g}" if vitals is not None and vitals.bmi is not None else "BMI —")
+        self.examination.setPlainText((objective.examination if objective else None) or note.examination or "")
+        self.diagnoses.clear()
+        assessment = note.assessment
+        if assessment is not None:
+            for dx in (assessment.primary_diagnosis, *assessment.secondary_diagnoses):
+                if dx is not None:
+                    self._add_diagnosis(dx.model_dump(exclude_none=True, exclude={"condition_id"}))
+        self.assessment_notes.setPlainText((assessment.notes if assessment else None) or "")
+        ayush = assessment.ayush if assessment is not None else None
+        self.prakriti.setText((ayush.prakriti if ayush else None) or "")
+        self.dosha.setText((ayush.dosha if ayush else None) or "")
+        plan = note.plan
+        self.investigations.setPlainText("\n".join(plan.investigations) if plan else "")
+        self.followup.setText((plan.followup if plan else None) or "")
+        lines = [m for m in plan.medications if isinstance(m, str)] if plan else []
+        self.pad.set_lines(lines)
+
+    def _show_status(self, encounter: Encounter) -> None:
+        done = encounter.status == EncounterStatus.COMPLETED
+        when = f" {encounter.completed_at.astimezone():%d %b %H:%M}" if encounter.completed_at else ""
+        self.status_chip.setText(f"Completed{when}" if done else "Draft")
+        self.status_chip.setStyleSheet(f"color: {OK_COLOR if done else '#555555'}; font-weight: 600;")
+        self._set_editable(not done)
+        self.addenda_box.setVisible(done)
+        self.addenda_list.setText(
+            "<br>".join(
+                f"<b>{a.created_at.astimezone():%d %b %Y %H:%M}</b>: {html.escape(a.text)}" for a in encounter.addenda
+            )
+            or "No addenda yet."
+        )
+
+    def _set_editable(self, editable: bool) -> None:
+        for edit in (self.complaint, self.picker, self.prakriti, self.dosha, self.followup, *self.vitals.values()):
+            edit.setReadOnly(not editable)
+        for text in (self.subjective, self.examination, self.assessment_notes, self.investigations):
+            text.setReadOnly(not editable)
+        for widget in (self.type_box, self.temperature_unit, self.save_button, self.complete_button):
+            widget.setEnabled(editable)
+        self.diagnoses.setEnabled(editable)
+        self.pad.set_read_only(not editable)
+
+    @property
+    def is_completed(self) -> bool:
+        return self._encounter is not None and self._encounter.status == EncounterStatus.COMPLETED
+
+    # -- the note -----------------------------------------------------------------------------------------
+
+    def _add_diagnosis(self, dx: dict[str, Any]) -> None:
+        item = QListWidgetItem(diagnosis_text(dx, self.diagnoses.count() == 0))
+        item.setData(Qt.ItemDataRole.UserRole, dx)
+        self.diagnoses.addItem(item)
+
+    def diagnosis_values(self) -> list[dict[str, Any]]:
+        return [self.diagnoses.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.diagnoses.count())]
+
+    @Slot(object)
+    def on_picker_picked(self, dx: dict[str, Any]) -> None:
+        if self.is_completed:
+            return
+        if any(
+            d.get("condition") == dx["condition"] and d.get("code") == dx.get("code") for d in self.diagnosis_values()
+        ):
+            return
+        self._add_diagnosis(dx)
+        self.on_diagnoses_changed()
+
+    @Slot()
+    def on_diagnoses_changed(self) -> None:
+        for i in range(self.diagnoses.count()):
+            item = self.diagnoses.item(i)
+            item.setText(diagnosis_text(item.data(Qt.ItemDataRole.UserRole), i == 0))
+        self.pad.set_conditions(conditions_of(self.build_note()))
+
+    @Slot()
+    def on_type_changed(self) -> None:
+        if self._encounter is not None:
+            self.pad.set_context(self._prescriber(), conditions_of(self.build_note()), self._overrides_now())
+
+    def _overrides_now(self) -> dict[str, str]:
+        result = self.pad.result
+        if result is None:
+            return {}
+        return {a.key: a.overridden_reason for a in result.alerts if a.overridden_reason is not None}
+
+    def check_vital(self, name: str) -> bool:
+        """Check one vitals field now and show its inline message; True when it is fine."""
+        values = {n: e.text() for n, e in self.vitals.items()}
+        values["temperature_unit"] = str(self.temperature_unit.currentData())
+        try:
+            vitals_from_form({name: values[name], "temperature_unit": values["temperature_unit"]})
+        except RuleViolation as exc:
+            self.vital_errors[name].show_message(exc.problems[0].message)
+            return False
+        self.vital_errors[name].clear_message()
+        if name in ("weight_kg", "height_cm"):
+            self._update_bmi()
+        return True
+
+    def _update_bmi(self) -> None:
+        try:
+            vitals = vitals_from_form({"weight_kg": self.vitals["weight_kg"].text(),
+                                       "height_cm": self.vitals["height_cm"].text()})  # fmt: skip
+        except RuleViolation:
+            vitals = None
+        bmi = vitals.bmi if vitals is not None else None
+        self.bmi.setText(f"BMI {bmi:g}" if bmi is not None else "BMI —")
+
+    def build_note(self) -> SoapNote:
+        """The note as typed (vitals left out when invalid; `collect` refuses those)."""
+        try:
+            return SoapNote.model_validate(self._note_dict(include_vitals=True))
+        except Exception:
+            try:
+                return SoapNote.model_validate(self._note_dict(include_vitals=False))
+            except Exception:
+                return SoapNote()
+
+    def _note_dict(self, *, include_vitals: bool) -> dict[str, Any]:
+        def text(value: str) -> str | None:
+            return value.strip() or None
+
+        vitals = None
+        if include_vitals:
+            values = {n: e.text() for n, e in self.vitals.items()}
+            values["temperature_unit"] = str(self.temperature_unit.currentData())
+            found = vitals_from_form(values)
+            vitals = found.model_dump(mode="json", exclude_none=True) if found is not None else None
+        dxs = self.diagnosis_values()
+        ayush = {k: v for k, v in (("prakriti", text(self.prakriti.text())), ("dosha", text(self.dosha.text()))) if v}
+        note: dict[str, Any] = {
+            "subjective": text(self.subjective.toPlainText()),
+            "objective": {"vitals": vitals, "examination": text(self.examination.toPlainText())},
+            "assessment": {
+                "primary_diagnosis": dxs[0] if dxs else None,
+                "secondary_diagnoses": dxs[1:],
+                "ayush": ayush or None,
+                "notes": text(self.assessment_notes.toPlainText()),
+            },
+            "plan": {
+                "medications": [line.strip() for line in self.pad.lines() if line.strip()],
+                "investigations": [i.strip() for i in self.investigations.toPlainText().splitlines() if i.strip()],
+                "followup": text(self.followup.text()),
+            },
+        }
+        return note
+
+    def collect(self) -> dict[str, Any] | None:
+        """The `EncounterUpdate` fields, or None (with messages shown) when the vitals are implausible."""
+        bad = [name for name in self.vitals if not self.check_vital(name)]
+        if bad:
+            self.show_message("Not saved: fix the vitals marked in red first.", error=True)
+            self.vitals[bad[0]].setFocus(Qt.FocusReason.OtherFocusReason)
+            return None
+        return {
+            "encounter_type": str(self.type_box.currentData()),
+            "chief_complaint": self.complaint.text(),
+            "soap_note": self._note_dict(include_vitals=True),
+        }
+
+    def show_message(self, text: str, *, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet(f"color: {ERROR_COLOR if error else OK_COLOR};")
+
+    # -- actions ------------------------------------------------------------------------------------------
+
+    def _save_op(self) -> Callable[[], SaveOutcome] | None:
+        if self._encounter is None or self.is_completed or self._busy:
+            return None
+        data = self.collect()
+        if data is None:
+            return None
+        self.pad.refresh_now()
+        encounter_id, lines = self._encounter.id, self.pad.lines()
+        prescriber, user_id = self._prescriber(), self._doctor.user_id
+        encounters, rx = self._encounters, self._prescribing
+
+        def save() -> SaveOutcome:
+            saved = encounters.save_draft(encounter_id, data)
+            try:
+                return SaveOutcome(saved, rx.save(encounter_id, lines, prescriber, user_id), None)
+            except PrescriptionBlocked as exc:
+                return SaveOutcome(saved, None, exc)
+
+        return save
+
+    @Slot()
+    def on_save_requested(self) -> None:
+        op = self._save_op()
+        if op is None:
+            return
+        self._busy = True
+        self._runner.run_op(self, op, self._on_saved, self._on_failed)
+
+    def _on_saved(self, outcome: SaveOutcome) -> None:
+        self._busy = False
+        self._encounter = outcome.encounter
+        if outcome.blocked is not None:
+            self.show_message("Note saved. Prescription NOT saved: " + "; ".join(outcome.blocked.problems), error=True)
+        else:
+            lines = len(outcome.prescription.lines) if outcome.prescription else 0
+            self.show_message(
+                f"Draft saved at {datetime.now():%H:%M}" + (f" with {lines} medicine(s)." if lines else ".")
+            )
+        emit(self.saved, outcome.encounter)
+
+    @Slot()
+    def on_complete_requested(self) -> None:
+        if self._encounter is None or self.is_completed or self._busy:
+            return
+        self.pad.refresh_now()
+        result = self.pad.result
+        if result is not None and result.problems:
+            self.show_message("Cannot complete: " + "; ".join(result.problems), error=True)
+            return
+        if not self._confirm(
+            self,
+            "Complete encounter",
+            "Complete this encounter? The note and the prescription cannot be changed afterwards; later notes "
+            "go in addenda.",
+        ):
+            return
+        op = self._save_op()
+        if op is None:
+            return
+        encounters, encounter_id = self._encounters, self._encounter.id
+
+        def save_and_complete() -> SaveOutcome:
+            outcome = op()
+            if outcome.blocked is not None:
+                return outcome
+            return SaveOutcome(encounters.complete(encounter_id), outcome.prescription, None)
+
+        self._busy = True
+        self._runner.run_op(self, save_and_complete, self._on_completed, self._on_failed)
+
+    def _on_completed(self, outcome: SaveOutcome) -> None:
+        self._busy = False
+        self._encounter = outcome.encounter
+        if outcome.blocked is not None:
+            self.show_message("Not completed: " + "; ".join(outcome.blocked.problems), error=True)
+            return
+        self._show_status(outcome.encounter)
+        self.show_message("Encounter completed. Add an addendum for anything later (Ctrl+Shift+A).")
+        self.addendum.setFocus(Qt.FocusReason.OtherFocusReason)
+        emit(self.saved, outcome.encounter)
+
+    @Slot()
+    def on_addendum_requested(self) -> None:
+        if self._encounter is None or not self.is_completed or self._busy:
+            return
+        text = self.addendum.toPlainText()
+        if not text.strip():
+            self.addendum.setFocus(Qt.FocusReason.ShortcutFocusReason)
+            self.show_message("Type the addendum first.", error=True)
+            return
+        encounters, encounter_id, author = self._encounters, self._encounter.id, self._doctor.user_id
+
+        def add() -> Encounter:
+            encounters.add_addendum(encounter_id, {"text": text}, author)
+            return encounters.get(encounter_id)
+
+        self._busy = True
+        self._runner.run_op(self, add, self._on_addendum_added, self._on_failed)
+
+    def _on_addendum_added(self, encounter: Encounter) -> None:
+        self._busy = False
+        self._encounter = encounter
+        self.addendum.clear()
+        self._show_status(encounter)
+        self.show_message("Addendum added.")
+
+    @Slot(object)
+    def on_pad_override_requested(self, alert: Any) -> None:
+        if self._encounter is None or self.is_completed:
+            return
+        reason = self._ask_reason(self, alert)
+        if reason is None:
+            return
+        rx, encounter_id, user_id, lines = self._prescribing, self._encounter.id, self._doctor.user_id, self.pad.lines()
+        self._runner.run_op(
+            self,
+            lambda: rx.record_override(encounter_id, alert, reason, user_id, lines),
+            lambda record: self._on_override_recorded(record.alert_key, record.reason),
+            self._on_failed,
+        )
+
+    def _on_override_recorded(self, key: str, reason: str) -> None:
+        self.pad.add_override(key, reason)
+        self.pad.majors.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.show_message("Override recorded with your reason.")
+
+    @Slot()
+    def on_close_requested(self) -> None:
+        self._encounters.set_in_chair(None)
+        emit(self.closed)
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self._busy = False
+        if isinstance(exc, RuleViolation):
+            self.show_message("Not saved: " + "; ".join(f"{p.field}: {p.message}" for p in exc.problems), error=True)
+        elif isinstance(exc, DomainError):
+            self.show_message(exc.message, error=True)
+        else:
+            self._present_error(self, exc)

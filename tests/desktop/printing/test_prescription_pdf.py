@@ -144,6 +144,14 @@ def test_long_prescription_flows_onto_more_pages_and_drops_nothing() -> None:
     assert text.count("Medicine and directions") >= 3  # the heading row repeats on each page
 
 
+def test_every_continuation_page_names_the_patient() -> None:
+    doc = pdfium.PdfDocument(render_prescription_pdf(sample(), "A5"))
+    texts = [page.get_textpage().get_text_range() for page in doc]
+    assert len(texts) == 2
+    assert "(continued)" not in texts[0]
+    assert "54 y / Female \u00b7 prescription of 20 Nov 2026 (continued)" in texts[1]
+
+
 def test_rendering_is_deterministic() -> None:
     assert render_prescription_pdf(sample(), "A5") == render_prescription_pdf(sample(), "A5")
 

@@ -59,8 +59,11 @@ IST = timezone(timedelta(hours=5, minutes=30), "IST")
 """Printed times are Indian Standard Time (the clinic's wall clock); the QR carries UTC."""
 
 QR_SIZE_MM = {"A5": 34.0, "A4": 36.0}
-"""Printed QR side including its quiet zone. clinical_rx.md §4.3: V16-M (81 modules) printed 36-40 mm; at
-34 mm with the quiet zone a V16 module is 0.38 mm, 4.5 px at 300 dpi, within what phone cameras read."""
+"""Smallest printed QR side including its quiet zone. clinical_rx.md §4.3: V16-M (81 modules) printed 36-40 mm;
+at 34 mm with the quiet zone a V16 module is 0.38 mm, 4.5 px at 300 dpi."""
+MIN_MODULE_MM = 0.35
+"""Smallest module: larger symbols grow instead (V22 with its quiet zone → 39.6 mm; SMART Health Cards design
+V22 for 40 mm, 0.35 mm modules, 4 dots at 300 dpi)."""
 
 _FONTS = {
     "IM-Sans": "NotoSans-Regular.ttf",
@@ -444,6 +447,7 @@ def _ayush(rx: PrintablePrescription, s: _Styles, width: float) -> list[Flowable
 
 def _closing(rx: PrintablePrescription, s: _Styles, width: float, paper: Paper) -> Flowable:
     qr = QRCode(rx.qr_payload, QR_SIZE_MM[paper] * mm)
+    qr.size = qr.width = qr.height = max(qr.size, len(qr.matrix) * MIN_MODULE_MM * mm)
     d = rx.doctor
     sig_lines = [
         Paragraph(markup(d.name), s.value),

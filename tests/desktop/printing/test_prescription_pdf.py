@@ -96,6 +96,16 @@ def test_the_qr_decodes_to_the_payload_at_its_printed_size(paper: str) -> None:
     assert QR_SIZE_MM[paper] >= 25
 
 
+def test_a_version_22_payload_grows_the_qr_and_still_decodes() -> None:
+    """The largest payload the signing codec allows (V22-M, 1,134 alphanumeric characters) prints readable."""
+    big = "IMRX1:" + (QR_PAYLOAD[6:] * 2)[:1128]
+    images = pages(render_prescription_pdf(sample(qr_payload=big), "A5"), QR_DPI)
+    found = [b for image in images for b in zxingcpp.read_barcodes(image) if b.format == zxingcpp.BarcodeFormat.QRCode]
+    assert [b.text for b in found] == [big]
+    side_mm = abs(found[0].position.top_right.x - found[0].position.top_left.x) / QR_DPI * 25.4
+    assert side_mm >= 105 * 0.35 * 0.97  # 105 modules of at least 0.35 mm (3 % for edge detection)
+
+
 def test_qr_flowable_uses_level_m_and_a_quiet_zone() -> None:
     qr = QRCode(QR_PAYLOAD, 34 * 72 / 25.4)
     n = len(qr.matrix)

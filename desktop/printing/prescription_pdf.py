@@ -223,46 +223,69 @@ def _fmt_date(value: datetime) -> str:
     return value.astimezone(IST).strftime("%d %b %Y")
 
 
-def _draw_text(
-    canv: Canvas, x: float, y: float, text: str, font: str, size: float, *, right: bool = False, box: float = 90 * mm
-) -> None:
-    """One line of mixed-script text with its baseline near y, starting at x (ending at x when `right`)."""
-    style = ParagraphStyle(
-        "t", fontName=font, fontSize=size, leading=size * 1.2, shaping=1, alignment=TA_RIGHT if right else 0
-    )
-    para = Paragraph(markup(text), style)
+def _draw_text(canv: Canvas, x: float, y: float, text: str, font: str, size: float, *, box: float) -> None:
+    """One line of mixed-script text with its baseline near y, starting at x."""
+    para = Paragraph(markup(text), ParagraphStyle("t", fontName=font, fontSize=size, leading=size * 1.2, shaping=1))
     _, height = para.wrap(box, 50 * mm)
-    para.drawOn(canv, x - box if right else x, y - height + size * 1.2 - size * 0.95)
+    para.drawOn(canv, x, y - height + size * 1.2 - size * 0.95)
+
+
+def _draw_block(
+    canv: Canvas | None, x: float, top: float, lines: Sequence[tuple[str, str, float]], width: float, *, right: bool
+) -> float:
+    """Paragraphs stacked downwards from `top` in a column `width` wide, each wrapping if it must (never
+    clipped); returns the height used. With `canv` None it only measures."""
+    y = top
+    for text, font, size in lines:
+        style = ParagraphStyle(
+            "h", fontName=font, fontSize=size, leading=size * 1.22, shaping=1, alignment=TA_RIGHT if right else 0
+        )
+        para = Paragraph(markup(text), style)
+        _, height = para.wrap(width, 60 * mm)
+        if canv is not None:
+            para.drawOn(canv, x, y - height)
+        y -= height + (size * 0.35 if font.endswith("Bold") else 0)
+    return top - y
+
+
+def _letterhead(
+    rx: PrintablePrescription, b: float
+) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]:
+    clinic = [(rx.clinic.name, "IM-Sans-Bold", b + 5)]
+    clinic += [(t, "IM-Sans", b - 1) for t in (rx.clinic.address, rx.clinic.phone and f"Phone: {rx.clinic.phone}") if t]
+    d = rx.doctor
+    doctor = [(d.name, "IM-Sans-Bold", b + 2), (d.qualification, "IM-Sans", b - 1)]
+    doctor.append((f"Reg. No. {d.registration_number} ({d.registration_council})", "IM-Sans", b - 1))
+    if d.hpr_id:
+        doctor.append((f"HPR ID: {d.hpr_id}", "IM-Sans", b - 1))
+    return clinic, doctor
+
+
+def _header_height(rx: PrintablePrescription, m: _Metrics) -> float:
+    """The letterhead's height: the paper's default, or more when a long clinic name or address wraps."""
+    half = (m.page[0] - 2 * m.margin) / 2 - 2 * mm
+    clinic, doctor = _letterhead(rx, m.base)
+    used = max(_draw_block(None, 0, 0, clinic, half, right=False), _draw_block(None, 0, 0, doctor, half, right=True))
+    return max(m.header_h, used + 5 * mm)
 
 
 CONTINUATION_H = 6 * mm
 """Room under the letterhead of pages 2+ for the patient line, so a loose page still names its patient."""
 
 
-def _draw_header(canv: Canvas, rx: PrintablePrescription, m: _Metrics, *, continued: bool = False) -> None:
+def _draw_header(
+    canv: Canvas, rx: PrintablePrescription, m: _Metrics, header_h: float, *, continued: bool = False
+) -> None:
     page_w, page_h = m.page
     left, right = m.margin, page_w - m.margin
     top = page_h - m.margin
     b = m.base
+    half = (right - left) / 2 - 2 * mm
     canv.saveState()
-    canv.setFillColor(ACCENT)
-    _draw_text(canv, left, top - b * 1.6, rx.clinic.name, "IM-Sans-Bold", b + 5)
-    canv.setFillColor(INK)
-    y = top - b * 3.6
-    for line in (rx.clinic.address, f"Phone: {rx.clinic.phone}" if rx.clinic.phone else None):
-        if line:
-            _draw_text(canv, left, y, line, "IM-Sans", b - 1)
-            y -= b * 1.25
-    d = rx.doctor
-    _draw_text(canv, right, top - b * 1.5, d.name, "IM-Sans-Bold", b + 2, right=True)
-    y = top - b * 3.0
-    lines = [d.qualification, f"Reg. No. {d.registration_number} ({d.registration_council})"]
-    if d.hpr_id:
-        lines.append(f"HPR ID: {d.hpr_id}")
-    for line in lines:
-        _draw_text(canv, right, y, line, "IM-Sans", b - 1, right=True)
-        y -= b * 1.25
-    rule_y = page_h - m.margin - m.header_h + 2 * mm
+    clinic, doctor = _letterhead(rx, b)
+    _draw_block(canv, left, top, clinic, half, right=False)
+    _draw_block(canv, right - half, top, doctor, half, right=True)
+    rule_y = page_h - m.margin - header_h + 2 * mm
     canv.setStrokeColor(ACCENT)
     canv.setLineWidth(1.2)
     canv.line(left, rule_y, right, rule_y)
@@ -513,11 +536,12 @@ def render_prescription_pdf(rx: PrintablePrescription, paper: Paper) -> bytes:
     s = _Styles(m.base)
     buffer = io.BytesIO()
     page_w, page_h = m.page
+    header_h = _header_height(rx, m)
     frame = Frame(
         m.margin,
         m.margin + m.footer_h,
         page_w - 2 * m.margin,
-        page_h - 2 * m.margin - m.header_h - m.footer_h - (7 * mm if rx.sandbox else 0),
+        page_h - 2 * m.margin - header_h - m.footer_h - (7 * mm if rx.sandbox else 0),
         leftPadding=0,
         rightPadding=0,
         topPadding=0,
@@ -538,8 +562,10 @@ def render_prescription_pdf(rx: PrintablePrescription, paper: Paper) -> bytes:
     )  # fmt: skip
     doc.addPageTemplates(
         [
-            PageTemplate("first", [frame], onPage=lambda c, _d: _draw_header(c, rx, m), autoNextPageTemplate="later"),
-            PageTemplate("later", [later], onPage=lambda c, _d: _draw_header(c, rx, m, continued=True)),
+            PageTemplate(
+                "first", [frame], onPage=lambda c, _d: _draw_header(c, rx, m, header_h), autoNextPageTemplate="later"
+            ),
+            PageTemplate("later", [later], onPage=lambda c, _d: _draw_header(c, rx, m, header_h, continued=True)),
         ]
     )
 

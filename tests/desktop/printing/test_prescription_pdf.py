@@ -26,7 +26,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from desktop.printing.model import Medicine, PrintablePrescription, PrintModelError
+from desktop.printing.model import Clinic, Medicine, PrintablePrescription, PrintModelError
 from desktop.printing.prescription_pdf import QR_SIZE_MM, QRCode, markup, render_prescription_pdf
 from tests.desktop.printing.sample import AYUSH, HINDI_PATIENT, MEDICINES, QR_PAYLOAD, sample
 
@@ -160,6 +160,26 @@ def test_every_continuation_page_names_the_patient() -> None:
     assert len(texts) == 2
     assert "(continued)" not in texts[0]
     assert "54 y / Female \u00b7 prescription of 20 Nov 2026 (continued)" in texts[1]
+
+
+def _top_of(textpage: pdfium.PdfTextPage, needle: str) -> float:
+    found = textpage.search(needle).get_next()
+    assert found is not None, needle
+    return float(textpage.get_charbox(found[0])[3])
+
+
+def test_a_long_letterhead_pushes_the_page_down_instead_of_overlapping() -> None:
+    clinic = Clinic(
+        "Shri Sanjeevani Integrative Ayurveda and Family Medicine Centre",
+        "Plot 12, Sector 4, Near Old Bus Stand, Vaishali Nagar, Jaipur 302021, Rajasthan, India",
+        "+91 98290 12345",
+    )
+    doc = pdfium.PdfDocument(render_prescription_pdf(sample(clinic=clinic, sandbox=True), "A5"))
+    page = doc[0].get_textpage()
+    assert "Medicine Centre" in page.get_text_range() and "Jaipur 302021, Rajasthan, India" in page.get_text_range()
+    phone_top = _top_of(page, "Phone: +91 98290 12345")
+    assert _top_of(page, "SANDBOX / TEST") < phone_top - 8
+    assert _top_of(page, "ABHA number") < phone_top - 8
 
 
 def test_rendering_is_deterministic() -> None:

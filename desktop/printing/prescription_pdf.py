@@ -28,8 +28,8 @@ from importlib import resources
 from typing import Any, Literal
 from xml.sax.saxutils import escape
 
-import qrcode
-import qrcode.constants
+import numpy as np
+import zxingcpp
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4, A5
@@ -58,9 +58,12 @@ FONT_PACKAGE = "desktop.resources.fonts"
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 """Printed times are Indian Standard Time (the clinic's wall clock); the QR carries UTC."""
 
-QR_SIZE_MM = {"A5": 34.0, "A4": 40.0}
-"""Printed QR side including its quiet zone. clinical_rx.md §4.3: V16-M (81 modules) printed 36-40 mm; at
-34 mm with the quiet zone a V16 module is 0.38 mm, 4.5 px at 300 dpi, within what phone cameras read."""
+QR_SIZE_MM = {"A5": 34.0, "A4": 36.0}
+"""Smallest printed QR side including its quiet zone. clinical_rx.md §4.3: V16-M (81 modules) printed 36-40 mm;
+at 34 mm with the quiet zone a V16 module is 0.38 mm, 4.5 px at 300 dpi."""
+MIN_MODULE_MM = 0.35
+"""Smallest module: larger symbols grow instead (V22 with its quiet zone → 39.6 mm; SMART Health Cards design
+V22 for 40 mm, 0.35 mm modules, 4 dots at 300 dpi)."""
 
 _FONTS = {
     "IM-Sans": "NotoSans-Regular.ttf",
@@ -119,7 +122,7 @@ class _Metrics:
 
 _METRICS: dict[str, _Metrics] = {
     "A5": _Metrics(A5, 9 * mm, 23 * mm, 9 * mm, 8.0),
-    "A4": _Metrics(A4, 14 * mm, 28 * mm, 11 * mm, 9.5),
+    "A4": _Metrics(A4, 14 * mm, 28 * mm, 11 * mm, 9.0),
 }
 
 
@@ -147,16 +150,24 @@ class _Styles:
         self.sig = style("sig", fontSize=base - 0.5)
 
 
+QUIET_ZONE = 4
+"""Modules of white around the symbol (ISO/IEC 18004 asks for 4)."""
+
+
 class QRCode(Flowable):  # type: ignore[misc]  # reportlab ships no type hints
-    """A QR code (ECC M, 4-module quiet zone) drawn as vector squares, `size` points wide including the zone."""
+    """A QR code (ECC M, 4-module quiet zone) drawn as vector squares, `size` points wide including the zone.
+
+    The symbol is encoded by zxing-cpp (C++, about 5 ms for a version-16 symbol, with the standard mask
+    selection); the pure-Python `qrcode` package took about 45 ms for the same symbol.
+    """
 
     def __init__(self, payload: str, size: float) -> None:
         super().__init__()
-        qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, box_size=1)
-        qr.add_data(payload)
-        qr.make(fit=True)
-        self.matrix: list[list[bool]] = qr.get_matrix()
-        self.version = qr.version
+        symbol = zxingcpp.create_barcode(payload, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+        dark = np.asarray(symbol.to_image(scale=1, add_quiet_zones=False)) == 0
+        self.version = (dark.shape[0] - 17) // 4
+        padded = np.pad(dark, QUIET_ZONE, constant_values=False)
+        self.matrix: list[list[bool]] = padded.tolist()
         self.size = size
         self.width = self.height = size
 
@@ -212,50 +223,85 @@ def _fmt_date(value: datetime) -> str:
     return value.astimezone(IST).strftime("%d %b %Y")
 
 
-def _draw_text(canv: Canvas, x: float, y: float, text: str, font: str, size: float, *, right: bool = False) -> None:
-    """One line of mixed-script text with its baseline near y, starting at x (ending at x when `right`)."""
-    box = 90 * mm
-    style = ParagraphStyle(
-        "t", fontName=font, fontSize=size, leading=size * 1.2, shaping=1, alignment=TA_RIGHT if right else 0
-    )
-    para = Paragraph(markup(text), style)
+def _draw_text(canv: Canvas, x: float, y: float, text: str, font: str, size: float, *, box: float) -> None:
+    """One line of mixed-script text with its baseline near y, starting at x."""
+    para = Paragraph(markup(text), ParagraphStyle("t", fontName=font, fontSize=size, leading=size * 1.2, shaping=1))
     _, height = para.wrap(box, 50 * mm)
-    para.drawOn(canv, x - box if right else x, y - height + size * 1.2 - size * 0.95)
+    para.drawOn(canv, x, y - height + size * 1.2 - size * 0.95)
 
 
-def _draw_header(canv: Canvas, rx: PrintablePrescription, m: _Metrics) -> None:
+def _draw_block(
+    canv: Canvas | None, x: float, top: float, lines: Sequence[tuple[str, str, float]], width: float, *, right: bool
+) -> float:
+    """Paragraphs stacked downwards from `top` in a column `width` wide, each wrapping if it must (never
+    clipped); returns the height used. With `canv` None it only measures."""
+    y = top
+    for text, font, size in lines:
+        style = ParagraphStyle(
+            "h", fontName=font, fontSize=size, leading=size * 1.22, shaping=1, alignment=TA_RIGHT if right else 0
+        )
+        para = Paragraph(markup(text), style)
+        _, height = para.wrap(width, 60 * mm)
+        if canv is not None:
+            para.drawOn(canv, x, y - height)
+        y -= height + (size * 0.35 if font.endswith("Bold") else 0)
+    return top - y
+
+
+def _letterhead(
+    rx: PrintablePrescription, b: float
+) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]:
+    clinic = [(rx.clinic.name, "IM-Sans-Bold", b + 5)]
+    clinic += [(t, "IM-Sans", b - 1) for t in (rx.clinic.address, rx.clinic.phone and f"Phone: {rx.clinic.phone}") if t]
+    d = rx.doctor
+    doctor = [(d.name, "IM-Sans-Bold", b + 2), (d.qualification, "IM-Sans", b - 1)]
+    doctor.append((f"Reg. No. {d.registration_number} ({d.registration_council})", "IM-Sans", b - 1))
+    if d.hpr_id:
+        doctor.append((f"HPR ID: {d.hpr_id}", "IM-Sans", b - 1))
+    return clinic, doctor
+
+
+def _header_height(rx: PrintablePrescription, m: _Metrics) -> float:
+    """The letterhead's height: the paper's default, or more when a long clinic name or address wraps."""
+    half = (m.page[0] - 2 * m.margin) / 2 - 2 * mm
+    clinic, doctor = _letterhead(rx, m.base)
+    used = max(_draw_block(None, 0, 0, clinic, half, right=False), _draw_block(None, 0, 0, doctor, half, right=True))
+    return max(m.header_h, used + 5 * mm)
+
+
+CONTINUATION_H = 6 * mm
+"""Room under the letterhead of pages 2+ for the patient line, so a loose page still names its patient."""
+
+
+def _draw_header(
+    canv: Canvas, rx: PrintablePrescription, m: _Metrics, header_h: float, *, continued: bool = False
+) -> None:
     page_w, page_h = m.page
     left, right = m.margin, page_w - m.margin
     top = page_h - m.margin
     b = m.base
+    half = (right - left) / 2 - 2 * mm
     canv.saveState()
-    canv.setFillColor(ACCENT)
-    _draw_text(canv, left, top - b * 1.6, rx.clinic.name, "IM-Sans-Bold", b + 5)
-    canv.setFillColor(INK)
-    y = top - b * 3.6
-    for line in (rx.clinic.address, f"Phone: {rx.clinic.phone}" if rx.clinic.phone else None):
-        if line:
-            _draw_text(canv, left, y, line, "IM-Sans", b - 1)
-            y -= b * 1.25
-    d = rx.doctor
-    _draw_text(canv, right, top - b * 1.5, d.name, "IM-Sans-Bold", b + 2, right=True)
-    y = top - b * 3.0
-    lines = [d.qualification, f"Reg. No. {d.registration_number} ({d.registration_council})"]
-    if d.hpr_id:
-        lines.append(f"HPR ID: {d.hpr_id}")
-    for line in lines:
-        _draw_text(canv, right, y, line, "IM-Sans", b - 1, right=True)
-        y -= b * 1.25
-    rule_y = page_h - m.margin - m.header_h + 2 * mm
+    clinic, doctor = _letterhead(rx, b)
+    _draw_block(canv, left, top, clinic, half, right=False)
+    _draw_block(canv, right - half, top, doctor, half, right=True)
+    rule_y = page_h - m.margin - header_h + 2 * mm
     canv.setStrokeColor(ACCENT)
     canv.setLineWidth(1.2)
     canv.line(left, rule_y, right, rule_y)
+    band_y = rule_y
+    if continued:
+        p = rx.patient
+        line = f"Patient: {p.name} \u00b7 {p.age_sex} \u00b7 prescription of {_fmt_date(rx.issued_at)} (continued)"
+        canv.setFillColor(MUTED)
+        _draw_text(canv, left, rule_y - 4.2 * mm, line, "IM-Sans", b - 0.5, box=right - left)
+        band_y = rule_y - CONTINUATION_H
     if rx.sandbox:
         canv.setFillColor(SANDBOX_RED)
-        canv.rect(left, rule_y - 6.5 * mm, right - left, 5.5 * mm, stroke=0, fill=1)
+        canv.rect(left, band_y - 6.5 * mm, right - left, 5.5 * mm, stroke=0, fill=1)
         canv.setFillColor(colors.white)
         canv.setFont("IM-Sans-Bold", b + 1)
-        canv.drawCentredString(page_w / 2, rule_y - 4.9 * mm, "SANDBOX / TEST \u2014 not for dispensing")
+        canv.drawCentredString(page_w / 2, band_y - 4.9 * mm, "SANDBOX / TEST \u2014 not for dispensing")
         canv.setFillColor(colors.Color(0.7, 0.15, 0.12, alpha=0.08))
         canv.translate(page_w / 2, page_h / 2)
         canv.rotate(35)
@@ -275,9 +321,6 @@ def _draw_footer(canv: Canvas, rx: PrintablePrescription, m: _Metrics, page: int
     canv.setFillColor(MUTED)
     canv.drawString(m.margin, y, f"Rx {rx.rx_id}")
     canv.drawRightString(page_w - m.margin, y, f"Page {page} of {total}")
-    if rx.sandbox:
-        canv.setFillColor(SANDBOX_RED)
-        canv.drawCentredString(page_w / 2, y, "SANDBOX / TEST \u2014 not for dispensing")
     canv.restoreState()
 
 
@@ -427,6 +470,7 @@ def _ayush(rx: PrintablePrescription, s: _Styles, width: float) -> list[Flowable
 
 def _closing(rx: PrintablePrescription, s: _Styles, width: float, paper: Paper) -> Flowable:
     qr = QRCode(rx.qr_payload, QR_SIZE_MM[paper] * mm)
+    qr.size = qr.width = qr.height = max(qr.size, len(qr.matrix) * MIN_MODULE_MM * mm)
     d = rx.doctor
     sig_lines = [
         Paragraph(markup(d.name), s.value),
@@ -446,7 +490,6 @@ def _closing(rx: PrintablePrescription, s: _Styles, width: float, paper: Paper) 
             [
                 ("VALIGN", (0, 0), (-1, -1), "BOTTOM"),
                 ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                ("LINEABOVE", (1, 0), (1, 0), 0.6, RULE),
                 ("LEFTPADDING", (1, 0), (1, 0), 10),
             ]
         )
@@ -493,11 +536,12 @@ def render_prescription_pdf(rx: PrintablePrescription, paper: Paper) -> bytes:
     s = _Styles(m.base)
     buffer = io.BytesIO()
     page_w, page_h = m.page
+    header_h = _header_height(rx, m)
     frame = Frame(
         m.margin,
         m.margin + m.footer_h,
         page_w - 2 * m.margin,
-        page_h - 2 * m.margin - m.header_h - m.footer_h - (7 * mm if rx.sandbox else 0),
+        page_h - 2 * m.margin - header_h - m.footer_h - (7 * mm if rx.sandbox else 0),
         leftPadding=0,
         rightPadding=0,
         topPadding=0,
@@ -512,7 +556,18 @@ def render_prescription_pdf(rx: PrintablePrescription, paper: Paper) -> bytes:
         creator="IntegMed",
         invariant=1,
     )
-    doc.addPageTemplates([PageTemplate("rx", frames=[frame], onPage=lambda c, _d: _draw_header(c, rx, m))])
+    later = Frame(
+        frame._x1, frame._y1, frame._width, frame._height - CONTINUATION_H,
+        leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0,
+    )  # fmt: skip
+    doc.addPageTemplates(
+        [
+            PageTemplate(
+                "first", [frame], onPage=lambda c, _d: _draw_header(c, rx, m, header_h), autoNextPageTemplate="later"
+            ),
+            PageTemplate("later", [later], onPage=lambda c, _d: _draw_header(c, rx, m, header_h, continued=True)),
+        ]
+    )
 
     def canvasmaker(*args: Any, **kwargs: Any) -> _NumberedCanvas:
         return _NumberedCanvas(*args, rx=rx, metrics=m, **kwargs)

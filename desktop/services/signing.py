@@ -14,7 +14,13 @@ from pathlib import Path
 from desktop.errors import KnownError
 from desktop.rx.revocations import load_cached
 from desktop.security.doctor_keys import DoctorKeys, Signer
-from shared.signing.rx import PrescriptionContent, SignedPrescription, sign_prescription, verify_qr_payload
+from shared.signing.rx import (
+    PrescriptionContent,
+    SignedPrescription,
+    Verification,
+    sign_prescription,
+    verify_qr_payload,
+)
 from shared.signing.trust import TrustStore, default_trust
 
 
@@ -36,10 +42,16 @@ class SigningService:
 
     def sign(self, user_id: uuid.UUID, content: PrescriptionContent) -> SignedPrescription:
         """Sign offline and verify the result as a pharmacist would (trust roots + cached revocations)."""
+        return self.sign_verified(user_id, content)[0]
+
+    def sign_verified(
+        self, user_id: uuid.UUID, content: PrescriptionContent
+    ) -> tuple[SignedPrescription, Verification]:
+        """`sign`, also answering the verification (e.g. ``sandbox``: the chain ends at the public test root)."""
         signer = self._keys.signer(user_id)
         signed = sign_prescription(content, signer.private_key, signer.doctor_certificate, signer.issuer_certificate)
         trust = self._trust or default_trust()
         check = verify_qr_payload(signed.qr_payload, trust, load_cached(self._data_dir, trust).lists)
         if not check.valid:
             raise SignatureNotVerifiable(detail=f"{check.reason}: {check.message}")
-        return signed
+        return signed, check

@@ -317,3 +317,18 @@ rx_refusals = sa.Table(
     sa.Column("policy_version", sa.Text, nullable=False),
     sa.Index("rx_refusals_encounter", "encounter_id", "created_at"),
 )
+
+signed_prescriptions = sa.Table(
+    "signed_prescriptions",
+    metadata,
+    # One row per signed prescription, written once (P4): the exact signed bytes and the QR text.
+    sa.Column("prescription_id", UuidText, sa.ForeignKey("prescriptions.id"), primary_key=True),
+    sa.Column("signer_id", UuidText, nullable=False),
+    sa.Column("signer_kid", sa.Text, nullable=False),
+    sa.Column("signed_at", UtcTimestamp, nullable=False),
+    sa.Column("expires_at", UtcTimestamp, nullable=False),
+    sa.Column("content_hash", sa.Text, nullable=False),  # SHA-256 hex of the canonical content
+    sa.Column("cose", sa.LargeBinary, nullable=False),  # the COSE_Sign1 as signed
+    sa.Column("qr_payload", sa.Text, nullable=False),
+    sa.Column("sandbox", sa.Boolean, nullable=False),  # the chain ends at the public sandbox root
+)

@@ -173,13 +173,17 @@ def _match(phrase: Phrase, tokens: Sequence[str], start: int) -> str | None:
     return phrase.hi.replace("{n}", number) if number is not None else phrase.hi
 
 
-def _slot_text(token: str, catalogue: Catalogue) -> str | None:
+def _slot_text(token: str, catalogue: Catalogue, *, after_dose: bool) -> str | None:
     amounts = token.split("-")
     words = catalogue.slots.get(len(amounts))
     if words is None:
         return None
-    said = [f"{word} {amount}" for word, amount in zip(words, amounts, strict=True) if amount.strip("0.") != ""]
-    return ", ".join(said) or None
+    taken = [(word, amount) for word, amount in zip(words, amounts, strict=True) if amount.strip("0.") != ""]
+    and_word = next((p.hi for p in catalogue.phrases if p.en == ("and",)), None)
+    if after_dose and and_word and all(amount == "1" for _, amount in taken):
+        # "5 g 0-0-1": the dose already says how much, so name only the times ("5 ग्राम रात")
+        return f" {and_word} ".join(word for word, _ in taken) or None
+    return ", ".join(f"{word} {amount}" for word, amount in taken) or None
 
 
 def _join(pieces: Sequence[str]) -> str:
@@ -210,6 +214,7 @@ def translate(english: str, catalogue: Catalogue | None = None) -> Result:
         tokens = tokens[1:]
     pieces: list[str] = []
     unknown: list[str] = []
+    after_dose = False
     i = 0
     while i < len(tokens):
         token = tokens[i]
@@ -218,7 +223,7 @@ def translate(english: str, catalogue: Catalogue | None = None) -> Result:
             i += 1
             continue
         if _SLOT.match(token):
-            slot = _slot_text(token, cat)
+            slot = _slot_text(token, cat, after_dose=after_dose)
             if slot:
                 pieces.append(slot)
             else:
@@ -231,6 +236,7 @@ def translate(english: str, catalogue: Catalogue | None = None) -> Result:
             i += 1
             continue
         pieces.append(hit[1])
+        after_dose = hit[0].kind == "dose"
         i += len(hit[0].en)
     if verb is not None:
         pieces.append(verb)

@@ -26,7 +26,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from desktop.printing.model import Medicine, PrintablePrescription, PrintModelError
+from desktop.printing.model import Clinic, Medicine, PrintablePrescription, PrintModelError
 from desktop.printing.prescription_pdf import QR_SIZE_MM, QRCode, markup, render_prescription_pdf
 from tests.desktop.printing.sample import AYUSH, HINDI_PATIENT, MEDICINES, QR_PAYLOAD, sample
 
@@ -96,6 +96,16 @@ def test_the_qr_decodes_to_the_payload_at_its_printed_size(paper: str) -> None:
     assert QR_SIZE_MM[paper] >= 25
 
 
+def test_a_version_22_payload_grows_the_qr_and_still_decodes() -> None:
+    """The largest payload the signing codec allows (V22-M, 1,134 alphanumeric characters) prints readable."""
+    big = "IMRX1:" + (QR_PAYLOAD[6:] * 2)[:1128]
+    images = pages(render_prescription_pdf(sample(qr_payload=big), "A5"), QR_DPI)
+    found = [b for image in images for b in zxingcpp.read_barcodes(image) if b.format == zxingcpp.BarcodeFormat.QRCode]
+    assert [b.text for b in found] == [big]
+    side_mm = abs(found[0].position.top_right.x - found[0].position.top_left.x) / QR_DPI * 25.4
+    assert side_mm >= 105 * 0.35 * 0.97  # 105 modules of at least 0.35 mm (3 % for edge detection)
+
+
 def test_qr_flowable_uses_level_m_and_a_quiet_zone() -> None:
     qr = QRCode(QR_PAYLOAD, 34 * 72 / 25.4)
     n = len(qr.matrix)
@@ -142,6 +152,34 @@ def test_long_prescription_flows_onto_more_pages_and_drops_nothing() -> None:
         assert f"DRUG NUMBER {i:02d}" in text
     assert f"Page {len(doc)} of {len(doc)}" in text
     assert text.count("Medicine and directions") >= 3  # the heading row repeats on each page
+
+
+def test_every_continuation_page_names_the_patient() -> None:
+    doc = pdfium.PdfDocument(render_prescription_pdf(sample(), "A5"))
+    texts = [page.get_textpage().get_text_range() for page in doc]
+    assert len(texts) == 2
+    assert "(continued)" not in texts[0]
+    assert "54 y / Female \u00b7 prescription of 20 Nov 2026 (continued)" in texts[1]
+
+
+def _top_of(textpage: pdfium.PdfTextPage, needle: str) -> float:
+    found = textpage.search(needle).get_next()
+    assert found is not None, needle
+    return float(textpage.get_charbox(found[0])[3])
+
+
+def test_a_long_letterhead_pushes_the_page_down_instead_of_overlapping() -> None:
+    clinic = Clinic(
+        "Shri Sanjeevani Integrative Ayurveda and Family Medicine Centre",
+        "Plot 12, Sector 4, Near Old Bus Stand, Vaishali Nagar, Jaipur 302021, Rajasthan, India",
+        "+91 98290 12345",
+    )
+    doc = pdfium.PdfDocument(render_prescription_pdf(sample(clinic=clinic, sandbox=True), "A5"))
+    page = doc[0].get_textpage()
+    assert "Medicine Centre" in page.get_text_range() and "Jaipur 302021, Rajasthan, India" in page.get_text_range()
+    phone_top = _top_of(page, "Phone: +91 98290 12345")
+    assert _top_of(page, "SANDBOX / TEST") < phone_top - 8
+    assert _top_of(page, "ABHA number") < phone_top - 8
 
 
 def test_rendering_is_deterministic() -> None:

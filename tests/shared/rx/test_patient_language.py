@@ -31,6 +31,9 @@ from shared.rx import patient_language as pl
         ("Take 2 tablets at night", "2 गोलियाँ रात को लें"),
         ("Apply at bedtime", "सोते समय लगाएँ"),
         ("5 g at bedtime", "5 ग्राम सोते समय"),
+        ("5 g 0-0-1", "5 ग्राम रात"),
+        ("1 tablet 1-0-1", "1 गोली सुबह और रात"),
+        ("1 tablet ½-0-1", "1 गोली सुबह ½, रात 1"),
     ],
 )
 def test_known_phrases_translate(english: str, hindi: str) -> None:

@@ -39,6 +39,7 @@ from desktop.services.encounters import EncounterService
 from desktop.services.patients import PatientService
 from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.services.readings import ReadingService
+from desktop.services.rx_signing import RxSigningService
 from desktop.services.signing import SigningService
 from desktop.services.sync_status import SyncStatus, SyncStatusService
 from desktop.store import LocalStore, open_local_store
@@ -207,6 +208,7 @@ class DesktopApp:
             store.uow, cast(SecretStore, self.secrets), self.transports.get, doctor_keys=self.doctor_keys
         )
         self.signing = SigningService(self.doctor_keys, settings.data_dir)
+        self.rx_signing = RxSigningService(store.uow, self.signing, settings.data_dir)
         self.patients = PatientService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.sync_status = SyncStatusService(store.uow)
         self.encounters = EncounterService(writer=store.writer, uow=store.uow)
@@ -330,6 +332,7 @@ class DesktopApp:
             encounters=self.encounters,
             prescribing=self.prescribing,
             doctor=Clinician.of(user),
+            rx_signing=self.rx_signing,
         )
         self.main_window = window
         window.resize(1366, 768)

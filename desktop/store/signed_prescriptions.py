@@ -35,12 +35,19 @@ class SignedPrescriptionRepository:
         return SignedRecord(**row._mapping) if row is not None else None
 
     def add(self, record: SignedRecord, *, finalised_at: datetime) -> None:
-        """Store the signature and make the prescription ``final`` (its trigger freezes it) in one go."""
+        """Store the signature and make the prescription ``final`` (its trigger freezes it) in one go.
+
+        A prescription already final (its encounter was completed) stays as it is: signing adds the signature.
+        """
+        status = self._conn.execute(
+            sa.select(prescriptions.c.status).where(prescriptions.c.id == record.prescription_id)
+        ).scalar_one_or_none()
+        if status is None:
+            raise LookupError(f"prescription {record.prescription_id} is not on this PC")
         self._conn.execute(sa.insert(signed_prescriptions).values(**record.__dict__))
-        done = self._conn.execute(
-            sa.update(prescriptions)
-            .where(prescriptions.c.id == record.prescription_id, prescriptions.c.status == "draft")
-            .values(status="final", updated_at=finalised_at, version=prescriptions.c.version + 1)
-        )
-        if done.rowcount != 1:
-            raise LookupError(f"prescription {record.prescription_id} is not a draft on this PC")
+        if status == "draft":
+            self._conn.execute(
+                sa.update(prescriptions)
+                .where(prescriptions.c.id == record.prescription_id)
+                .values(status="final", updated_at=finalised_at, version=prescriptions.c.version + 1)
+            )

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QStackedWidget, QW
 from desktop.services.encounters import EncounterService
 from desktop.services.patients import PatientService
 from desktop.services.prescribing import Clinician, PrescribingService
+from desktop.services.rx_signing import RxSigningService
 from desktop.ui.bridges.sync_worker import SyncWorker
 from desktop.ui.error_dialogs import is_cancellation, present_error
 from desktop.ui.runner import PresentError, Runner
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         encounters: EncounterService | None = None,
         prescribing: PrescribingService | None = None,
         doctor: Clinician | None = None,
+        rx_signing: RxSigningService | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -109,7 +111,13 @@ class MainWindow(QMainWindow):
         self.encounter: EncounterScreen | None = None
         if encounters is not None and prescribing is not None and doctor is not None:
             self.encounter = EncounterScreen(
-                runner, encounters, prescribing, doctor, error_presenter=error_presenter, parent=self
+                runner,
+                encounters,
+                prescribing,
+                doctor,
+                error_presenter=error_presenter,
+                rx_signing=rx_signing,
+                parent=self,
             )
             self.shell.addWidget(self.encounter)
             self.detail.new_encounter_requested.connect(self.on_detail_new_encounter_requested)

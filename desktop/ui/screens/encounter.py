@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal, Slot
@@ -59,7 +60,9 @@ from desktop.services.prescribing import (
     conditions_of,
     prescriber_for,
 )
+from desktop.services.rx_signing import RxSigningService, SignedPrint
 from desktop.ui.error_dialogs import present_error
+from desktop.ui.open_file import open_with_system
 from desktop.ui.runner import PresentError, Runner
 from desktop.ui.screens.override_dialog import ask_override_reason
 from desktop.ui.screens.rx_pad import RxPad
@@ -276,9 +279,13 @@ class EncounterScreen(QWidget):
         confirm: Confirm = confirm_with_dialog,
         ask_reason: Callable[[QWidget, Any], str | None] = ask_override_reason,
         error_presenter: PresentError = present_error,
+        rx_signing: RxSigningService | None = None,
+        open_file: Callable[[Path], None] = open_with_system,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
+        self._rx_signing = rx_signing
+        self._open_file = open_file
         self._runner = runner
         self._encounters = encounters
         self._prescribing = prescribing
@@ -438,7 +445,10 @@ class EncounterScreen(QWidget):
         self.save_button = QPushButton("&Save draft (Ctrl+S)", self)
         self.complete_button = QPushButton("Co&mplete… (Ctrl+Enter)", self)
         self.close_button = QPushButton("Save && close (Ctrl+W)", self)
-        for button in (self.save_button, self.complete_button, self.close_button):
+        self.sign_button = QPushButton("Sign && &print… (Ctrl+P)", self)
+        self.sign_button.setToolTip("Complete the encounter, sign the prescription with your key, print it with its QR")
+        self.sign_button.setVisible(self._rx_signing is not None)
+        for button in (self.save_button, self.complete_button, self.sign_button, self.close_button):
             button.setAutoDefault(False)
         header = QHBoxLayout()
         header.addWidget(self.heading, 1)
@@ -447,6 +457,7 @@ class EncounterScreen(QWidget):
         buttons.addWidget(self.message, 1)
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.complete_button)
+        buttons.addWidget(self.sign_button)
         buttons.addWidget(self.close_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
@@ -463,12 +474,14 @@ class EncounterScreen(QWidget):
             "pad": QShortcut(QKeySequence("Ctrl+L"), self),
             "diagnosis": QShortcut(QKeySequence("Ctrl+D"), self),
             "close": QShortcut(QKeySequence("Ctrl+W"), self),
+            "sign": QShortcut(QKeySequence("Ctrl+P"), self),
         }
         for shortcut in self._shortcuts.values():
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.pad.set_tab_neighbours(self.addendum_button, self.save_button)
         QWidget.setTabOrder(self.save_button, self.complete_button)
-        QWidget.setTabOrder(self.complete_button, self.close_button)
+        QWidget.setTabOrder(self.complete_button, self.sign_button)
+        QWidget.setTabOrder(self.sign_button, self.close_button)
 
     @staticmethod
     def _section(title: str, body: QWidget) -> QGroupBox:
@@ -486,6 +499,8 @@ class EncounterScreen(QWidget):
         self._shortcuts["pad"].activated.connect(lambda: self.pad.focus_line(0))
         self._shortcuts["diagnosis"].activated.connect(lambda: self.picker.setFocus(Qt.FocusReason.ShortcutFocusReason))
         self._shortcuts["close"].activated.connect(self.on_close_requested)
+        self._shortcuts["sign"].activated.connect(self.on_sign_requested)
+        self.sign_button.clicked.connect(self.on_sign_requested)
         self.save_button.clicked.connect(self.on_save_requested)
         self.complete_button.clicked.connect(self.on_complete_requested)
         self.close_button.clicked.connect(self.on_close_requested)
@@ -804,6 +819,71 @@ class EncounterScreen(QWidget):
         self.show_message("Encounter completed. Add an addendum for anything later (Ctrl+Shift+A).")
         self.addendum.setFocus(Qt.FocusReason.OtherFocusReason)
         emit(self.saved, outcome.encounter)
+
+    @Slot()
+    def on_sign_requested(self) -> None:
+        """Complete (when still a draft), sign the prescription with the doctor's key and print it: one step."""
+        if self._encounter is None or self._busy or self._rx_signing is None:
+            return
+        completing = not self.is_completed
+        if completing:
+            self.pad.refresh_now()
+            result = self.pad.result
+            if result is not None and result.problems:
+                self.show_message("Cannot sign: " + "; ".join(result.problems), error=True)
+                return
+        question = "Sign this prescription with your key and print it?"
+        if completing:
+            question += " The encounter is completed first: the note and the prescription cannot be changed afterwards."
+        if not self._confirm(self, "Sign and print", question):
+            return
+        op = self._save_op() if completing else None
+        if completing and op is None:
+            return
+        encounters, signer = self._encounters, self._rx_signing
+        encounter_id, user_id = self._encounter.id, self._doctor.user_id
+
+        def complete_sign_print() -> tuple[SaveOutcome | None, SignedPrint | None]:
+            outcome = None
+            if op is not None:
+                outcome = op()
+                if outcome.blocked is not None:
+                    return outcome, None
+                outcome = SaveOutcome(encounters.complete(encounter_id), outcome.prescription, None)
+            return outcome, signer.sign_and_print(user_id, encounter_id)
+
+        self._busy = True
+        self._runner.run_op(self, complete_sign_print, self._on_signed, self._on_sign_failed)
+
+    def _on_signed(self, done: tuple[SaveOutcome | None, SignedPrint | None]) -> None:
+        self._busy = False
+        outcome, printed = done
+        if outcome is not None:
+            self._encounter = outcome.encounter
+            if outcome.blocked is not None:
+                self.show_message("Not signed: " + "; ".join(outcome.blocked.problems), error=True)
+                return
+            self._show_status(outcome.encounter)
+            emit(self.saved, outcome.encounter)
+        if printed is None:
+            return
+        when = printed.signed_at.astimezone().strftime("%d %b %Y %H:%M")
+        verb = "Already signed" if printed.already_signed else "Signed"
+        self.show_message(f"{verb} {when}. Prescription PDF: {printed.pdf}")
+        self._open_file(printed.pdf)
+
+    def _on_sign_failed(self, exc: BaseException) -> None:
+        # The encounter may have been completed before signing failed (e.g. the key is not certified yet):
+        # reload its state so the screen shows what is stored, then show why signing did not happen.
+        if self._encounter is not None:
+            encounter_id = self._encounter.id
+            encounters = self._encounters
+            self._runner.run_op(self, lambda: encounters.get(encounter_id), self._reloaded, lambda _e: None)
+        self._on_failed(exc)
+
+    def _reloaded(self, encounter: Encounter) -> None:
+        self._encounter = encounter
+        self._show_status(encounter)
 
     @Slot()
     def on_addendum_requested(self) -> None:

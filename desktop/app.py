@@ -42,6 +42,7 @@ from desktop.services.readings import ReadingService
 from desktop.services.rx_signing import RxSigningService
 from desktop.services.signing import SigningService
 from desktop.services.sync_status import SyncStatus, SyncStatusService
+from desktop.services.timeline import TimelineService
 from desktop.store import LocalStore, open_local_store
 from desktop.store.users import LocalUser
 from desktop.sync.client import SyncClient
@@ -333,6 +334,7 @@ class DesktopApp:
             prescribing=self.prescribing,
             doctor=Clinician.of(user),
             rx_signing=self.rx_signing,
+            timeline=TimelineService(self.store.uow),
         )
         self.main_window = window
         window.resize(1366, 768)

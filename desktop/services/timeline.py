@@ -8,11 +8,17 @@ stored value becomes one point, marked with where it came from (a device or an e
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from desktop.store.encounters import EncounterRepository
+from desktop.store.prescriptions import PrescriptionRepository
+from desktop.store.readings import ReadingRepository
+from desktop.store.unit_of_work import UnitOfWorkFactory
 
 EventKind = Literal["encounter", "diagnosis", "prescription", "ayush", "reading"]
 PointSource = Literal["device", "encounter"]
@@ -90,7 +96,7 @@ def _metric_points(readings: Iterable[Mapping[str, Any]]) -> dict[str, list[Poin
     for reading in readings:
         for value in reading.get("values") or ():
             metric = value.get("metric")
-            if metric is None or value.get("value") is None:
+            if metric is None or value.get("value") is None or value.get("special") is not None:
                 continue
             out.setdefault(metric, []).append(Point(reading["measured_at"], float(value["value"]), "device"))
     return out
@@ -150,3 +156,24 @@ def _line_text(line: Mapping[str, Any]) -> str:
 def _ayush_text(line: Mapping[str, Any]) -> str:
     parts = [line.get("name") or "?", line.get("dose"), line.get("frequency")]
     return " ".join(str(p) for p in parts if p)
+
+
+class TimelineService:
+    """Reads one patient's timeline from the local store (readings, encounters, prescriptions); any thread."""
+
+    def __init__(self, uows: UnitOfWorkFactory, *, max_readings: int = 20_000) -> None:
+        self._uows = uows
+        self._max_readings = max_readings
+
+    def load(self, patient_id: uuid.UUID) -> Timeline:
+        with self._uows.read() as uow:
+            stored = ReadingRepository(uow.connection).list_for_patient(patient_id, limit=self._max_readings)
+            encounters = EncounterRepository(uow.connection).for_patient(patient_id)
+            rx_repo = PrescriptionRepository(uow.connection)
+            prescriptions = [rx for rx in (rx_repo.for_encounter(e.id) for e in encounters) if rx is not None]
+        return build_timeline(
+            patient_id,
+            readings=[{"measured_at": r.measured_at, "values": r.values} for r in stored if r.status == "patient"],
+            encounters=[e.model_dump(mode="python") for e in encounters],
+            prescriptions=[dataclasses.asdict(rx) for rx in prescriptions],
+        )

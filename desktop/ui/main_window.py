@@ -23,6 +23,7 @@ from desktop.services.encounters import EncounterService
 from desktop.services.patients import PatientService
 from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.services.rx_signing import RxSigningService
+from desktop.services.timeline import TimelineService
 from desktop.ui.bridges.sync_worker import SyncWorker
 from desktop.ui.error_dialogs import is_cancellation, present_error
 from desktop.ui.runner import PresentError, Runner
@@ -30,6 +31,7 @@ from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.screens.patient_detail import PatientDetailScreen
 from desktop.ui.screens.patient_form import PatientFormScreen
 from desktop.ui.screens.patient_search import PatientSearchScreen
+from desktop.ui.screens.timeline import PatientTimelineScreen
 from desktop.ui.signals import emit
 from desktop.ui.sync_status import SyncStatusWidget
 
@@ -76,6 +78,7 @@ class MainWindow(QMainWindow):
         prescribing: PrescribingService | None = None,
         doctor: Clinician | None = None,
         rx_signing: RxSigningService | None = None,
+        timeline: TimelineService | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -123,6 +126,13 @@ class MainWindow(QMainWindow):
             self.detail.new_encounter_requested.connect(self.on_detail_new_encounter_requested)
             self.detail.encounter_requested.connect(self.on_detail_encounter_requested)
             self.encounter.closed.connect(self.on_encounter_closed)
+        self._timeline_service = timeline
+        self.timeline: PatientTimelineScreen | None = None
+        if timeline is not None:
+            self.timeline = PatientTimelineScreen(self)
+            self.shell.addWidget(self.timeline)
+            self.detail.timeline_requested.connect(self.on_detail_timeline_requested)
+            self.timeline.closed.connect(self.on_encounter_closed)
         self.setCentralWidget(self.shell)
         self.sync_status = SyncStatusWidget(self)
         self.user_label = QLabel(f"Signed in: {user_name}", self)
@@ -265,6 +275,24 @@ class MainWindow(QMainWindow):
         if self.encounter is not None:
             self.encounter.open_encounter(encounter_id, patient)
             self.shell.setCurrentWidget(self.encounter)
+
+    @Slot(object)
+    def on_detail_timeline_requested(self, patient: Any) -> None:
+        """Read the patient's readings, visits and prescriptions off the GUI thread, then draw them."""
+        if self.timeline is None or self._timeline_service is None:
+            return
+        service, screen, name = self._timeline_service, self.timeline, str(patient.name)
+        self._runner.run_op(
+            self,
+            lambda: service.load(patient.id),
+            lambda loaded: self._show_timeline(screen, loaded, name),
+            lambda exc: self._present_error(self, exc),
+        )
+
+    def _show_timeline(self, screen: PatientTimelineScreen, loaded: Any, name: str) -> None:
+        screen.show_timeline(loaded, patient_name=name)
+        self.shell.setCurrentWidget(screen)
+        screen.events.setFocus(Qt.FocusReason.OtherFocusReason)
 
     @Slot()
     def on_encounter_closed(self) -> None:

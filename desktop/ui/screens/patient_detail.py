@@ -104,6 +104,7 @@ class PatientDetailScreen(QWidget):
     edit_requested = Signal(object)  # Patient
     new_encounter_requested = Signal(object)  # Patient
     encounter_requested = Signal(object, object)  # encounter id, Patient
+    timeline_requested = Signal(object)  # Patient
     back_requested = Signal()
     loaded = Signal(object)  # Patient
 
@@ -164,15 +165,19 @@ class PatientDetailScreen(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.encounter_button = QPushButton("New e&ncounter (Ctrl+Shift+N)", self)
+        self.timeline_button = QPushButton("Health &timeline (Ctrl+T)", self)
+        self._timeline_shortcut = QShortcut(QKeySequence("Ctrl+T"), self)
+        self._timeline_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.encounter_list = QListWidget(self)
         self.encounter_list.setAccessibleName("Encounters of this patient")
         self.encounter_list.setMaximumHeight(96)
         self._encounter_shortcut = QShortcut(QKeySequence("Ctrl+Shift+N"), self)
         self._encounter_shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        for widget in (self.encounter_button, self.encounter_list):
+        for widget in (self.encounter_button, self.encounter_list, self.timeline_button):
             widget.setVisible(encounters is not None)
         top = QHBoxLayout()
         top.addWidget(self.heading, 1)
+        top.addWidget(self.timeline_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.encounter_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.edit_button, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
@@ -199,6 +204,8 @@ class PatientDetailScreen(QWidget):
         self._back_shortcut.activated.connect(self.on_back_shortcut_activated)
         self.encounter_button.clicked.connect(self.on_encounter_button_clicked)
         self._encounter_shortcut.activated.connect(self.on_encounter_button_clicked)
+        self.timeline_button.clicked.connect(self.on_timeline_requested)
+        self._timeline_shortcut.activated.connect(self.on_timeline_requested)
         self.encounter_list.itemActivated.connect(self.on_encounter_list_item_activated)
 
     @property
@@ -241,6 +248,11 @@ class PatientDetailScreen(QWidget):
     def on_encounter_button_clicked(self) -> None:
         if self._patient is not None and self._encounters is not None:
             emit(self.new_encounter_requested, self._patient)
+
+    @Slot()
+    def on_timeline_requested(self) -> None:
+        if self._patient is not None and self._encounters is not None:
+            emit(self.timeline_requested, self._patient)
 
     @Slot(QListWidgetItem)
     def on_encounter_list_item_activated(self, item: QListWidgetItem) -> None:

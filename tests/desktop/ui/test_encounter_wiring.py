@@ -15,6 +15,7 @@ from desktop.services.encounters import EncounterService, InChair
 from desktop.services.patients import PatientService
 from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.services.sync_status import SyncStatusService
+from desktop.services.timeline import TimelineService
 from desktop.store import LocalStore
 from desktop.ui.bridges.sync_worker import SyncRound, SyncWorker
 from desktop.ui.main_window import MainWindow
@@ -83,3 +84,43 @@ def test_new_encounter_from_the_detail_and_open_it_again(
     qtbot.waitUntil(lambda: window.shell.currentWidget() is screen and screen.complaint.text() == "Knee pain")
     assert presenter.shown == []
     worker.stop()
+
+
+def test_ctrl_t_opens_the_health_timeline_and_esc_goes_back(
+    qtbot: QtBot,
+    runner: Runner,
+    patient_service: PatientService,
+    local_store: LocalStore,
+    presenter: RecordingPresenter,
+) -> None:
+    encounters = EncounterService(writer=local_store.writer, uow=local_store.uow)
+    rx = PrescribingService(writer=local_store.writer, uow=local_store.uow)
+    patient = patient_service.register({"name": "Meena Devi", "gender": "F", "year_of_birth": 1970}, "t")
+    encounters.start(
+        {"patient_id": str(patient.id), "encounter_type": "opd", "start_time": "2026-11-20T05:00:00Z",
+         "chief_complaint": "Joint pain"},
+        DOCTOR.user_id,
+    )  # fmt: skip
+    worker = SyncWorker(
+        runner, make_client=_not_enrolled, probe=lambda: False, read_status=SyncStatusService(local_store.uow).status
+    )
+    window = MainWindow(
+        runner, patient_service, worker, user_name=DOCTOR.name, actor=str(DOCTOR.user_id),
+        error_presenter=presenter, encounters=encounters, prescribing=rx, doctor=DOCTOR,
+        timeline=TimelineService(local_store.uow),
+    )  # fmt: skip
+    qtbot.addWidget(window)
+    window.resize(1366, 768)
+    activate(qtbot, window)
+    window.show_patient(patient.id)
+    qtbot.waitUntil(lambda: window.detail.patient is not None)
+    window.detail.edit_button.setFocus()
+    press(qtbot, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    screen = window.timeline
+    assert screen is not None
+    qtbot.waitUntil(lambda: window.shell.currentWidget() is screen)
+    assert "Meena Devi" in screen.title.text()
+    assert screen.events.rowCount() == 1 and screen.events.item(0, 2).text() == "Joint pain"
+    press(qtbot, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: window.shell.currentIndex() == 0)
+    assert presenter.shown == []

@@ -625,6 +625,7 @@ class PatientRepository:
         *,
         source: str,
         now: datetime,
+        current: tuple[dict[str, str], dict[str, JsonValue]] | None = None,
     ) -> MergeResult:
         """Merge stamped field values into a stored patient by per-field last-writer-wins.
 
@@ -638,6 +639,8 @@ class PatientRepository:
             field_hlcs: one stamp per entry of ``fields``.
             source: what makes the write (``local``, ``import``, ``sync``), recorded in history.
             now: time of the write.
+            current: the stored (field stamps, stamped values), as `stored_stamps` read them in this
+                transaction, when the caller has them (a pulled page): saves reading the row again.
 
         Returns:
             The merge result (`MergeOutcome.NOOP` when nothing incoming won: then the row is unchanged).
@@ -645,12 +648,14 @@ class PatientRepository:
         Raises:
             NotFound: when the patient is unknown.
         """
-        row = self._conn.execute(_FIND_STATE, {"p_id": patient_id}).first()
-        if row is None:
-            raise NotFound("This patient is not on this computer.")
-        # `find_state(...).stamped_fields()` without validating the whole record into a `Patient` (half the
-        # cost of a pulled edit): the merge needs the stamped values only.
-        stored_hlcs, stored = _stamped(row._mapping)
+        if current is None:
+            row = self._conn.execute(_FIND_STATE, {"p_id": patient_id}).first()
+            if row is None:
+                raise NotFound("This patient is not on this computer.")
+            # `find_state(...).stamped_fields()` without validating the whole record into a `Patient` (half the
+            # cost of a pulled edit): the merge needs the stamped values only.
+            current = _stamped(row._mapping)
+        stored_hlcs, stored = current
         result = merge_patient(stored, stored_hlcs, fields, field_hlcs)
         for lost in result.lost:
             self._conn.execute(

@@ -72,7 +72,7 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
             if change.id in new:  # the page changes a record it also brings: store the new ones first
                 uow.patients.insert_many(new.values(), clinic_id=clinic_id, now=now)
                 new.clear()
-            result = uow.patients.update_fields(change.id, fields, stamps, source="sync", now=now)
+            result = uow.patients.update_fields(change.id, fields, stamps, source="sync", now=now, current=known)
             stored[change.id] = (dict(result.field_hlcs), {n: result.fields[n] for n in result.field_hlcs})
             stats.conflicts += sum(1 for lost in result.lost if lost.side == "incoming")
             if result.outcome is MergeOutcome.NOOP:

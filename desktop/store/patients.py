@@ -307,7 +307,7 @@ _SEARCH_INSERT_TRIGGER = "patients_search_insert"
 # The ``digits`` document of the trigger above, as an expression over ``patients`` instead of ``new``: the
 # mobile's 10 digits and their suffixes down to 3 digits, then the ABHA number.
 # tests/desktop/store/test_patient_bulk_insert.py checks that both give the same documents.
-_DIGITS = sa.literal_column(
+_DIGITS: sa.ColumnClause[str] = sa.literal_column(
     "trim(coalesce("
     + " || ' ' || ".join(f"substr(patients.mobile, {start})" for start in range(4, 12))
     + ", '') || ' ' || coalesce(patients.abha_number, ''))"

@@ -313,8 +313,25 @@ def start_sandbox(workdir: Path) -> tuple[Proc, str]:
     return proc, url
 
 
-def start_api(workdir: Path, dsn: str, sandbox: str, tag: str) -> tuple[Proc, str]:
-    """``integmed-server serve`` with production settings, in its own process."""
+# uvicorn re-raises SIGTERM after its graceful shutdown with the handler it found at start, so the handler
+# installed here is the one that runs last: it writes the profile (``python -m cProfile`` never gets to).
+_PROFILED = """
+import cProfile, os, runpy, signal, sys
+profile = cProfile.Profile()
+def _dump(signum, frame):
+    profile.disable()
+    profile.dump_stats({out!r})
+    os._exit(0)
+signal.signal(signal.SIGTERM, _dump)
+sys.argv = sys.argv[1:]
+profile.enable()
+runpy.run_module("sync_server.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def start_api(workdir: Path, dsn: str, sandbox: str, tag: str, profile: Path | None = None) -> tuple[Proc, str]:
+    """``integmed-server serve`` with production settings, in its own process (under cProfile with ``profile``:
+    the statistics are written to ``profile/api-<tag>.prof`` when the process stops)."""
     port = embedded.free_port()
     env = dict(os.environ) | {
         "INTEGMED_ENVIRONMENT": "production",
@@ -324,6 +341,9 @@ def start_api(workdir: Path, dsn: str, sandbox: str, tag: str) -> tuple[Proc, st
         "INTEGMED_ABDM_GATEWAY_URL": f"{sandbox}/api/hiecm",
     }
     argv = _python("-m", "sync_server.cli", "--log-level", "warning", "serve", "--port", str(port))
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        argv[1:3] = ["-c", _PROFILED.format(out=str(profile / f"api-{tag}.prof")), "sync_server.cli"]
     proc = Proc(f"api-{tag}", argv, env, workdir / f"api-{tag}.log")
     url = f"http://127.0.0.1:{port}"
     proc.wait_ready(f"{url}/ready")
@@ -476,7 +496,7 @@ def run_server_round(s: Session, batch_size: int, *, first: bool) -> dict[str, A
     initial pulls, the no-op rounds and the edit rounds."""
     n, tag = s.args.records, f"bs{batch_size}"
     dsn = prepare_database(s.cluster, f"sync_{tag}", s.sandbox)
-    api, url = start_api(s.workdir, dsn, s.sandbox, tag)
+    api, url = start_api(s.workdir, dsn, s.sandbox, tag, s.args.profile_api)
     s.procs.append(api)
     out: dict[str, Any] = {"batch_size": batch_size}
     try:
@@ -982,6 +1002,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261125, help="seed of the search query mix")
     parser.add_argument("--gen-js", type=Path, default=DEFAULT_GEN_JS, help="the peer's gen.js")
     parser.add_argument("--peer-results", type=Path, default=None, help="results/<label>.json of the peer's bench.js")
+    parser.add_argument(
+        "--profile-api", type=Path, default=None, help="run the API under cProfile, writing DIR/api-<tag>.prof"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (PC stores, logs)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)

@@ -181,7 +181,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(signing.router)
     app.include_router(clinical.router)
     # Outermost first: bound the wire size, then inflate gzip bodies (bounded again), and gzip big answers.
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # Level 5, not the default 9: on a pull page of JSON, 9 cost 3-4x the CPU of 5 for a few % fewer bytes
+    # (BENCHMARKS.md, P2); the desktop compresses its push bodies at 5 too.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     app.add_middleware(GunzipRequests, limit=settings.max_inflated_body_bytes)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 

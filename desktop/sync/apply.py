@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from desktop.store.unit_of_work import UnitOfWorkFactory
+from shared.audit import canonical_json
 from shared.clock import HLC, ClockSkewError, decode
 from shared.sync.merge import MergeOutcome, edits_of
 from shared.sync.protocol import JsonValue, PullResponse, RecordKind
@@ -24,6 +25,20 @@ class ClockTooSlow(Exception):
     """This PC's clock is so far behind that it cannot accept the server's stamps (fix the date/time)."""
 
 
+def _seen(
+    stored: tuple[dict[str, str], dict[str, JsonValue]], fields: dict[str, JsonValue], stamps: dict[str, str]
+) -> bool:
+    """Every incoming field is stored already with the same stamp and value (our own echo, or an edit seen
+    before): `shared.sync.merge` would change nothing and lose nothing, so the merge is skipped."""
+    stored_stamps, stored_values = stored
+    return all(
+        stored_stamps.get(name) == stamp
+        and name in stored_values
+        and canonical_json(stored_values[name]) == canonical_json(fields[name])
+        for name, stamp in stamps.items()
+    )
+
+
 def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> ApplyStats:
     """Merge every change of the page into the local store and store ``page.next_cursor``, in one transaction.
 
@@ -35,7 +50,7 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
     now = datetime.now(UTC)
     with uows.write() as uow:
         clinic_id = uow.sync_state.clinic_id_or_unenrolled()
-        known = uow.patients.known_ids(c.id for c in page.changes if c.kind is RecordKind.PATIENT)
+        stored = uow.patients.stored_stamps(c.id for c in page.changes if c.kind is RecordKind.PATIENT)
         new: dict[uuid.UUID, tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]] = {}
         for change in page.changes:
             if change.kind is not RecordKind.PATIENT:
@@ -45,15 +60,20 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
             except ClockSkewError as exc:
                 raise ClockTooSlow(exc.message) from exc
             fields, stamps = edits_of(change)
-            if change.id not in known:
+            known = stored.get(change.id)
+            if known is None:
                 new[change.id] = (change.id, fields, stamps)
-                known.add(change.id)
+                stored[change.id] = (stamps, fields)
                 stats.inserted += 1
+                continue
+            if _seen(known, fields, stamps):
+                stats.unchanged += 1
                 continue
             if change.id in new:  # the page changes a record it also brings: store the new ones first
                 uow.patients.insert_many(new.values(), clinic_id=clinic_id, now=now)
                 new.clear()
-            result = uow.patients.update_fields(change.id, fields, stamps, source="sync", now=now)
+            result = uow.patients.update_fields(change.id, fields, stamps, source="sync", now=now, current=known)
+            stored[change.id] = (dict(result.field_hlcs), {n: result.fields[n] for n in result.field_hlcs})
             stats.conflicts += sum(1 for lost in result.lost if lost.side == "incoming")
             if result.outcome is MergeOutcome.NOOP:
                 stats.unchanged += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,11 +24,11 @@ from desktop.progress import NullProgress, Progress
 from desktop.store.outbox import OutboxEntry
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.sync.apply import ApplyStats, apply_page
-from desktop.sync.transport import Transport
+from desktop.sync.transport import EncodedBody, Transport, encode_body
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, ClockSkewError, decode
 from shared.ids import uuid7
-from shared.sync.protocol import MAX_PUSH_CHANGES, ChangeStatus, PushRequest, PushResponse, RejectCode
+from shared.sync.protocol import MAX_PUSH_CHANGES, ChangeStatus, JsonValue, PushResponse, RejectCode
 
 log = logging.getLogger(__name__)
 RETRYABLE = {RejectCode.CLOCK_SKEW}
@@ -64,6 +65,18 @@ class SyncReport:
     def complete(self) -> bool:
         """Nothing left unsent and the PC has caught up with the server."""
         return self.caught_up and self.pending == 0 and not self.held_back
+
+
+def wire_change(entry: OutboxEntry) -> dict[str, JsonValue]:
+    """An outbox entry as a push change (`shared.sync.protocol.Change` JSON), whatever its record kind."""
+    return {
+        "kind": entry.kind,
+        "id": str(entry.record_id),
+        "op": entry.op,
+        "hlc": entry.hlc,
+        "fields": entry.fields,
+        "field_hlcs": dict(entry.field_hlcs),
+    }
 
 
 class SyncClient:
@@ -105,32 +118,82 @@ class SyncClient:
         if not pending:
             return  # nothing unsent and nothing in flight: no batch to make (saves a write transaction)
         progress.set_status(f"Sending {pending} change(s)")
+        # Batches handed out before and never answered go first, one at a time, each with its own id.
         while True:
             if progress.cancelled:
                 raise Cancelled()
-            batch = self._uows.writer.run(self._next_batch)
+            batch = self._uows.writer.run(self._unacked_batch)
             if batch is None:
+                break
+            response = self._transport.push_encoded(self._encode(*batch))
+            if self._acknowledge(*batch, response, report, progress):
                 return
-            batch_id, entries = batch
-            request = PushRequest(
-                batch_id=batch_id,
-                device_id=self._device_id,
-                schema_version=RECORD_SCHEMA_VERSION,
-                protocol_version=PROTOCOL_VERSION,
-                changes=[e.to_change() for e in entries],
-            )
-            response = self._transport.push(request)
-            held = self._uows.writer.run(self._record_push, batch_id, entries, response, report)
-            report.pushed += len(entries)
-            progress.advance(len(entries))
-            if held:
-                return  # the rest waits for the clock to be fixed; do not spin on the same changes
+        self._push_unsent(report, progress)
 
-    def _next_batch(self) -> tuple[uuid.UUID, list[OutboxEntry]] | None:
+    def _push_unsent(self, report: SyncReport, progress: Progress) -> None:
+        """Send the unsent queue in batches, taking and encoding batch n+1 while batch n is on the wire.
+
+        Batches still reach the server one after the other, in queue order (never two at once from one PC);
+        only the PC's work on the next batch overlaps the server's work on this one. A batch taken but not yet
+        answered when the round stops (an error, a ``clock_skew`` hold) is an unacknowledged batch like any
+        other: the next round re-sends it with its id first.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="integmed-push") as wire:
+            in_flight: tuple[uuid.UUID, list[OutboxEntry], Future[PushResponse]] | None = None
+            try:
+                while True:
+                    if progress.cancelled:
+                        raise Cancelled()
+                    batch = self._uows.writer.run(self._take_unsent)
+                    body = self._encode(*batch) if batch is not None else None
+                    if in_flight is not None:
+                        batch_id, entries, answer = in_flight
+                        in_flight = None
+                        if self._acknowledge(batch_id, entries, answer.result(), report, progress):
+                            return
+                    if batch is None or body is None:
+                        return
+                    in_flight = (batch[0], batch[1], wire.submit(self._transport.push_encoded, body))
+            finally:
+                if in_flight is not None:
+                    in_flight[2].cancel()  # not started yet: never sent; started: its answer is not recorded
+
+    def _encode(self, batch_id: uuid.UUID, entries: list[OutboxEntry]) -> EncodedBody:
+        """The push body of a batch (`PushRequest` JSON), built straight from the outbox entries.
+
+        The entries hold JSON values already (they were validated when queued); the server validates the
+        request as a whole. Entries of every record kind go out alike: the kind is the entry's own text.
+        """
+        return encode_body(
+            {
+                "batch_id": str(batch_id),
+                "device_id": str(self._device_id),
+                "schema_version": RECORD_SCHEMA_VERSION,
+                "protocol_version": PROTOCOL_VERSION,
+                "changes": [wire_change(entry) for entry in entries],
+            }
+        )
+
+    def _acknowledge(
+        self,
+        batch_id: uuid.UUID,
+        entries: list[OutboxEntry],
+        response: PushResponse,
+        report: SyncReport,
+        progress: Progress,
+    ) -> bool:
+        """Record a batch's answer; True when some changes are held back (stop pushing this round)."""
+        held = self._uows.writer.run(self._record_push, batch_id, entries, response, report)
+        report.pushed += len(entries)
+        progress.advance(len(entries))
+        return bool(held)
+
+    def _unacked_batch(self) -> tuple[uuid.UUID, list[OutboxEntry]] | None:
+        with self._uows.read() as uow:
+            return uow.outbox.find_unacked_batch()
+
+    def _take_unsent(self) -> tuple[uuid.UUID, list[OutboxEntry]] | None:
         with self._uows.write() as uow:
-            unacked = uow.outbox.find_unacked_batch()
-            if unacked is not None:
-                return unacked
             entries = uow.outbox.peek_unsent(self._batch_size)
             if not entries:
                 return None
@@ -181,28 +244,33 @@ class SyncClient:
     # ---- pull ---------------------------------------------------------------------------------------
 
     def _pull_all(self, report: SyncReport, progress: Progress) -> None:
-        cursor = self._read_cursor()
-        first = True
-        while True:
-            if progress.cancelled:
-                raise Cancelled()
-            page, remaining = self._transport.pull(cursor, self._page_size)
-            if first:
-                progress.set_total(len(page.changes) + remaining)
-                if remaining:
-                    progress.set_status(f"Receiving {len(page.changes) + remaining} record(s)")
-                first = False
-            stats: ApplyStats = self._uows.writer.run(apply_page, self._uows, page, self._clock)
-            report.pages += 1
-            report.pulled += len(page.changes)
-            report.inserted += stats.inserted
-            report.updated += stats.updated
-            report.conflicts += stats.conflicts
-            progress.advance(len(page.changes))
-            cursor = page.next_cursor
-            if not page.has_more:
-                report.caught_up = True
-                return
+        """Pull pages until caught up; page n+1 is fetched while page n is applied (the cursor is still
+        stored only with an applied page, so a failure anywhere just drops the page fetched ahead)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="integmed-pull") as wire:
+            page, remaining = self._transport.pull(self._read_cursor(), self._page_size)
+            progress.set_total(len(page.changes) + remaining)
+            if remaining:
+                progress.set_status(f"Receiving {len(page.changes) + remaining} record(s)")
+            while True:
+                if progress.cancelled:
+                    raise Cancelled()
+                ahead = wire.submit(self._transport.pull, page.next_cursor, self._page_size) if page.has_more else None
+                try:
+                    stats: ApplyStats = self._uows.writer.run(apply_page, self._uows, page, self._clock)
+                except BaseException:
+                    if ahead is not None:
+                        ahead.cancel()
+                    raise
+                report.pages += 1
+                report.pulled += len(page.changes)
+                report.inserted += stats.inserted
+                report.updated += stats.updated
+                report.conflicts += stats.conflicts
+                progress.advance(len(page.changes))
+                if ahead is None:
+                    report.caught_up = True
+                    return
+                page, _ = ahead.result()
 
     # ---- small reads/writes ---------------------------------------------------------------------------
 

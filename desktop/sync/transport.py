@@ -66,6 +66,24 @@ def raise_for_problem(resp: httpx.Response) -> None:
     raise ServerRefused(detail, status=resp.status_code, problem_code=code or None, detail=detail, extra=extra)
 
 
+@dataclass(frozen=True)
+class EncodedBody:
+    """A JSON request body made ready for the wire (gzip above `GZIP_ABOVE` bytes), with its headers."""
+
+    content: bytes
+    headers: dict[str, str]
+
+
+def encode_body(body: Any) -> EncodedBody:
+    """JSON-encode (compact) and, when larger than `GZIP_ABOVE` bytes, gzip a request body."""
+    content = json.dumps(body, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json"}
+    if len(content) > GZIP_ABOVE:
+        content = gzip.compress(content, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    return EncodedBody(content, headers)
+
+
 class Transport:
     """One server, one device; thread-safe enough for one sync worker at a time."""
 
@@ -110,12 +128,13 @@ class Transport:
             "Accept-Encoding": "gzip",
         }
         content = None
-        if body is not None:
-            content = json.dumps(body, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
-            if len(content) > GZIP_ABOVE:
-                content = gzip.compress(content, compresslevel=5)
-                headers["Content-Encoding"] = "gzip"
+        if isinstance(body, EncodedBody):
+            content = body.content
+            headers |= body.headers
+        elif body is not None:
+            encoded = encode_body(body)
+            content = encoded.content
+            headers |= encoded.headers
         if token:
             headers["Authorization"] = f"Bearer {token}"
         attempts = self._retry.attempts if retry else 1
@@ -161,15 +180,20 @@ class Transport:
     # ---- sync ------------------------------------------------------------------------------------------
 
     def push(self, request: PushRequest) -> PushResponse:
-        resp = self._authed("POST", "/api/v1/sync/push", body=request.model_dump(mode="json"))
-        return PushResponse.model_validate(resp.json())
+        return self.push_encoded(encode_body(request.model_dump(mode="json")))
+
+    def push_encoded(self, body: EncodedBody) -> PushResponse:
+        """`push` of a body already encoded (`encode_body` of a `PushRequest`'s JSON): the sync client encodes
+        the next batch while this one is on the wire."""
+        resp = self._authed("POST", "/api/v1/sync/push", body=body)
+        return PushResponse.model_validate_json(resp.content)
 
     def pull(self, cursor: str | None, limit: int) -> tuple[PullResponse, int]:
         """One page after ``cursor``, and how many feed entries remain after it."""
         params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
         resp = self._authed("GET", "/api/v1/sync/pull", params=params)
         remaining = resp.headers.get("x-integmed-remaining", "0")
-        return PullResponse.model_validate(resp.json()), int(remaining) if remaining.isdigit() else 0
+        return PullResponse.model_validate_json(resp.content), int(remaining) if remaining.isdigit() else 0
 
     def ping(self) -> bool:
         """Cheap reachability probe for the status bar; never raises."""

@@ -32,6 +32,7 @@ from shared.sync.protocol import (
     Change,
     ChangeResult,
     ChangeStatus,
+    Op,
     PulledChange,
     PullResponse,
     PushRequest,
@@ -341,11 +342,13 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
         fields, stamps = patients_db.state_of(row)
         if row["deleted"] and DELETED_FIELD not in stamps:
             continue  # cannot happen for synced rows; guards hand-edited data
+        # Built without validation: these are stored rows that a validated push (or the server) wrote, and
+        # validating a page again (every stamp decoded) was a fifth of the server's pull CPU.
         changes.append(
-            PulledChange(
+            PulledChange.model_construct(
                 kind=RecordKind.PATIENT,
                 id=row["record_id"],
-                op="upsert",
+                op=Op.UPSERT,
                 hlc=row["hlc"],
                 fields=fields,
                 field_hlcs=stamps,
@@ -355,7 +358,7 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
             )
         )
     next_cursor = str(page[-1]["seq"]) if page else str(after)
-    return PullResponse(
+    return PullResponse.model_construct(
         changes=changes, next_cursor=next_cursor, has_more=len(rows) > limit, server_hlc=encode(clock.now())
     )
 

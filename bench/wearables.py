@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,6 @@ from sync_server.settings import Settings
 GOAL_RATIO = 0.7
 GOAL_P95_MS = 100.0
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-START = datetime(2024, 11, 1, tzinfo=UTC)
 KINDS = (  # characteristic, metric -> (unit, ucum, low, high, decimals)
     ("2A35", {"bp_systolic": ("mmHg", "mm[Hg]", 100, 170, 0), "bp_diastolic": ("mmHg", "mm[Hg]", 60, 100, 0),
               "bp_mean_arterial": ("mmHg", "mm[Hg]", 75, 120, 0), "pulse_rate": ("beats/min", "/min", 55, 110, 0)}),
@@ -94,15 +93,18 @@ def make_reading(rng: random.Random, patient: uuid.UUID, at: datetime, kind: int
 
 
 def readings_for(rng: random.Random, patients: list[uuid.UUID], n: int, kinds: tuple[int, ...]) -> Iterator[Reading]:
-    """``n`` readings spread over the patients, 6 a day each from START, in time order per patient."""
+    """``n`` readings spread over the patients, 6 a day each, in time order per patient, ending before today
+    (the server refuses measurement times in the future)."""
     per = -(-n // len(patients))
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=per // 6 + 2)
     made = 0
     for step in range(per):
         day, slot = divmod(step, 6)
         for i, patient in enumerate(patients):
             if made == n:
                 return
-            at = START + timedelta(days=day, hours=2 + 3 * slot, minutes=i % 60, seconds=rng.randrange(60))
+            at = start + timedelta(days=day, hours=2 + 3 * slot, minutes=i % 60, seconds=rng.randrange(60))
             kind = kinds[(step + i) % len(kinds)]
             yield make_reading(rng, patient, at, kind, f"DEV-{i:05d}-{kind}")
             made += 1
@@ -250,7 +252,8 @@ def graph_latency(base: str, token: str, patient: uuid.UUID, n: int, rng: random
     entries = []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=30) as c:
         for i in range(n + 20):
-            extra = {} if i % 2 == 0 else {"from": (date(2024, 11, 1) + timedelta(days=rng.randrange(700))).isoformat()}
+            first = datetime.now(UTC).date() - timedelta(days=730)
+            extra = {} if i % 2 == 0 else {"from": (first + timedelta(days=rng.randrange(700))).isoformat()}
             t0 = time.perf_counter()
             r = c.get(url, params=params | extra)
             elapsed = (time.perf_counter() - t0) * 1000

@@ -5,6 +5,8 @@ Commands (DESIGN §8)::
     integmed [--data-dir DIR] [--server URL]                     the desktop app
     integmed [--data-dir DIR] patients import FILE.csv           all rows or none; bad rows by line
     integmed [--data-dir DIR] patients export --format json|csv  every patient with its id, to stdout
+    integmed [--data-dir DIR] rx verify FILE|PAYLOAD [--json]    offline check of a prescription QR (0 = VALID)
+    integmed [--data-dir DIR] rx revocations import FILE         install a signed revocation list
 
 Exit codes: 0 done; 1 bad input (a bad CSV row, an unreadable file); 2 usage (unknown command or option);
 3 the environment stopped it (disk full, data from a newer IntegMed, ...: the message says what to do).
@@ -29,6 +31,7 @@ from pydantic import ValidationError
 from desktop.config import DesktopSettings, load_settings
 from desktop.devices import commands as devices_commands
 from desktop.errors import InputFileError, KnownError
+from desktop.rx import commands as rx_commands
 from desktop.services.patients import PatientService
 from desktop.store import LocalStore, open_local_store
 from desktop.sync import commands as sync_commands
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_patient_commands(commands)
     sync_commands.add_commands(commands)  # enroll, sync
     devices_commands.add_commands(commands)  # devices decode
+    rx_commands.add_commands(commands)  # rx verify, rx revocations import
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Offline verification of printed prescriptions: read the QR (text, image or PDF), check it, report it."""

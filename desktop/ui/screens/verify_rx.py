@@ -256,6 +256,10 @@ class VerifyPrescriptionDialog(QDialog):
         if self._busy:
             return
         self._set_busy(True, status)
+        # an earlier verdict must never stand next to a file that is still being checked
+        self.banner.setVisible(False)
+        self.reason.clear()
+        self.details.clear()
         load_trust = self._load_trust
         self._runner.run_query(
             self, lambda: check(argument, load_trust), on_success=self._on_checked, on_failure=self._on_failed

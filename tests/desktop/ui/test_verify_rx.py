@@ -106,6 +106,23 @@ def test_an_image_without_a_qr_says_so(qtbot: QtBot, runner: Runner, chain: Test
     assert dialog.banner.text() == "NO QR CODE READ"
 
 
+def test_a_new_check_clears_the_previous_verdict(
+    qtbot: QtBot, runner: Runner, chain: TestChain, signed: SignedPrescription
+) -> None:
+    dialog = _dialog(qtbot, runner, chain.trust)
+    dialog.text_edit.setText(signed.qr_payload)
+    with qtbot.wait_signal(dialog.checked, timeout=20000):
+        dialog.verify_button.click()
+    assert dialog.banner.isVisible()
+    dialog.start(signed.qr_payload[:-5], "Checking\u2026")
+    assert not dialog.banner.isVisible() and dialog.details.toPlainText() == ""
+    assert not dialog.verify_button.isEnabled()
+    dialog.start("ignored while busy", "x")
+    with qtbot.wait_signal(dialog.checked, timeout=20000) as blocker:
+        pass
+    assert not blocker.args[0].result.valid and dialog.banner.text() == "INVALID"
+
+
 def test_an_unknown_root_is_invalid(qtbot: QtBot, runner: Runner, signed: SignedPrescription) -> None:
     other = make_test_chain()
     dialog = _dialog(qtbot, runner, other.trust)

@@ -266,7 +266,7 @@ def _header_height(rx: PrintablePrescription, m: _Metrics) -> float:
     half = (m.page[0] - 2 * m.margin) / 2 - 2 * mm
     clinic, doctor = _letterhead(rx, m.base)
     used = max(_draw_block(None, 0, 0, clinic, half, right=False), _draw_block(None, 0, 0, doctor, half, right=True))
-    return max(m.header_h, used + 5 * mm)
+    return float(max(m.header_h, used + 5 * mm))
 
 
 CONTINUATION_H = 6 * mm

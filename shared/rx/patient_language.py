@@ -240,9 +240,10 @@ def translate(english: str, catalogue: Catalogue | None = None) -> Result:
         i += len(hit[0].en)
     if verb is not None:
         pieces.append(verb)
-    if unknown or not pieces:
+    text = _join(pieces).strip(" ,;")
+    if unknown or not text.strip(" ,;()"):
         return NotTranslated(english, tuple(unknown) or (english,))
-    return Translated(english, _join(pieces).strip(" ,;"))
+    return Translated(english, text)
 
 
 def line_instructions(

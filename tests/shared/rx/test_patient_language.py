@@ -50,6 +50,8 @@ def test_known_phrases_translate(english: str, hindi: str) -> None:
         ("every 6 hours", ("every", "6", "hours")),
         ("0-0-0", ("0-0-0",)),
         ("", ("",)),
+        (";", (";",)),
+        ("()", ("()",)),
     ],
 )
 def test_unknown_words_make_the_whole_field_not_translated(english: str, unknown: tuple[str, ...]) -> None:

@@ -41,6 +41,7 @@ as comparing the stamps, so databases can index and compare the text directly (i
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -126,8 +127,10 @@ def encode(stamp: Stamp) -> str:
     return f"{stamp.wall_ms:0{WALL_HEX_DIGITS}x}-{stamp.counter:0{COUNTER_HEX_DIGITS}x}-{stamp.node}"
 
 
+@functools.lru_cache(maxsize=65_536)
 def decode(text: str) -> Stamp:
-    """Parse text made by `encode`.
+    """Parse text made by `encode` (cached: a sync batch decodes the same stamps many times; `Stamp` is frozen
+    and errors are not cached).
 
     Args:
         text: an encoded stamp.

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QWidget
 
 from desktop.config import DesktopSettings
 from desktop.errors import KnownError, NotEnrolled
+from desktop.rx.revocations import load_cached
 from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import DEVICE_TOKEN, AuthService, Enrolment
@@ -59,6 +60,8 @@ from desktop.ui.screens.first_sync import FirstSyncDialog
 from desktop.ui.screens.setup import SetupWindow
 from desktop.ui.screens.unlock import UnlockDialog
 from desktop.ui.style import APP_STYLE_SHEET
+from shared.signing.revocation import RevocationList
+from shared.signing.trust import TrustStore, default_trust
 
 logger = logging.getLogger(__name__)
 
@@ -335,6 +338,7 @@ class DesktopApp:
             doctor=Clinician.of(user),
             rx_signing=self.rx_signing,
             timeline=TimelineService(self.store.uow),
+            verify_trust=self._verify_trust,
         )
         self.main_window = window
         window.resize(1366, 768)
@@ -378,6 +382,11 @@ class DesktopApp:
         return self.settings.server_url or (enrolment.server_url if enrolment is not None else None)
 
     # -- end -----------------------------------------------------------------------------------------------
+
+    def _verify_trust(self) -> tuple[TrustStore, list[RevocationList]]:
+        """The roots a pharmacist's verifier ships with and the revocation lists installed on this PC."""
+        trust = default_trust()
+        return trust, list(load_cached(self.settings.data_dir, trust).lists)
 
     def _open_encounter(self) -> tuple[uuid.UUID, uuid.UUID] | None:
         """The encounter open on screen (a reading taken now belongs to its vitals), or None."""

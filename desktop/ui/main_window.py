@@ -32,6 +32,7 @@ from desktop.ui.screens.patient_detail import PatientDetailScreen
 from desktop.ui.screens.patient_form import PatientFormScreen
 from desktop.ui.screens.patient_search import PatientSearchScreen
 from desktop.ui.screens.timeline import PatientTimelineScreen
+from desktop.ui.screens.verify_rx import TrustLoader, VerifyPrescriptionDialog
 from desktop.ui.signals import emit
 from desktop.ui.sync_status import SyncStatusWidget
 
@@ -79,6 +80,7 @@ class MainWindow(QMainWindow):
         doctor: Clinician | None = None,
         rx_signing: RxSigningService | None = None,
         timeline: TimelineService | None = None,
+        verify_trust: TrustLoader | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -127,6 +129,7 @@ class MainWindow(QMainWindow):
             self.detail.encounter_requested.connect(self.on_detail_encounter_requested)
             self.encounter.closed.connect(self.on_encounter_closed)
         self._timeline_service = timeline
+        self._verify_trust = verify_trust
         self.timeline: PatientTimelineScreen | None = None
         if timeline is not None:
             self.timeline = PatientTimelineScreen(self)
@@ -164,6 +167,9 @@ class MainWindow(QMainWindow):
             patients_menu.addAction(item)
         sync_menu = self.menuBar().addMenu("&Sync")
         sync_menu.addAction(self.sync_action)
+        self.verify_action = action("&Verify a prescription…", "Ctrl+Shift+V")
+        self.verify_action.setEnabled(self._verify_trust is not None)
+        self.menuBar().addMenu("P&rescriptions").addAction(self.verify_action)
         if self.devices_screen is not None:
             self.devices_action = action("Bluetooth &devices", "Ctrl+Shift+D")
             self.menuBar().addMenu("&Devices").addAction(self.devices_action)
@@ -172,6 +178,7 @@ class MainWindow(QMainWindow):
         worker, status = self._sync_worker, self.sync_status
         # menus and keys
         self.find_action.triggered.connect(self.on_find_action_triggered)
+        self.verify_action.triggered.connect(self.on_verify_action_triggered)
         self.new_action.triggered.connect(self.on_new_action_triggered)
         self.edit_action.triggered.connect(self.on_edit_action_triggered)
         self.sync_action.triggered.connect(self.on_sync_requested)
@@ -322,6 +329,15 @@ class MainWindow(QMainWindow):
     def on_sync_worker_sync_failed(self, exc: BaseException, user_started: bool) -> None:
         if user_started and not is_cancellation(exc):
             self._present_error(self, exc)  # a sync the user asked for always says how it went
+
+    @Slot()
+    def on_verify_action_triggered(self) -> None:
+        """The pharmacist's check on this PC: open a scan/photo/PDF or paste QR text (offline)."""
+        if self._verify_trust is None:
+            return
+        dialog = VerifyPrescriptionDialog(self._runner, self._verify_trust, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     @Slot()
     def on_devices_action_triggered(self) -> None:

@@ -20,6 +20,8 @@ from desktop.store import LocalStore
 from desktop.ui.bridges.sync_worker import SyncRound, SyncWorker
 from desktop.ui.main_window import MainWindow
 from desktop.ui.runner import Runner
+from desktop.ui.screens.verify_rx import VerifyPrescriptionDialog
+from shared.signing.trust import default_trust
 from tests.desktop.ui.conftest import RecordingPresenter
 from tests.desktop.ui.keyboard import activate, press, type_text
 
@@ -124,3 +126,25 @@ def test_ctrl_t_opens_the_health_timeline_and_esc_goes_back(
     press(qtbot, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: window.shell.currentIndex() == 0)
     assert presenter.shown == []
+
+
+def test_ctrl_shift_v_opens_the_verify_dialog(
+    qtbot: QtBot,
+    runner: Runner,
+    patient_service: PatientService,
+    local_store: LocalStore,
+    presenter: RecordingPresenter,
+) -> None:
+    worker = SyncWorker(
+        runner, make_client=_not_enrolled, probe=lambda: False, read_status=SyncStatusService(local_store.uow).status
+    )
+    window = MainWindow(
+        runner, patient_service, worker, user_name=DOCTOR.name, actor=str(DOCTOR.user_id),
+        error_presenter=presenter, verify_trust=lambda: (default_trust(), []),
+    )  # fmt: skip
+    qtbot.addWidget(window)
+    activate(qtbot, window)
+    press(qtbot, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: any(d.isVisible() for d in window.findChildren(VerifyPrescriptionDialog)))
+    (dialog,) = window.findChildren(VerifyPrescriptionDialog)
+    dialog.close()

@@ -53,6 +53,7 @@ from desktop.ui.bridges.ble_worker import BleWorker
 from desktop.ui.bridges.sync_worker import SyncTimings, SyncWorker
 from desktop.ui.error_dialogs import ErrorPresenter
 from desktop.ui.fonts import register_bundled_fonts, ui_font
+from desktop.ui.gc_guard import GuiThreadCollector
 from desktop.ui.main_window import MainWindow
 from desktop.ui.runner import PresentError, Runner
 from desktop.ui.screens.devices import DevicesScreen
@@ -413,14 +414,18 @@ def _clinic_name(user: LocalUser) -> str:
     return str(clinic.get("name", "")) if isinstance(clinic, dict) else ""
 
 
-def prepare_application(app: QApplication) -> None:
-    """Name the application, register the bundled fonts (Indian scripts) and make them the UI font."""
+def prepare_application(app: QApplication, *, gui_thread_gc: bool = True) -> GuiThreadCollector | None:
+    """Name the application, register the bundled fonts (Indian scripts) and make them the UI font.
+
+    With ``gui_thread_gc`` the cycle collector runs only on the GUI thread (`desktop.ui.gc_guard`); returns it.
+    """
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName(APP_NAME)
     register_bundled_fonts()
     app.setFont(ui_font())
     app.setStyleSheet(APP_STYLE_SHEET)
+    return GuiThreadCollector(parent=app) if gui_thread_gc else None
 
 
 def configure_logging(data_dir: Path) -> Path | None:
@@ -445,7 +450,7 @@ def main(settings: DesktopSettings) -> int:
     log_path = configure_logging(settings.data_dir)
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
-    prepare_application(app)
+    collector = prepare_application(app)
     presenter = ErrorPresenter(log_path)
     try:
         store = open_local_store(settings.database_path, backups_dir=settings.backups_dir)
@@ -461,3 +466,5 @@ def main(settings: DesktopSettings) -> int:
     finally:
         desktop.close()
         store.close()
+        if collector is not None:
+            collector.stop()

@@ -130,12 +130,9 @@ class MainWindow(QMainWindow):
             self.encounter.closed.connect(self.on_encounter_closed)
         self._timeline_service = timeline
         self._verify_trust = verify_trust
-        self.timeline: PatientTimelineScreen | None = None
+        self.timeline: PatientTimelineScreen | None = None  # made on first use (charts are heavy)
         if timeline is not None:
-            self.timeline = PatientTimelineScreen(self)
-            self.shell.addWidget(self.timeline)
             self.detail.timeline_requested.connect(self.on_detail_timeline_requested)
-            self.timeline.closed.connect(self.on_encounter_closed)
         self.setCentralWidget(self.shell)
         self.sync_status = SyncStatusWidget(self)
         self.user_label = QLabel(f"Signed in: {user_name}", self)
@@ -286,10 +283,14 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def on_detail_timeline_requested(self, patient: Any) -> None:
         """Read the patient's readings, visits and prescriptions off the GUI thread, then draw them."""
-        if self.timeline is None or self._timeline_service is None:
+        if self._timeline_service is None:
             return
+        if self.timeline is None:
+            self.timeline = PatientTimelineScreen(self)
+            self.shell.addWidget(self.timeline)
+            self.timeline.closed.connect(self.on_encounter_closed)
         service, screen, name = self._timeline_service, self.timeline, str(patient.name)
-        self._runner.run_op(
+        self._runner.run_query(
             self,
             lambda: service.load(patient.id),
             lambda loaded: self._show_timeline(screen, loaded, name),

@@ -9,6 +9,7 @@ loopback, embedded PostgreSQL, the national-services sandbox for HPR OTPs); `mak
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -111,8 +112,20 @@ def ui_app(qapp: QApplication) -> QApplication:
     """The QApplication prepared as `desktop.app.main` prepares it: name, bundled fonts, UI font, style."""
     from desktop.app import prepare_application
 
-    prepare_application(qapp)
+    prepare_application(qapp, gui_thread_gc=False)  # tests collect per test instead (`_collect_on_main_thread`)
     return qapp
+
+
+@pytest.fixture(autouse=True)
+def _collect_on_main_thread() -> Iterator[None]:
+    """As in the app (`desktop.ui.gc_guard`): no cycle collection on worker threads during a UI test, and the
+    test's garbage (Qt objects in cycles, e.g. pyqtgraph plots) collected here, on the GUI thread, after it."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        gc.enable()
 
 
 @pytest.fixture

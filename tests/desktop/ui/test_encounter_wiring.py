@@ -118,9 +118,9 @@ def test_ctrl_t_opens_the_health_timeline_and_esc_goes_back(
     qtbot.waitUntil(lambda: window.detail.patient is not None)
     window.detail.edit_button.setFocus()
     press(qtbot, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.timeline is not None and window.shell.currentWidget() is window.timeline)
     screen = window.timeline
     assert screen is not None
-    qtbot.waitUntil(lambda: window.shell.currentWidget() is screen)
     assert "Meena Devi" in screen.title.text()
     assert screen.events.rowCount() == 1 and screen.events.item(0, 2).text() == "Joint pain"
     press(qtbot, Qt.Key.Key_Escape)

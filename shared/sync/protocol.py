@@ -73,10 +73,17 @@ class RecordKind(StrEnum):
     brings the stored one); ``signed_immutable`` when the id exists with other content; ``invalid_record``
     for an invalid reading, an unknown metric or an implausible value; ``not_in_scope`` for a patient the
     device's clinic does not hold. A ``delete`` of a reading is rejected (``signed_immutable``).
+
+    ``encounter`` merges per field (`shared.sync.encounter_merge`): the header, each SOAP section and
+    status/completed_at carry their own stamps; completion is monotonic. A change that would alter a
+    completed encounter's content is answered ``merged``: its late values are stored as an addendum by the
+    change's author (the message says so), never applied and never dropped. A ``delete`` is rejected
+    (``invalid_record``: encounters are clinical records, not deleted); a changed ``patient_id`` too.
     """
 
     PATIENT = "patient"
     READING = "reading"
+    ENCOUNTER = "encounter"
 
 
 class Op(StrEnum):

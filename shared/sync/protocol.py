@@ -230,7 +230,8 @@ class ChangeResult(BaseModel):
         id: the record id of the change.
         status: applied, merged or rejected.
         reason: why it was rejected; present exactly when rejected.
-        message: sentence explaining the rejection; present exactly when rejected.
+        message: sentence explaining the rejection (always present when rejected); on a merged change, an
+            optional note of what the server did instead (e.g. a late encounter edit kept as an addendum).
         server_version: the record's version on the server after the push (when the record exists).
 
     Raises:
@@ -270,8 +271,8 @@ class ChangeResult(BaseModel):
     @model_validator(mode="after")
     def _reason_iff_rejected(self) -> ChangeResult:
         rejected = self.status is ChangeStatus.REJECTED
-        if rejected != (self.reason is not None) or rejected != (self.message is not None):
-            raise ValueError("reason and message are given exactly when the change is rejected")
+        if rejected != (self.reason is not None) or (rejected and self.message is None):
+            raise ValueError("reason is given exactly when the change is rejected, and a rejection has a message")
         if not rejected and self.server_version is None:
             raise ValueError("an applied or merged change reports its server_version")
         return self

@@ -44,7 +44,7 @@ from sync_server import errors
 from sync_server.db import audit
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
-from sync_server.services import readings
+from sync_server.services import encounter_sync, readings
 from sync_server.services.context import Actor
 
 IDENTITY_FIELDS = {"name", "mobile", "year_of_birth", "abha_number", "abha_address", DELETED_FIELD}
@@ -52,6 +52,10 @@ IDENTITY_FIELDS = {"name", "mobile", "year_of_birth", "abha_number", "abha_addre
 
 _MATCH_KEYS = ("abha_number", "abha_address", "mobile")
 """Fields at least one of which two patients must share to be flagged as duplicates (`sync_db.detect_duplicates`)."""
+
+
+_OWN_MODULE = {RecordKind.READING, RecordKind.ENCOUNTER}
+"""Kinds pushed through their own module (services.readings, services.encounter_sync), after the patients."""
 
 
 class _Reject(Exception):
@@ -146,8 +150,8 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     entries: list[dict[str, Any]] = []
     run = _Run()
     for index, change in enumerate(req.changes):
-        if change.kind is RecordKind.READING:
-            results.append(None)  # append-only: decided and stored by services.readings after the patients
+        if change.kind in _OWN_MODULE:
+            results.append(None)  # decided and stored by its own module, after the patients (see below)
             continue
         if change.id in run.ids:  # its state and version are those its earlier write leaves: store that first
             await _flush(conn, actor, run, states, results)
@@ -186,6 +190,8 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
             }
         )
     await _flush(conn, actor, run, states, results)
+    for index, encounter_result in await encounter_sync.push(conn, actor, req, clock):
+        results[index] = encounter_result
     for index, reading_result in await readings.push(conn, actor, req, clock):
         results[index] = reading_result
     await sync_db.add_history(conn, history)
@@ -334,7 +340,12 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
     page = rows[:limit]
     changes = []
     pulled_readings = await readings.pulled(conn, page)
+    pulled_encounters = await encounter_sync.pulled(conn, page)
     for row in page:
+        if row["kind"] == RecordKind.ENCOUNTER:
+            if row["record_id"] in pulled_encounters:
+                changes.append(pulled_encounters[row["record_id"]])
+            continue
         if row["kind"] == RecordKind.READING:
             if row["record_id"] in pulled_readings:
                 changes.append(pulled_readings[row["record_id"]])

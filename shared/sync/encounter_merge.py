@@ -3,7 +3,8 @@
 An encounter's synced state is a map of fields, each with the HLC stamp of the edit that set it (as for
 patients, `shared.sync.merge.merge_fields`):
 
-* header: ``patient_id`` (set once, never changed), ``encounter_type``, ``start_time``, ``chief_complaint``;
+* header: ``patient_id`` and ``doctor_id`` (set once, never changed), ``encounter_type``, ``start_time``,
+  ``chief_complaint``;
 * SOAP sections, each one field: ``subjective``, ``objective``, ``examination``, ``assessment``, ``plan``;
 * ``status`` (``draft`` / ``completed``) and ``completed_at``.
 
@@ -33,12 +34,14 @@ from shared.sync.merge import LostValue, MergeOutcome, MergeResult, Side, merge_
 from shared.sync.protocol import ChangeStatus, JsonValue
 
 HEADER_FIELDS = ("patient_id", "encounter_type", "start_time", "chief_complaint")
+"""The header fields a new encounter must have."""
 SECTION_FIELDS = ("subjective", "objective", "examination", "assessment", "plan")
 STATUS_FIELDS = ("status", "completed_at")
-CONTENT_FIELDS = frozenset(HEADER_FIELDS + SECTION_FIELDS)
+IMMUTABLE_FIELDS = frozenset({"patient_id", "doctor_id"})
+"""Set when the encounter is created and never changed (``doctor_id``: the doctor who saw the patient)."""
+CONTENT_FIELDS = frozenset(HEADER_FIELDS + SECTION_FIELDS) | IMMUTABLE_FIELDS
 ENCOUNTER_FIELDS = CONTENT_FIELDS | frozenset(STATUS_FIELDS)
 """Field names an encounter change may carry."""
-IMMUTABLE_FIELDS = frozenset({"patient_id"})
 DRAFT, COMPLETED = "draft", "completed"
 
 _ADDENDUM_NAMESPACE = uuid.UUID("019ab4c2-0000-7000-8000-00000000add0")

@@ -10,7 +10,8 @@ encounter may follow its new patient in one batch):
   device) — never applied to the encounter, never dropped. Its id is derived from the late values, so a
   re-sent change adds no second addendum.
 * ``rejected`` ``invalid_record``: a delete (encounters are clinical records: never deleted), a change of
-  ``patient_id``, an unknown field, a value that is not valid (the message names the field), a new
+  ``patient_id`` or ``doctor_id`` (a new encounter without ``doctor_id`` is the author's; with one, it must be
+  a user of the clinic), an unknown field, a value that is not valid (the message names the field), a new
   encounter missing a header field, or a patient the server does not hold.
 * ``rejected`` ``not_in_scope``: the encounter or its patient belongs to another clinic; ``clock_skew`` as
   for patients.
@@ -78,6 +79,7 @@ class _Header(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     patient_id: uuid.UUID
+    doctor_id: uuid.UUID | None = None
     encounter_type: EncounterType
     start_time: AwareDatetime
     chief_complaint: Complaint
@@ -94,6 +96,7 @@ def state_of(row: asyncpg.Record) -> tuple[dict[str, JsonValue], dict[str, str]]
     note = json.loads(row["soap_note"]) if row["soap_note"] else {}
     fields: dict[str, JsonValue] = {
         "patient_id": str(row["patient_id"]),
+        "doctor_id": str(row["doctor_id"]),
         "encounter_type": row["encounter_type"],
         "start_time": _iso(row["start_time"]),
         "chief_complaint": row["chief_complaint"],
@@ -214,42 +217,14 @@ async def _one(
         raise _Reject(RejectCode.INVALID_RECORD, str(exc)) from None
     header, sections = _validate(merged, incoming)
     if row is None:
-        clinic = await conn.fetchval("SELECT clinic_id FROM patients WHERE id = $1", header.patient_id)
-        if clinic is None:
-            raise _Reject(RejectCode.INVALID_RECORD, f"patient_id: no patient {header.patient_id}; push it first")
-        if clinic != actor.clinic_id:
-            raise _Reject(RejectCode.NOT_IN_SCOPE, "This patient belongs to another clinic")
+        await _check_new(conn, actor, header, author_id)
     lost = _history(actor, change, merged)
     result = merged.result
     version = row["version"] if row is not None else 0
     wrote = result.fields != current or result.field_hlcs != current_hlcs
     if wrote:
         version = await _write(conn, actor, change.id, row is not None, header, sections, result.field_hlcs, author_id)
-    message = None
-    if merged.late:
-        added = addendum_id(change.id, merged.late)
-        soap = {v.field: v.value for v in merged.late if v.field in SECTION_FIELDS}
-        try:
-            soap_note = SoapNote.model_validate(soap).model_dump(mode="json", exclude_none=True) if soap else None
-        except ValidationError:
-            soap_note = None  # the text below keeps every value in full
-        await conn.execute(
-            """
-            INSERT INTO encounter_addenda (id, encounter_id, clinic_id, author_id, text, soap_note)
-            VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (id) DO NOTHING
-            """,
-            added,
-            change.id,
-            actor.clinic_id,
-            author_id,
-            late_addendum_text(merged.late, author_name),
-            None if soap_note is None else json.dumps(soap_note),
-        )
-        fields = ", ".join(v.field for v in merged.late)
-        message = (
-            f"The encounter was already completed: the late edit of {fields} was kept as addendum {added} "
-            f"by {author_name}, not applied to the note"
-        )
+    message = await _store_late(conn, actor, change.id, merged, author_id, author_name) if merged.late else None
     status = merged.change_status
     res = ChangeResult(kind=RecordKind.ENCOUNTER, id=change.id, status=status, message=message, server_version=version)
     if not wrote and not merged.late:
@@ -262,6 +237,53 @@ async def _one(
         | ({"addendum_id": str(addendum_id(change.id, merged.late))} if merged.late else {}),
     }
     return res, lost, entry
+
+
+async def _store_late(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    encounter_id: uuid.UUID,
+    merged: EncounterMerge,
+    author_id: uuid.UUID,
+    author_name: str,
+) -> str:
+    """Store the late values as an addendum by the change's author; the sentence for the change's result."""
+    added = addendum_id(encounter_id, merged.late)
+    soap = {v.field: v.value for v in merged.late if v.field in SECTION_FIELDS}
+    try:
+        soap_note = SoapNote.model_validate(soap).model_dump(mode="json", exclude_none=True) if soap else None
+    except ValidationError:
+        soap_note = None  # the text below keeps every value in full
+    await conn.execute(
+        """
+        INSERT INTO encounter_addenda (id, encounter_id, clinic_id, author_id, text, soap_note)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (id) DO NOTHING
+        """,
+        added,
+        encounter_id,
+        actor.clinic_id,
+        author_id,
+        late_addendum_text(merged.late, author_name),
+        None if soap_note is None else json.dumps(soap_note),
+    )
+    fields = ", ".join(v.field for v in merged.late)
+    return (
+        f"The encounter was already completed: the late edit of {fields} was kept as addendum {added} "
+        f"by {author_name}, not applied to the note"
+    )
+
+
+async def _check_new(conn: asyncpg.Connection, actor: Actor, header: _Header, author_id: uuid.UUID) -> None:
+    """A new encounter's patient is one of the clinic's; its doctor, when named, a user of the clinic."""
+    clinic = await conn.fetchval("SELECT clinic_id FROM patients WHERE id = $1", header.patient_id)
+    if clinic is None:
+        raise _Reject(RejectCode.INVALID_RECORD, f"patient_id: no patient {header.patient_id}; push it first")
+    if clinic != actor.clinic_id:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "This patient belongs to another clinic")
+    if header.doctor_id is not None and header.doctor_id != author_id:
+        doctor_clinic = await conn.fetchval("SELECT clinic_id FROM users WHERE id = $1", header.doctor_id)
+        if doctor_clinic != actor.clinic_id:
+            raise _Reject(RejectCode.INVALID_RECORD, f"doctor_id: {header.doctor_id} is not a user of this clinic")
 
 
 async def _write(
@@ -305,7 +327,7 @@ async def _write(
         encounter_id,
         actor.clinic_id,
         header.patient_id,
-        author_id,
+        header.doctor_id or author_id,
         *values,
     )
     return 1

@@ -124,6 +124,8 @@ def test_bad_encounter_changes_are_rejected_with_the_reason(
         (enc_change(a, eid, {"start_time": "2026-11-25T15:00:00+05:30"}), "invalid_record", "UTC"),
         (enc_change(a, eid, {"soap": "x"}), "invalid_record", "not encounter fields"),
         (enc_change(a, uuid7(), header(uuid7())), "invalid_record", "no patient"),
+        (enc_change(a, uuid7(), header(pid, doctor_id=str(uuid7()))), "invalid_record", "doctor_id: "),
+        (enc_change(a, eid, {"doctor_id": str(uuid7())}), "invalid_record", "doctor_id of an encounter"),
     ]
     got = results(a.push([c for c, _, _ in cases]))
     for (_, reason, text), result in zip(cases, got, strict=True):

@@ -11,9 +11,10 @@ patients, `shared.sync.merge.merge_fields`):
 **Draft.** Two PCs editing different sections of one draft both keep their edit; editing the same section,
 the later stamp wins and the other value is returned as lost (kept in history), as for patients.
 
-**Completion is monotonic.** ``completed`` beats ``draft`` whatever the stamps; between two completions the
-later stamp wins. So merging drafts and completions is commutative, associative and idempotent, and an
-encounter never goes back to draft.
+**Completion is monotonic.** ``completed`` beats ``draft`` whatever the stamps, so an encounter never goes
+back to draft; between two drafts (or two completions merged into a draft) the later stamp wins, so merging
+drafts is commutative, associative and idempotent. A replica that holds a completed encounter keeps it as
+it is, including its ``completed_at``: a second completion arriving later loses (kept in history).
 
 **After completion.** A completed encounter's content is frozen (the database trigger refuses any change).
 An incoming value that would win by stamp but differs from the stored one is *late*: it is not applied and
@@ -206,11 +207,54 @@ def _merge_status(
         return theirs, (), True
     if mine == theirs:
         return mine, (), False
+    if mine[0].get("status") == COMPLETED:
+        # A completed encounter is frozen (the databases refuse any change): its first completion stays.
+        lost = tuple(LostValue(n, theirs[0][n], theirs[1][n], Side.INCOMING) for n in theirs[0])
+        return mine, lost, False
     if _status_key(theirs[0], theirs[1]) > _status_key(mine[0], mine[1]):
         lost = tuple(LostValue(n, mine[0][n], mine[1][n], Side.CURRENT) for n in mine[0])
         return theirs, lost, True
     lost = tuple(LostValue(n, theirs[0][n], theirs[1][n], Side.INCOMING) for n in theirs[0])
     return mine, lost, False
+
+
+def adopt_completed(
+    current_fields: Mapping[str, JsonValue],
+    current_field_hlcs: Mapping[str, str],
+    completed_fields: Mapping[str, JsonValue],
+    completed_field_hlcs: Mapping[str, str],
+) -> EncounterMerge:
+    """Take a completed encounter's full state (the server's) over a local draft; keep local extras as late.
+
+    The server completed the encounter without some local draft edits (they reached it after the completion,
+    or have not reached it yet). The replica takes the completed state exactly, so every replica holds the
+    same note, and each local value that would have won by stamp is returned as late, with its own stamp:
+    the server turns the same edit into the same addendum (`addendum_id`), so the two addenda are one.
+
+    Args:
+        current_fields: the local draft's values.
+        current_field_hlcs: their stamps.
+        completed_fields: every field of the completed encounter.
+        completed_field_hlcs: their stamps.
+
+    Returns:
+        The completed state and the local late values.
+
+    Raises:
+        EncounterConflict: as `merge_encounter`, or when the incoming state is not completed.
+    """
+    if not is_completed(completed_fields):
+        raise EncounterConflict("only a completed encounter's state is adopted")
+    merged = merge_encounter(current_fields, current_field_hlcs, completed_fields, completed_field_hlcs)
+    fields, stamps = merged.result.fields, merged.result.field_hlcs
+    late = tuple(
+        LateValue(name, fields[name], stamps[name])
+        for name in sorted(CONTENT_FIELDS & fields.keys())
+        if stamps[name] != completed_field_hlcs.get(name)
+        and canonical_json(fields[name]) != canonical_json(completed_fields.get(name))
+    )
+    state = MergeResult(dict(completed_fields), dict(completed_field_hlcs), merged.result.lost, merged.result.outcome)
+    return EncounterMerge(state, late)
 
 
 def addendum_id(encounter_id: uuid.UUID, late: tuple[LateValue, ...]) -> uuid.UUID:

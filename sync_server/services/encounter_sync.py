@@ -103,8 +103,9 @@ def state_of(row: asyncpg.Record) -> tuple[dict[str, JsonValue], dict[str, str]]
         "status": row["status"],
         "completed_at": _iso(row["completed_at"]),
     }
-    fields |= {name: note[name] for name in SECTION_FIELDS if name in note}
     stamps: dict[str, str] = json.loads(row["field_hlcs"]) if row["field_hlcs"] else {}
+    # A section cleared by a stamped edit stays a field (null): its stamp must keep beating older edits.
+    fields |= {name: note.get(name) for name in SECTION_FIELDS if name in note or name in stamps}
     default = row["hlc"] or max(stamps.values(), default=None)
     if default is None:
         return {}, {}  # never stamped (cannot happen for rows the API or sync wrote): nothing to merge with

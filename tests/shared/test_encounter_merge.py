@@ -16,6 +16,7 @@ from shared.sync.encounter_merge import (
     EncounterConflict,
     LateValue,
     addendum_id,
+    adopt_completed,
     is_completed,
     late_addendum_text,
     merge_encounter,
@@ -156,3 +157,20 @@ def test_addendum_id_is_stable_and_text_keeps_every_value() -> None:
     assert addendum_id(eid, late) != addendum_id(eid, late[:1])
     text = late_addendum_text(late, "Dr. A")
     assert '"followup":"2 weeks"' in text and '"worse at night"' in text and "Dr. A" in text
+
+
+def test_a_local_draft_adopts_the_servers_completed_state_and_keeps_its_extras_as_late() -> None:
+    local = merged(EMPTY, ({"patient_id": "p1", "plan": {"followup": "2 weeks"}}, {"patient_id": h(1), "plan": h(3)}))
+    server = (
+        {"patient_id": "p1", "subjective": "fever", "status": "completed", "completed_at": "t"},
+        {"patient_id": h(1), "subjective": h(2), "status": h(2), "completed_at": h(2)},
+    )
+    m = adopt_completed(*local, *server)
+    assert (m.result.fields, m.result.field_hlcs) == server
+    assert m.late == (LateValue("plan", {"followup": "2 weeks"}, h(3)),)
+    # The server turned the same late edit into an addendum with the same id.
+    on_server = merge_encounter(*server, {"plan": {"followup": "2 weeks"}}, {"plan": h(3)})
+    eid = uuid7()
+    assert addendum_id(eid, on_server.late) == addendum_id(eid, m.late)
+    with pytest.raises(EncounterConflict, match="only a completed"):
+        adopt_completed(*server, *local)

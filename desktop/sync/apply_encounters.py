@@ -60,7 +60,7 @@ def apply_encounters(uow: UnitOfWork, changes: list[Change], *, clinic_id: uuid.
     parked = [Change.model_validate(c) for c in json.loads(uow.sync_state.get(PARKED_KEY) or "[]")]
     for change in [*parked, *changes]:
         _apply_one(uow, change, clinic_id=clinic_id, now=now, stats=stats)
-    waiting = [c.model_dump(mode="json") for c in stats.parked]
+    waiting = [c.model_dump(mode="json", include=set(Change.model_fields)) for c in stats.parked]
     if waiting or parked:
         uow.sync_state.set(PARKED_KEY, json.dumps(waiting) if waiting else None)
     return stats

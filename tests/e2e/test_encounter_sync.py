@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 
 from desktop.services.encounters import EncounterService
+from desktop.sync.apply_encounters import PARKED_KEY
+from desktop.sync.client import SyncClient
 from shared.records.encounter import SoapNote
 from tests.e2e.conftest import PC, Server
 from tests.sync_server.conftest import MBBS_MOBILE, last_otp
@@ -115,3 +117,30 @@ def test_edit_after_completion_becomes_an_addendum_everywhere(
     assert seen.addenda[0].soap_note.plan.followup == "2 weeks"
     b.sync()  # pulling again adds nothing
     assert len(encounters(b).get(e.id).addenda) == 1
+
+
+def test_an_encounter_pulled_before_its_patient_waits_for_it(
+    make_pc: Callable[..., PC], server: Server, sandbox_url: str
+) -> None:
+    a, b = make_pc("pc-a"), make_pc("pc-b")
+    doctor = enroll(a)
+    enroll(b)
+    p = a.patients.register(RADHA, actor="test")
+    e = encounters(a).start({**VISIT, "patient_id": p.id}, doctor)
+    a.sync()
+    a.patients.update(p.id, {"mobile": "+919812300099"}, actor="test")  # the patient now follows the encounter
+    a.sync()
+    assert b.store is not None and b.auth.enrolment() is not None
+    token = b.auth.device_token()
+    assert token is not None
+    transport = b.transport()
+    transport.use_device(b.auth.enrolment().device_id, token)  # type: ignore[union-attr]
+    one_per_page = SyncClient(
+        b.store.uow, transport, b.store.clock, device_id=b.auth.enrolment().device_id, page_size=1
+    )  # type: ignore[union-attr]
+    report = one_per_page.run_once()
+    assert report.complete
+    seen = encounters(b).get(e.id)  # parked on the first page, stored with the page that brought the patient
+    assert seen.patient_id == p.id and b.patients.get(p.id).mobile == "+919812300099"
+    with b.store.uow.read() as uow:
+        assert uow.sync_state.get(PARKED_KEY) is None

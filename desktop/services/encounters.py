@@ -11,7 +11,8 @@ while the two disagree, so a completed encounter always has a clean prescription
 
 Sync: with a clock, every write stamps the fields it changes (header fields, each SOAP section, status and
 completed_at; `shared.sync.encounter_merge`) and queues them in the outbox as an ``encounter`` change in the
-same transaction (DESIGN §4). Addenda and prescriptions are not queued yet (docs/sync.md).
+same transaction (DESIGN §4); an addendum is queued as an append-only ``encounter_addendum``. Prescriptions
+are not queued yet (docs/sync.md).
 
 "In the chair": `EncounterService.in_chair()` gives the patient and encounter the doctor has open (set by
 the encounter screen), for code that attaches device readings to the current consultation.
@@ -351,7 +352,12 @@ class EncounterService:
         return done
 
     def _queue(
-        self, uow: UnitOfWork, encounter_id: uuid.UUID, fields: dict[str, JsonValue], now: datetime
+        self,
+        uow: UnitOfWork,
+        record_id: uuid.UUID,
+        fields: dict[str, JsonValue],
+        now: datetime,
+        kind: RecordKind = RecordKind.ENCOUNTER,
     ) -> dict[str, str]:
         """Stamp the changed fields and queue them for sync (nothing without a clock); their stamps."""
         if self._clock is None or not fields:
@@ -359,7 +365,7 @@ class EncounterService:
         stamp = encode(self._clock.now())
         stamps = dict.fromkeys(fields, stamp)
         uow.outbox.append(
-            kind=RecordKind.ENCOUNTER, record_id=encounter_id, op=Op.UPSERT, fields=fields, field_hlcs=stamps,
+            kind=kind, record_id=record_id, op=Op.UPSERT, fields=fields, field_hlcs=stamps,
             hlc=stamp, now=now,
         )  # fmt: skip
         return stamps
@@ -381,11 +387,17 @@ class EncounterService:
             repo = EncounterRepository(uow.connection)
             if repo.get(encounter_id).status != EncounterStatus.COMPLETED:
                 raise EncounterNotCompleted("This encounter is still a draft: change the note itself.")
-            addendum_id = uuid7()
+            addendum_id, now = uuid7(), self._now()
+            note = _note_json(create.soap_note)
             repo.add_addendum(
                 addendum_id=addendum_id, encounter_id=encounter_id, author_id=author_id, text=create.text,
-                soap_note=_note_json(create.soap_note), created_at=self._now(),
+                soap_note=note, created_at=now,
             )  # fmt: skip
+            fields: dict[str, JsonValue] = {
+                "encounter_id": str(encounter_id), "author_id": str(author_id), "text": create.text,
+                "soap_note": note, "created_at": utc_text(now),
+            }  # fmt: skip
+            self._queue(uow, addendum_id, fields, now, kind=RecordKind.ENCOUNTER_ADDENDUM)
             added = next(a for a in repo.addenda(encounter_id) if a.id == addendum_id)
             uow.commit()
         return added

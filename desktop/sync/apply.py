@@ -13,6 +13,9 @@ from shared.clock import HLC, ClockSkewError, decode
 from shared.sync.merge import MergeOutcome, edits_of
 from shared.sync.protocol import Change, JsonValue, PullResponse, RecordKind
 
+_KNOWN = frozenset({RecordKind.PATIENT, RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM})
+"""Kinds this version applies; encounters and their addenda go to `desktop.sync.apply_encounters`."""
+
 
 @dataclass
 class ApplyStats:
@@ -55,13 +58,13 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
         new: dict[uuid.UUID, tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]] = {}
         encounters: list[Change] = []
         for change in page.changes:
-            if change.kind not in (RecordKind.PATIENT, RecordKind.ENCOUNTER):
+            if change.kind not in _KNOWN:
                 continue  # kinds this version does not know yet stay on the server; the cursor moves on
             try:
                 clock.update(decode(change.hlc))
             except ClockSkewError as exc:
                 raise ClockTooSlow(exc.message) from exc
-            if change.kind is RecordKind.ENCOUNTER:
+            if change.kind is not RecordKind.PATIENT:
                 encounters.append(change)  # merged once the page's patients are stored (they may be new)
                 continue
             fields, stamps = edits_of(change)

@@ -5,6 +5,8 @@
   it becomes a local addendum (derived id, so a re-pulled change adds none), never applied, never dropped.
 * A local draft that the server has completed takes the server's completed state exactly; local edits the
   server does not have become a local addendum with the id the server gives the same late edit.
+* Pulled addenda (``encounter_addendum``) are stored once by id; an addendum whose encounter is not here,
+  or not completed here yet, is parked like an encounter without its patient.
 * The feed keeps one entry per record at its latest position, so an encounter can arrive before its patient
   (the patient was edited after the encounter). Such an encounter is *parked* in the sync state, in the same
   transaction, and merged at the end of the page that brings its patient.
@@ -33,7 +35,7 @@ from shared.sync.encounter_merge import (
     merge_encounter,
 )
 from shared.sync.merge import MergeOutcome, Side
-from shared.sync.protocol import Change, JsonValue
+from shared.sync.protocol import Change, JsonValue, RecordKind
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ def apply_encounters(uow: UnitOfWork, changes: list[Change], *, clinic_id: uuid.
 
 def _apply_one(uow: UnitOfWork, change: Change, *, clinic_id: uuid.UUID, now: datetime, stats: EncounterStats) -> None:
     repo = EncounterRepository(uow.connection)
+    if change.kind is RecordKind.ENCOUNTER_ADDENDUM:
+        _apply_addendum(repo, change, stats)
+        return
     fields, stamps = dict(change.fields), dict(change.field_hlcs)
     state = repo.synced_state(change.id)
     if state is None:
@@ -118,3 +123,23 @@ def _valid_note(sections: dict[str, JsonValue]) -> dict[str, JsonValue] | None:
         return SoapNote.model_validate(sections).model_dump(mode="json", exclude_none=True)
     except ValidationError:
         return None
+
+
+def _apply_addendum(repo: EncounterRepository, change: Change, stats: EncounterStats) -> None:
+    """Store a pulled addendum once (append-only); park it until its encounter is here and completed."""
+    if repo.addendum_exists(change.id):
+        stats.unchanged += 1
+        return
+    fields = change.fields
+    encounter_id = uuid.UUID(str(fields["encounter_id"]))
+    state = repo.synced_state(encounter_id)
+    if state is None or state[0].get("status") != COMPLETED:
+        stats.parked.append(change)
+        return
+    note = fields.get("soap_note")
+    repo.add_addendum(
+        addendum_id=change.id, encounter_id=encounter_id, author_id=uuid.UUID(str(fields["author_id"])),
+        text=str(fields["text"]), soap_note=_valid_note(dict(note)) if isinstance(note, dict) else None,
+        created_at=datetime.fromisoformat(str(fields["created_at"])),
+    )  # fmt: skip
+    stats.addenda += 1

@@ -44,6 +44,8 @@ CONTENT_FIELDS = frozenset(HEADER_FIELDS + SECTION_FIELDS) | IMMUTABLE_FIELDS
 ENCOUNTER_FIELDS = CONTENT_FIELDS | frozenset(STATUS_FIELDS)
 """Field names an encounter change may carry."""
 DRAFT, COMPLETED = "draft", "completed"
+ADDENDUM_FIELDS = frozenset({"encounter_id", "author_id", "text", "soap_note", "created_at"})
+"""The fields of an ``encounter_addendum`` change (append-only: never merged)."""
 
 _ADDENDUM_NAMESPACE = uuid.UUID("019ab4c2-0000-7000-8000-00000000add0")
 

@@ -79,11 +79,19 @@ class RecordKind(StrEnum):
     completed encounter's content is answered ``merged``: its late values are stored as an addendum by the
     change's author (the message says so), never applied and never dropped. A ``delete`` is rejected
     (``invalid_record``: encounters are clinical records, not deleted); a changed ``patient_id`` too.
+
+    ``encounter_addendum`` is append-only, like a reading: op ``upsert``, ``id`` = the addendum's id,
+    ``fields`` = `shared.sync.encounter_merge.ADDENDUM_FIELDS` (``encounter_id``, ``author_id``, ``text``,
+    ``soap_note`` or null, ``created_at`` in UTC), each stamped with the change's ``hlc``. ``applied`` when
+    stored or already stored with the same content; ``signed_immutable`` for the same id with other content
+    or a delete; ``invalid_record`` when the encounter is unknown or not completed, or the author is not a
+    user of the clinic.
     """
 
     PATIENT = "patient"
     READING = "reading"
     ENCOUNTER = "encounter"
+    ENCOUNTER_ADDENDUM = "encounter_addendum"
 
 
 class Op(StrEnum):

@@ -31,8 +31,9 @@ from typing import Any
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from shared.clock import HLC, check_incoming, decode, system_wall_ms
-from shared.records.encounter import Complaint, EncounterType, SoapNote
+from shared.audit import canonical_json
+from shared.clock import HLC, Stamp, check_incoming, decode, encode, system_wall_ms
+from shared.records.encounter import Complaint, EncounterType, SoapNote, Text
 from shared.records.validation import violation_from
 from shared.sync.encounter_merge import (
     HEADER_FIELDS,
@@ -58,6 +59,9 @@ from sync_server.db import audit
 from sync_server.db import sync as sync_db
 from sync_server.services.context import Actor
 
+KINDS = frozenset({RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM})
+"""The kinds this module pushes and pulls."""
+_ADDENDUM_COLUMNS = "id, encounter_id, clinic_id, author_id, text, soap_note, created_at, hlc"
 _ROW_COLUMNS = (
     "id, clinic_id, patient_id, doctor_id, encounter_type, start_time, chief_complaint, soap_note, status, "
     "completed_at, version, hlc, field_hlcs"
@@ -116,7 +120,7 @@ def state_of(row: asyncpg.Record) -> tuple[dict[str, JsonValue], dict[str, str]]
 
 def _rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
     return ChangeResult(
-        kind=RecordKind.ENCOUNTER, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message[:2000]
+        kind=change.kind, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message[:2000]
     )
 
 
@@ -164,20 +168,28 @@ async def _author(conn: asyncpg.Connection, actor: Actor) -> tuple[uuid.UUID, st
 
 async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC) -> list[tuple[int, ChangeResult]]:
     """Decide and store the batch's encounter changes; (index in the batch, result) for each of them."""
-    mine = [(i, c) for i, c in enumerate(req.changes) if c.kind is RecordKind.ENCOUNTER]
+    mine = [(i, c) for i, c in enumerate(req.changes) if c.kind in KINDS]
     if not mine:
         return []
     author_id, author_name = await _author(conn, actor)
     out: list[tuple[int, ChangeResult]] = []
     changed: list[uuid.UUID] = []
+    added: list[uuid.UUID] = []
     history: list[tuple[Any, ...]] = []
     entries: list[dict[str, Any]] = []
     for index, change in mine:
         try:
+            if change.kind is RecordKind.ENCOUNTER_ADDENDUM:
+                result, new = await _addendum(conn, actor, change, clock)
+                out.append((index, result))
+                added += [change.id] if new else []
+                continue
             result, lost, entry = await _one(conn, actor, change, clock, author_id, author_name)
         except _Reject as rej:
             out.append((index, _rejected(change, rej.code, rej.message)))
             continue
+        if entry is not None and "addendum_id" in entry["details"]:
+            added.append(uuid.UUID(entry["details"]["addendum_id"]))
         out.append((index, result))
         history += lost
         if entry is not None:
@@ -194,6 +206,9 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
         entries=entries,
     )
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.ENCOUNTER, list(dict.fromkeys(changed)), req.batch_id)
+    await sync_db.bump_feed(
+        conn, actor.clinic_id, RecordKind.ENCOUNTER_ADDENDUM, list(dict.fromkeys(added)), req.batch_id
+    )
     return out
 
 
@@ -257,8 +272,8 @@ async def _store_late(
         soap_note = None  # the text below keeps every value in full
     await conn.execute(
         """
-        INSERT INTO encounter_addenda (id, encounter_id, clinic_id, author_id, text, soap_note)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (id) DO NOTHING
+        INSERT INTO encounter_addenda (id, encounter_id, clinic_id, author_id, text, soap_note, hlc)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT (id) DO NOTHING
         """,
         added,
         encounter_id,
@@ -266,6 +281,7 @@ async def _store_late(
         author_id,
         late_addendum_text(merged.late, author_name),
         None if soap_note is None else json.dumps(soap_note),
+        max(v.hlc for v in merged.late),
     )
     fields = ", ".join(v.field for v in merged.late)
     return (
@@ -334,6 +350,89 @@ async def _write(
     return 1
 
 
+class _AddendumIn(BaseModel):
+    """An ``encounter_addendum`` change's fields, typed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encounter_id: uuid.UUID
+    author_id: uuid.UUID
+    text: Text
+    soap_note: SoapNote | None = None
+    created_at: AwareDatetime
+
+
+def addendum_fields(row: asyncpg.Record) -> dict[str, JsonValue]:
+    """A stored addendum as the fields of its change."""
+    return {
+        "encounter_id": str(row["encounter_id"]),
+        "author_id": str(row["author_id"]),
+        "text": row["text"],
+        "soap_note": json.loads(row["soap_note"]) if row["soap_note"] else None,
+        "created_at": _iso(row["created_at"]),
+    }
+
+
+async def _addendum(conn: asyncpg.Connection, actor: Actor, change: Change, clock: HLC) -> tuple[ChangeResult, bool]:
+    """Store a pushed addendum (append-only); (its result, whether it was new)."""
+    if change.op is Op.DELETE:
+        raise _Reject(RejectCode.SIGNED_IMMUTABLE, "Addenda are append-only: an addendum cannot be deleted")
+    stamp = decode(change.hlc)
+    verdict = check_incoming(stamp, system_wall_ms())
+    if not verdict.accepted:
+        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
+    clock.update(stamp)
+    try:
+        typed = _AddendumIn.model_validate(change.fields)
+    except ValidationError as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
+    _canonical_time("created_at", change.fields["created_at"])
+    stored = await conn.fetchrow(f"SELECT {_ADDENDUM_COLUMNS} FROM encounter_addenda WHERE id = $1", change.id)
+    applied = ChangeResult(kind=change.kind, id=change.id, status=ChangeStatus.APPLIED, server_version=1)
+    if stored is not None:
+        if stored["clinic_id"] != actor.clinic_id:
+            raise _Reject(RejectCode.NOT_IN_SCOPE, "This addendum belongs to another clinic")
+        if canonical_json(addendum_fields(stored)) != canonical_json(_addendum_stored_form(typed, change)):
+            raise _Reject(RejectCode.SIGNED_IMMUTABLE, f"Addendum {change.id} is already stored with other content")
+        return applied, False
+    encounter = await conn.fetchrow(
+        "SELECT clinic_id, status FROM encounters WHERE id = $1 FOR SHARE", typed.encounter_id
+    )
+    if encounter is None:
+        raise _Reject(RejectCode.INVALID_RECORD, f"encounter_id: no encounter {typed.encounter_id}; push it first")
+    if encounter["clinic_id"] != actor.clinic_id:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "This encounter belongs to another clinic")
+    if encounter["status"] != "completed":
+        raise _Reject(RejectCode.INVALID_RECORD, "encounter_id: addenda are for completed encounters")
+    if await conn.fetchval("SELECT clinic_id FROM users WHERE id = $1", typed.author_id) != actor.clinic_id:
+        raise _Reject(RejectCode.INVALID_RECORD, f"author_id: {typed.author_id} is not a user of this clinic")
+    await conn.execute(
+        """
+        INSERT INTO encounter_addenda (id, encounter_id, clinic_id, author_id, text, soap_note, created_at, hlc)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
+        """,
+        change.id,
+        typed.encounter_id,
+        actor.clinic_id,
+        typed.author_id,
+        typed.text,
+        None if change.fields.get("soap_note") is None else json.dumps(change.fields["soap_note"]),
+        typed.created_at,
+        change.hlc,
+    )
+    return applied, True
+
+
+def _addendum_stored_form(typed: _AddendumIn, change: Change) -> dict[str, JsonValue]:
+    return {
+        "encounter_id": str(typed.encounter_id),
+        "author_id": str(typed.author_id),
+        "text": typed.text,
+        "soap_note": change.fields.get("soap_note"),
+        "created_at": _iso(typed.created_at),
+    }
+
+
 def _history(actor: Actor, change: Change, merged: EncounterMerge) -> list[tuple[Any, ...]]:
     """Every value that lost by stamp, kept with the stamp that beat it (late values go to the addendum)."""
     result = merged.result
@@ -354,12 +453,12 @@ def _history(actor: Actor, change: Change, merged: EncounterMerge) -> list[tuple
 
 
 async def pulled(conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, PulledChange]:
-    """The pull-feed change of each encounter among these feed rows (kind ``encounter``), by encounter id."""
+    """The pull-feed change of each encounter and addendum among these feed rows, by record id."""
+    out = await _pulled_addenda(conn, feed_rows)
     wanted = {r["record_id"]: r for r in feed_rows if r["kind"] == RecordKind.ENCOUNTER}
     if not wanted:
-        return {}
+        return out
     rows = await conn.fetch(f"SELECT {_ROW_COLUMNS} FROM encounters WHERE id = ANY($1::uuid[])", list(wanted))
-    out = {}
     for row in rows:
         fields, stamps = state_of(row)
         if not fields:
@@ -374,6 +473,34 @@ async def pulled(conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]) 
             field_hlcs=stamps,
             seq=feed["seq"],
             server_version=row["version"],
+            batch_id=feed["batch_id"],
+        )
+    return out
+
+
+async def _pulled_addenda(
+    conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]
+) -> dict[uuid.UUID, PulledChange]:
+    wanted = {r["record_id"]: r for r in feed_rows if r["kind"] == RecordKind.ENCOUNTER_ADDENDUM}
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        f"SELECT {_ADDENDUM_COLUMNS} FROM encounter_addenda WHERE id = ANY($1::uuid[])", list(wanted)
+    )
+    out = {}
+    for row in rows:
+        fields = addendum_fields(row)
+        hlc = row["hlc"] or encode(Stamp(int(row["created_at"].timestamp() * 1000), 0, "server"))
+        feed = wanted[row["id"]]
+        out[row["id"]] = PulledChange(
+            kind=RecordKind.ENCOUNTER_ADDENDUM,
+            id=row["id"],
+            op=Op.UPSERT,
+            hlc=hlc,
+            fields=fields,
+            field_hlcs=dict.fromkeys(fields, hlc),
+            seq=feed["seq"],
+            server_version=1,
             batch_id=feed["batch_id"],
         )
     return out

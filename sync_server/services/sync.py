@@ -54,7 +54,7 @@ _MATCH_KEYS = ("abha_number", "abha_address", "mobile")
 """Fields at least one of which two patients must share to be flagged as duplicates (`sync_db.detect_duplicates`)."""
 
 
-_OWN_MODULE = {RecordKind.READING, RecordKind.ENCOUNTER}
+_OWN_MODULE = {RecordKind.READING, *encounter_sync.KINDS}
 """Kinds pushed through their own module (services.readings, services.encounter_sync), after the patients."""
 
 
@@ -342,7 +342,7 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
     pulled_readings = await readings.pulled(conn, page)
     pulled_encounters = await encounter_sync.pulled(conn, page)
     for row in page:
-        if row["kind"] == RecordKind.ENCOUNTER:
+        if row["kind"] in encounter_sync.KINDS:
             if row["record_id"] in pulled_encounters:
                 changes.append(pulled_encounters[row["record_id"]])
             continue

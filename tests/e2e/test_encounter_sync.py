@@ -117,6 +117,9 @@ def test_edit_after_completion_becomes_an_addendum_everywhere(
     assert seen.addenda[0].soap_note.plan.followup == "2 weeks"
     b.sync()  # pulling again adds nothing
     assert len(encounters(b).get(e.id).addenda) == 1
+    a.sync()  # A gets the server's addendum
+    assert [str(x.id) for x in encounters(a).get(e.id).addenda] == [on_server["addenda"][0]["id"]]
+    assert "2 weeks" in encounters(a).get(e.id).addenda[0].text
 
 
 def test_an_encounter_pulled_before_its_patient_waits_for_it(
@@ -144,3 +147,23 @@ def test_an_encounter_pulled_before_its_patient_waits_for_it(
     assert seen.patient_id == p.id and b.patients.get(p.id).mobile == "+919812300099"
     with b.store.uow.read() as uow:
         assert uow.sync_state.get(PARKED_KEY) is None
+
+
+def test_an_addendum_written_offline_reaches_the_other_pc_once(
+    make_pc: Callable[..., PC], server: Server, sandbox_url: str
+) -> None:
+    a, b = make_pc("pc-a"), make_pc("pc-b")
+    doctor = enroll(a)
+    enroll(b)
+    p = a.patients.register(RADHA, actor="test")
+    e = encounters(a).start({**VISIT, "patient_id": p.id, "soap_note": {"subjective": "Fever"}}, doctor)
+    encounters(a).complete(e.id)
+    added = encounters(a).add_addendum(e.id, {"text": "Dengue NS1 negative"}, doctor)
+    report = a.sync()
+    assert report.complete and not report.rejected
+    b.sync()
+    b.sync()
+    seen = encounters(b).get(e.id)
+    assert seen.status == "completed"
+    assert [(x.id, x.text, x.author_id) for x in seen.addenda] == [(added.id, "Dengue NS1 negative", doctor)]
+    assert [x["id"] for x in server_encounter(server, sandbox_url, e.id)["addenda"]] == [str(added.id)]

@@ -83,7 +83,7 @@ class TestWireNames:
     """The strings on the wire are a contract with deployed desktops: renaming one breaks them."""
 
     def test_names_are_stable(self) -> None:
-        assert [k.value for k in RecordKind] == ["patient", "reading", "encounter"]
+        assert [k.value for k in RecordKind] == ["patient", "reading", "encounter", "encounter_addendum"]
         assert [s.value for s in ChangeStatus] == ["applied", "merged", "rejected"]
         assert {c.value for c in RejectCode} == {
             "schema_mismatch",

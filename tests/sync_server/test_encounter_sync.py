@@ -133,3 +133,48 @@ def test_bad_encounter_changes_are_rejected_with_the_reason(
         assert text in result["message"], result
     assert results(other.push([enc_change(other, eid, {"subjective": "mine"})]))[0]["reason"] == "not_in_scope"
     assert pulled_encounter(a, eid)["fields"].get("subjective") is None  # nothing of a rejected change stored
+
+
+def addendum_change(device: Device, aid: uuid.UUID, eid: uuid.UUID, author: str, text: str) -> dict[str, Any]:
+    fields = {"encounter_id": str(eid), "author_id": author, "text": text, "soap_note": None}
+    return enc_change(device, aid, fields | {"created_at": "2026-11-25T11:00:00Z"}) | {"kind": "encounter_addendum"}
+
+
+def test_addenda_are_append_only_and_reach_the_other_pc(api: TestClient, doctor: SignedIn) -> None:
+    a, b = Device(api, doctor, "PC A"), Device(api, doctor, "PC B")
+    pid, eid, draft = uuid7(), uuid7(), uuid7()
+    me = doctor.user["id"]
+    done = {"status": "completed", "completed_at": "2026-11-25T10:00:00Z"}
+    results(a.push([a.change(pid, new_patient()), enc_change(a, eid, header(pid) | done)]))
+    results(a.push([enc_change(a, draft, header(pid))]))
+    aid = uuid7()
+    first = addendum_change(a, aid, eid, me, "Lab report: Hb 11.2 g/dL")
+    assert [r["status"] for r in results(a.push([first]))] == ["applied"]
+    assert [r["status"] for r in results(a.push([first]))] == ["applied"]  # a replay in a new batch
+    cases = [
+        (addendum_change(a, aid, eid, me, "Lab report: Hb 12.0 g/dL"), "signed_immutable", "other content"),
+        (enc_change(a, aid, {}, op="delete") | {"kind": "encounter_addendum"}, "signed_immutable", "append-only"),
+        (addendum_change(a, uuid7(), draft, me, "x"), "invalid_record", "completed encounters"),
+        (addendum_change(a, uuid7(), uuid7(), me, "x"), "invalid_record", "no encounter"),
+        (addendum_change(a, uuid7(), eid, str(uuid7()), "x"), "invalid_record", "author_id"),
+    ]
+    got = results(a.push([c for c, _, _ in cases]))
+    for (_, reason, text), result in zip(cases, got, strict=True):
+        assert result["status"] == "rejected" and result["reason"] == reason, result
+        assert text in result["message"], result
+    pulled = [c for c in b.pull_all()[0] if c["kind"] == "encounter_addendum"]
+    assert [(c["id"], c["fields"]["text"]) for c in pulled] == [(str(aid), "Lab report: Hb 11.2 g/dL")]
+    enc = api.get(f"/api/v1/encounters/{eid}", headers=doctor.headers).json()
+    assert [x["text"] for x in enc["addenda"]] == ["Lab report: Hb 11.2 g/dL"]
+
+
+def test_the_servers_late_edit_addendum_is_in_the_feed(api: TestClient, doctor: SignedIn) -> None:
+    a, b = Device(api, doctor, "PC A"), Device(api, doctor, "PC B")
+    pid, eid = uuid7(), uuid7()
+    done = {"status": "completed", "completed_at": "2026-11-25T10:00:00Z"}
+    results(a.push([a.change(pid, new_patient()), enc_change(a, eid, header(pid) | done)]))
+    got = results(b.push([enc_change(b, eid, {"examination": "Chest clear"})]))[0]
+    assert got["status"] == "merged"
+    pulled = [c for c in a.pull_all()[0] if c["kind"] == "encounter_addendum"]
+    assert len(pulled) == 1 and pulled[0]["fields"]["encounter_id"] == str(eid)
+    assert "Chest clear" in pulled[0]["fields"]["text"] and pulled[0]["id"] in got["message"]

@@ -6,7 +6,8 @@ Create Date: 2026-11-25
 
 ``field_hlcs`` maps field name → stamp (`shared.sync.encounter_merge`); ``hlc`` (migration 0005) is the
 greatest of them. Encounters written by the REST API before they were synced have none: their fields count
-as stamped with ``hlc``.
+as stamped with ``hlc``. ``encounter_addenda.hlc`` is the stamp an addendum travels with (the pushing
+change's, or for an addendum the server made from late edits, the greatest late stamp).
 """
 
 from alembic import op
@@ -19,7 +20,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("ALTER TABLE encounters ADD COLUMN field_hlcs jsonb")
+    op.execute('ALTER TABLE encounter_addenda ADD COLUMN hlc text COLLATE "C"')
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE encounter_addenda DROP COLUMN hlc")
     op.execute("ALTER TABLE encounters DROP COLUMN field_hlcs")

@@ -86,12 +86,20 @@ class RecordKind(StrEnum):
     stored or already stored with the same content; ``signed_immutable`` for the same id with other content
     or a delete; ``invalid_record`` when the encounter is unknown or not completed, or the author is not a
     user of the clinic.
+
+    ``signed_prescription`` is append-only and frozen: op ``upsert``, ``id`` = the prescription's id,
+    ``fields`` = encounter_id, patient_id, prescriber_id, ``cose`` (the COSE_Sign1 bytes, base64),
+    ``qr_payload``, ``content_hash``, ``signed_at``, medications, ayush_medications, advisories,
+    policy_version (`sync_server.services.rx_sync`). The server verifies every signature against its own
+    issuer and refuses a bad one with ``bad_signature`` (the message starts with the verifier's reason code);
+    the same id with another signature is ``signed_immutable``; a replay is ``applied``.
     """
 
     PATIENT = "patient"
     READING = "reading"
     ENCOUNTER = "encounter"
     ENCOUNTER_ADDENDUM = "encounter_addendum"
+    SIGNED_PRESCRIPTION = "signed_prescription"
 
 
 class Op(StrEnum):
@@ -127,6 +135,9 @@ class RejectCode(StrEnum):
     """The record belongs to a clinic this device does not serve."""
     STALE_BASE = "stale_base"
     """``base_version`` is older than the server's, for a kind that needs it (not per-field LWW kinds)."""
+    BAD_SIGNATURE = "bad_signature"
+    """A signed record's signature does not verify, or its signer is not who the record says; the message
+    starts with the reason code (``bad_signature``, ``revoked_key``, ``expired``, ``wrong_signer`` …)."""
     CLOCK_SKEW = "clock_skew"
     """A stamp is too far ahead of the server's clock (`shared.clock.check_incoming`); fix the PC's clock."""
 

@@ -44,8 +44,9 @@ from sync_server import errors
 from sync_server.db import audit
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
-from sync_server.services import encounter_sync, readings
+from sync_server.services import encounter_sync, readings, rx_sync
 from sync_server.services.context import Actor
+from sync_server.signing.issuer import SigningContext
 
 IDENTITY_FIELDS = {"name", "mobile", "year_of_birth", "abha_number", "abha_address", DELETED_FIELD}
 """Edits to these fields can make (or unmake) two patients look like the same person."""
@@ -54,7 +55,7 @@ _MATCH_KEYS = ("abha_number", "abha_address", "mobile")
 """Fields at least one of which two patients must share to be flagged as duplicates (`sync_db.detect_duplicates`)."""
 
 
-_OWN_MODULE = {RecordKind.READING, *encounter_sync.KINDS}
+_OWN_MODULE = {RecordKind.READING, RecordKind.SIGNED_PRESCRIPTION, *encounter_sync.KINDS}
 """Kinds pushed through their own module (services.readings, services.encounter_sync), after the patients."""
 
 
@@ -133,7 +134,9 @@ class _Run:
             self.searched |= _keys(write.values)
 
 
-async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC) -> PushResponse:
+async def push(
+    conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC, signing: SigningContext | None = None
+) -> PushResponse:
     check_versions(schema_version=req.schema_version, protocol_version=req.protocol_version)
     if req.device_id != actor.user_id:
         raise errors.BatchDeviceMismatch()
@@ -190,10 +193,13 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
             }
         )
     await _flush(conn, actor, run, states, results)
-    for index, encounter_result in await encounter_sync.push(conn, actor, req, clock):
-        results[index] = encounter_result
-    for index, reading_result in await readings.push(conn, actor, req, clock):
-        results[index] = reading_result
+    # Then the kinds with their own module, in dependency order (a prescription needs its encounter).
+    for index, own_result in [
+        *await encounter_sync.push(conn, actor, req, clock),
+        *await rx_sync.push(conn, actor, req, clock, signing),
+        *await readings.push(conn, actor, req, clock),
+    ]:
+        results[index] = own_result
     await sync_db.add_history(conn, history)
     answered = [r for r in results if r is not None]
     assert len(answered) == len(req.changes), "every change has its result once its run is stored"

@@ -83,7 +83,13 @@ class TestWireNames:
     """The strings on the wire are a contract with deployed desktops: renaming one breaks them."""
 
     def test_names_are_stable(self) -> None:
-        assert [k.value for k in RecordKind] == ["patient", "reading", "encounter", "encounter_addendum"]
+        assert [k.value for k in RecordKind] == [
+            "patient",
+            "reading",
+            "encounter",
+            "encounter_addendum",
+            "signed_prescription",
+        ]
         assert [s.value for s in ChangeStatus] == ["applied", "merged", "rejected"]
         assert {c.value for c in RejectCode} == {
             "schema_mismatch",
@@ -91,6 +97,7 @@ class TestWireNames:
             "signed_immutable",
             "not_in_scope",
             "stale_base",
+            "bad_signature",
             "clock_skew",
         }
 

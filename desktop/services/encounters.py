@@ -9,8 +9,10 @@ The prescription typed in the Rx pad is kept twice: the lines as typed in the no
 table (`desktop.services.prescribing`), which is only written when nothing blocks it. `complete` refuses
 while the two disagree, so a completed encounter always has a clean prescription for what was typed.
 
-Sync: encounters are not queued in the outbox. The server's sync protocol (`shared.sync.protocol`) has no
-``encounter``/``prescription`` record kind in this round; see docs/desktop_encounters.md.
+Sync: with a clock, every write stamps the fields it changes (header fields, each SOAP section, status and
+completed_at; `shared.sync.encounter_merge`) and queues them in the outbox as an ``encounter`` change in the
+same transaction (DESIGN §4); an addendum is queued as an append-only ``encounter_addendum``. Prescriptions
+are not queued yet (docs/sync.md).
 
 "In the chair": `EncounterService.in_chair()` gives the patient and encounter the doctor has open (set by
 the encounter screen), for code that attaches device readings to the current consultation.
@@ -27,10 +29,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from desktop.store.encounters import EncounterRepository
+from desktop.store.encounters import EncounterRepository, synced_fields, utc_text
 from desktop.store.prescriptions import PrescriptionRepository
 from desktop.store.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from desktop.store.writer import Writer
+from shared.audit import canonical_json
+from shared.clock import HLC, encode
 from shared.errors import Conflict, FieldProblem, RuleViolation
 from shared.ids import uuid7
 from shared.records.encounter import (
@@ -45,6 +49,8 @@ from shared.records.encounter import (
     Vitals,
 )
 from shared.records.validation import violation_from
+from shared.sync.encounter_merge import SECTION_FIELDS
+from shared.sync.protocol import JsonValue, Op, RecordKind
 
 ClinicIdProvider = Callable[[UnitOfWork], uuid.UUID]
 
@@ -177,6 +183,7 @@ class EncounterService:
         uow: the store's unit-of-work factory.
         clinic_id: gives the clinic of new records (default: from sync state, or the unenrolled sentinel).
         now: wall time (tests pass a fake).
+        clock: this PC's hybrid logical clock; with it, writes are stamped and queued for sync.
     """
 
     def __init__(
@@ -186,7 +193,9 @@ class EncounterService:
         uow: UnitOfWorkFactory,
         clinic_id: ClinicIdProvider = _clinic_of,
         now: Callable[[], datetime] = _utc_now,
+        clock: HLC | None = None,
     ) -> None:
+        self._clock = clock
         self._writer = writer
         self._uow = uow
         self._clinic_id = clinic_id
@@ -242,19 +251,20 @@ class EncounterService:
             encounter_id = create.id or uuid7()
             if repo.find(encounter_id) is not None:
                 raise Conflict(f"An encounter with id {encounter_id} is already on this computer.")
+            values: dict[str, Any] = {
+                "patient_id": create.patient_id,
+                "doctor_id": doctor_id,
+                "encounter_type": create.encounter_type.value,
+                "start_time": create.start_time,
+                "chief_complaint": create.chief_complaint,
+                "soap_note": _note_json(create.soap_note),
+            }
+            fields = synced_fields(**values, status=EncounterStatus.DRAFT.value, completed_at=None)
+            stamps = self._queue(uow, encounter_id, fields, now)
             repo.insert(
-                {
-                    "id": encounter_id,
-                    "clinic_id": self._clinic_id(uow),
-                    "patient_id": create.patient_id,
-                    "doctor_id": doctor_id,
-                    "encounter_type": create.encounter_type.value,
-                    "start_time": create.start_time,
-                    "chief_complaint": create.chief_complaint,
-                    "soap_note": _note_json(create.soap_note),
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                values
+                | {"id": encounter_id, "clinic_id": self._clinic_id(uow), "field_hlcs": stamps}
+                | {"created_at": now, "updated_at": now}
             )
             encounter = repo.get(encounter_id)
             uow.commit()
@@ -286,7 +296,12 @@ class EncounterService:
                 else:
                     values[name] = value
             if values:
-                repo.update(encounter_id, {**values, "updated_at": self._now()})
+                now = self._now()
+                changed = _changed_fields(current, values)
+                stamps = self._queue(uow, encounter_id, changed, now)
+                repo.update(
+                    encounter_id, {**values, "updated_at": now, "field_hlcs": repo.stamps(encounter_id) | stamps}
+                )
             saved = repo.get(encounter_id)
             uow.commit()
         return saved
@@ -318,12 +333,42 @@ class EncounterService:
                 )
             if rx is not None:
                 rx_repo.update(rx.id, {"status": "final", "updated_at": now})
+            done_fields: dict[str, JsonValue] = {
+                "status": EncounterStatus.COMPLETED.value,
+                "completed_at": utc_text(now),
+            }
+            stamps = repo.stamps(encounter_id) | self._queue(uow, encounter_id, done_fields, now)
             repo.update(
-                encounter_id, {"status": EncounterStatus.COMPLETED.value, "completed_at": now, "updated_at": now}
+                encounter_id,
+                {
+                    "status": EncounterStatus.COMPLETED.value,
+                    "completed_at": now,
+                    "updated_at": now,
+                    "field_hlcs": stamps,
+                },
             )
             done = repo.get(encounter_id)
             uow.commit()
         return done
+
+    def _queue(
+        self,
+        uow: UnitOfWork,
+        record_id: uuid.UUID,
+        fields: dict[str, JsonValue],
+        now: datetime,
+        kind: RecordKind = RecordKind.ENCOUNTER,
+    ) -> dict[str, str]:
+        """Stamp the changed fields and queue them for sync (nothing without a clock); their stamps."""
+        if self._clock is None or not fields:
+            return {}
+        stamp = encode(self._clock.now())
+        stamps = dict.fromkeys(fields, stamp)
+        uow.outbox.append(
+            kind=kind, record_id=record_id, op=Op.UPSERT, fields=fields, field_hlcs=stamps,
+            hlc=stamp, now=now,
+        )  # fmt: skip
+        return stamps
 
     def add_addendum(
         self, encounter_id: uuid.UUID, data: Mapping[str, object] | AddendumCreate, author_id: uuid.UUID
@@ -342,14 +387,49 @@ class EncounterService:
             repo = EncounterRepository(uow.connection)
             if repo.get(encounter_id).status != EncounterStatus.COMPLETED:
                 raise EncounterNotCompleted("This encounter is still a draft: change the note itself.")
-            addendum_id = uuid7()
+            addendum_id, now = uuid7(), self._now()
+            note = _note_json(create.soap_note)
             repo.add_addendum(
                 addendum_id=addendum_id, encounter_id=encounter_id, author_id=author_id, text=create.text,
-                soap_note=_note_json(create.soap_note), created_at=self._now(),
+                soap_note=note, created_at=now,
             )  # fmt: skip
+            fields: dict[str, JsonValue] = {
+                "encounter_id": str(encounter_id), "author_id": str(author_id), "text": create.text,
+                "soap_note": note, "created_at": utc_text(now),
+            }  # fmt: skip
+            self._queue(uow, addendum_id, fields, now, kind=RecordKind.ENCOUNTER_ADDENDUM)
             added = next(a for a in repo.addenda(encounter_id) if a.id == addendum_id)
             uow.commit()
         return added
+
+
+def _changed_fields(current: Encounter, values: Mapping[str, Any]) -> dict[str, JsonValue]:
+    """The synced fields a draft save changes (a whole-note save changes only the sections that differ)."""
+    before = _synced(
+        current, current.soap_note.model_dump(mode="json", exclude_none=True) if current.soap_note else None
+    )
+    note = values["soap_note"] if "soap_note" in values else _note_json(current.soap_note)
+    after = _synced(current, note, **{k: v for k, v in values.items() if k != "soap_note"})
+    names = set(before) | set(after)
+    return {
+        name: after.get(name)
+        for name in sorted(names)
+        if canonical_json(before.get(name)) != canonical_json(after.get(name))
+    }
+
+
+def _synced(current: Encounter, note: dict[str, Any] | None, **header: Any) -> dict[str, JsonValue]:
+    fields = synced_fields(
+        patient_id=current.patient_id,
+        doctor_id=current.doctor_id,
+        encounter_type=header.get("encounter_type", current.encounter_type.value),
+        start_time=header.get("start_time", current.start_time),
+        chief_complaint=header.get("chief_complaint", current.chief_complaint),
+        soap_note=note,
+        status=current.status.value,
+        completed_at=current.completed_at,
+    )
+    return fields | {name: None for name in SECTION_FIELDS if name not in fields}
 
 
 def typed_rx_lines(note: SoapNote | None) -> list[str]:

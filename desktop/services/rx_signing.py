@@ -6,11 +6,13 @@ carries (`shared.signing.content.PrescriptionContent`: clinic, patient, coded di
 follow-up), signs it with the doctor's certified key (`SigningService`, which checks the QR verifies as a
 pharmacist would), stores the signature and freezes the prescription in one transaction, and writes the A5
 (or A4) PDF with the QR. Signing again answers the stored signature and prints it again: nothing is signed
-twice.
+twice. With a clock, the signed record is queued for sync (``signed_prescription``) in the transaction that
+stores it; the server verifies the signature again and stores it frozen.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,16 +25,18 @@ from desktop.printing.model import PrintablePrescription
 from desktop.services.auth import CLINIC_NAME
 from desktop.services.printing import write_prescription_pdf
 from desktop.services.signing import SigningService
-from desktop.store.encounters import EncounterRepository
+from desktop.store.encounters import EncounterRepository, utc_text
 from desktop.store.prescriptions import PrescriptionRepository, StoredPrescription
 from desktop.store.signed_prescriptions import SignedPrescriptionRepository, SignedRecord
 from desktop.store.unit_of_work import UnitOfWorkFactory
+from shared.clock import HLC, encode
 from shared.records.encounter import SoapNote
 from shared.records.patient import Patient
 from shared.signing import cose as cose_codec
 from shared.signing.content import AyushItem, Clinic, Diagnosis, Medicine, PrescriptionContent
 from shared.signing.content import Patient as RxPatient
 from shared.signing.rx import decode_content
+from shared.sync.protocol import JsonValue, Op, RecordKind
 
 RX_VALID_DAYS = 30
 """How long a pharmacy may dispense against a printed prescription (longer courses extend it)."""
@@ -133,7 +137,9 @@ class RxSigningService:
         data_dir: Path,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: HLC | None = None,
     ) -> None:
+        self._clock = clock
         self._uows = uows
         self._signing = signing
         self._data_dir = data_dir
@@ -173,7 +179,7 @@ class RxSigningService:
                 qr_payload=signed.qr_payload,
                 sandbox=check.sandbox,
             )
-            self._uows.writer.run(self._store, record)
+            self._uows.writer.run(self._store, record, rx)
         else:
             record = existing
             content = decode_content(cose_codec.decode_sign1(record.cose).payload)
@@ -183,7 +189,32 @@ class RxSigningService:
         pdf = write_prescription_pdf(self._data_dir, printable, paper)
         return SignedPrint(rx.id, pdf, record.qr_payload, record.content_hash, record.signed_at, existing is not None)
 
-    def _store(self, record: SignedRecord) -> None:
+    def _store(self, record: SignedRecord, rx: StoredPrescription) -> None:
+        now = self._now()
         with self._uows.write() as uow:
-            SignedPrescriptionRepository(uow.connection).add(record, finalised_at=self._now())
+            SignedPrescriptionRepository(uow.connection).add(record, finalised_at=now)
+            if self._clock is not None:  # queued with the signature, in its transaction (DESIGN §4)
+                fields = signed_change_fields(record, rx)
+                stamp = encode(self._clock.now())
+                uow.outbox.append(
+                    kind=RecordKind.SIGNED_PRESCRIPTION, record_id=rx.id, op=Op.UPSERT, fields=fields,
+                    field_hlcs=dict.fromkeys(fields, stamp), hlc=stamp, now=now, actor=str(record.signer_id),
+                )  # fmt: skip
             uow.commit()
+
+
+def signed_change_fields(record: SignedRecord, rx: StoredPrescription) -> dict[str, JsonValue]:
+    """The ``signed_prescription`` change the server verifies and stores (`sync_server.services.rx_sync`)."""
+    return {
+        "encounter_id": str(rx.encounter_id),
+        "patient_id": str(rx.patient_id),
+        "prescriber_id": str(rx.prescriber_id),
+        "cose": base64.b64encode(record.cose).decode("ascii"),
+        "qr_payload": record.qr_payload,
+        "content_hash": record.content_hash,
+        "signed_at": utc_text(record.signed_at),
+        "medications": rx.medications,
+        "ayush_medications": rx.ayush_medications,
+        "advisories": rx.advisories,
+        "policy_version": rx.policy_version,
+    }

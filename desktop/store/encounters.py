@@ -8,14 +8,50 @@ service (revision 2026_11_25_0002); the repository does not check it again.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from desktop.errors import NotFound
 from desktop.store.tables import encounter_addenda, encounters
+from shared.clock import Stamp, encode
 from shared.records.encounter import Addendum, Encounter, SoapNote
+from shared.sync.encounter_merge import SECTION_FIELDS
+from shared.sync.protocol import JsonValue
+
+UNSTAMPED = encode(Stamp(0, 0, "unstamped"))
+"""The stamp of fields written before encounters synced: older than any real edit."""
+
+
+def utc_text(value: datetime | None) -> str | None:
+    """A time as it travels in an encounter change (UTC, ``Z``; the server refuses other forms)."""
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def synced_fields(
+    *,
+    patient_id: uuid.UUID,
+    doctor_id: uuid.UUID,
+    encounter_type: str,
+    start_time: datetime,
+    chief_complaint: str,
+    soap_note: dict[str, Any] | None,
+    status: str,
+    completed_at: datetime | None,
+) -> dict[str, JsonValue]:
+    """An encounter's columns as synced fields (`shared.sync.encounter_merge`): one field per SOAP section."""
+    note = soap_note or {}
+    fields: dict[str, JsonValue] = {
+        "patient_id": str(patient_id),
+        "doctor_id": str(doctor_id),
+        "encounter_type": encounter_type,
+        "start_time": utc_text(start_time),
+        "chief_complaint": chief_complaint,
+        "status": status,
+        "completed_at": utc_text(completed_at),
+    }
+    return fields | {name: note[name] for name in SECTION_FIELDS if note.get(name) is not None}
 
 
 def _addendum(row: sa.Row[Any]) -> Addendum:
@@ -102,6 +138,68 @@ class EncounterRepository:
                 created_at=created_at,
             )
         )
+
+    def synced_state(self, encounter_id: uuid.UUID) -> tuple[dict[str, JsonValue], dict[str, str]] | None:
+        """The encounter as synced fields and their stamps (unstamped fields: `UNSTAMPED`), or None."""
+        row = self._conn.execute(sa.select(encounters).where(encounters.c.id == encounter_id)).one_or_none()
+        if row is None:
+            return None
+        fields = synced_fields(
+            patient_id=row.patient_id, doctor_id=row.doctor_id, encounter_type=row.encounter_type,
+            start_time=row.start_time, chief_complaint=row.chief_complaint, soap_note=row.soap_note,
+            status=row.status, completed_at=row.completed_at,
+        )  # fmt: skip
+        stamps = dict(row.field_hlcs or {})
+        # A section cleared by a stamped edit stays a field (null): its stamp must keep beating older edits.
+        fields |= {name: None for name in SECTION_FIELDS if name in stamps and name not in fields}
+        return fields, {name: stamps.get(name, UNSTAMPED) for name in fields}
+
+    def write_synced(
+        self,
+        encounter_id: uuid.UUID,
+        fields: dict[str, JsonValue],
+        field_hlcs: dict[str, str],
+        *,
+        clinic_id: uuid.UUID,
+        now: datetime,
+        exists: bool,
+    ) -> None:
+        """Store a merged encounter state (a pulled one, or the service's own edit) with its stamps."""
+        sections = {name: fields[name] for name in SECTION_FIELDS if fields.get(name) is not None}
+        completed_at = fields.get("completed_at")
+        values: dict[str, Any] = {
+            "encounter_type": fields["encounter_type"],
+            "start_time": datetime.fromisoformat(str(fields["start_time"])),
+            "chief_complaint": fields["chief_complaint"],
+            "soap_note": sections or None,
+            "status": fields.get("status", "draft"),
+            "completed_at": None if completed_at is None else datetime.fromisoformat(str(completed_at)),
+            "field_hlcs": {k: v for k, v in field_hlcs.items() if v != UNSTAMPED},
+            "updated_at": now,
+        }
+        if exists:
+            self.update(encounter_id, values)
+            return
+        self.insert(
+            values
+            | {
+                "id": encounter_id,
+                "clinic_id": clinic_id,
+                "patient_id": uuid.UUID(str(fields["patient_id"])),
+                "doctor_id": uuid.UUID(str(fields["doctor_id"])),
+                "created_at": now,
+            }
+        )
+
+    def stamps(self, encounter_id: uuid.UUID) -> dict[str, str]:
+        """The stored stamp of each synced field the PC or a pull has stamped."""
+        row = self._conn.execute(sa.select(encounters.c.field_hlcs).where(encounters.c.id == encounter_id)).one()
+        return dict(row.field_hlcs or {})
+
+    def addendum_exists(self, addendum_id: uuid.UUID) -> bool:
+        """Whether this addendum is stored already (addenda made from late sync edits have derived ids)."""
+        found = self._conn.execute(sa.select(encounter_addenda.c.id).where(encounter_addenda.c.id == addendum_id))
+        return found.first() is not None
 
     def addenda(self, encounter_id: uuid.UUID) -> list[Addendum]:
         """The encounter's addenda, oldest first."""

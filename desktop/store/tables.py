@@ -252,6 +252,7 @@ encounters = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
     sa.Column("created_at", UtcTimestamp, nullable=False),
     sa.Column("updated_at", UtcTimestamp, nullable=False),
+    sa.Column("field_hlcs", JsonText(), nullable=False, server_default="{}"),  # synced field → HLC stamp
     sa.Index("encounters_patient", "patient_id", "start_time"),
 )
 

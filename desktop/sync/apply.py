@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from desktop.store.unit_of_work import UnitOfWorkFactory
+from desktop.sync.apply_encounters import apply_encounters
 from shared.audit import canonical_json
 from shared.clock import HLC, ClockSkewError, decode
 from shared.sync.merge import MergeOutcome, edits_of
-from shared.sync.protocol import JsonValue, PullResponse, RecordKind
+from shared.sync.protocol import Change, JsonValue, PullResponse, RecordKind
+
+_KNOWN = frozenset({RecordKind.PATIENT, RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM})
+"""Kinds this version applies; encounters and their addenda go to `desktop.sync.apply_encounters`."""
 
 
 @dataclass
@@ -52,13 +56,17 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
         clinic_id = uow.sync_state.clinic_id_or_unenrolled()
         stored = uow.patients.stored_stamps(c.id for c in page.changes if c.kind is RecordKind.PATIENT)
         new: dict[uuid.UUID, tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]] = {}
+        encounters: list[Change] = []
         for change in page.changes:
-            if change.kind is not RecordKind.PATIENT:
+            if change.kind not in _KNOWN:
                 continue  # kinds this version does not know yet stay on the server; the cursor moves on
             try:
                 clock.update(decode(change.hlc))
             except ClockSkewError as exc:
                 raise ClockTooSlow(exc.message) from exc
+            if change.kind is not RecordKind.PATIENT:
+                encounters.append(change)  # merged once the page's patients are stored (they may be new)
+                continue
             fields, stamps = edits_of(change)
             known = stored.get(change.id)
             if known is None:
@@ -80,6 +88,9 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
             else:
                 stats.updated += 1
         uow.patients.insert_many(new.values(), clinic_id=clinic_id, now=now)
+        enc = apply_encounters(uow, encounters, clinic_id=clinic_id, now=now)
+        stats.inserted, stats.updated = stats.inserted + enc.inserted, stats.updated + enc.updated
+        stats.unchanged, stats.conflicts = stats.unchanged + enc.unchanged, stats.conflicts + enc.conflicts
         uow.sync_state.set_pull_cursor(page.next_cursor)
         uow.sync_state.remember_stamp(decode(page.server_hlc))
         uow.sync_state.set_last_pull_at(now)

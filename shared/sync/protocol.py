@@ -73,10 +73,33 @@ class RecordKind(StrEnum):
     brings the stored one); ``signed_immutable`` when the id exists with other content; ``invalid_record``
     for an invalid reading, an unknown metric or an implausible value; ``not_in_scope`` for a patient the
     device's clinic does not hold. A ``delete`` of a reading is rejected (``signed_immutable``).
+
+    ``encounter`` merges per field (`shared.sync.encounter_merge`): the header, each SOAP section and
+    status/completed_at carry their own stamps; completion is monotonic. A change that would alter a
+    completed encounter's content is answered ``merged``: its late values are stored as an addendum by the
+    change's author (the message says so), never applied and never dropped. A ``delete`` is rejected
+    (``invalid_record``: encounters are clinical records, not deleted); a changed ``patient_id`` too.
+
+    ``encounter_addendum`` is append-only, like a reading: op ``upsert``, ``id`` = the addendum's id,
+    ``fields`` = `shared.sync.encounter_merge.ADDENDUM_FIELDS` (``encounter_id``, ``author_id``, ``text``,
+    ``soap_note`` or null, ``created_at`` in UTC), each stamped with the change's ``hlc``. ``applied`` when
+    stored or already stored with the same content; ``signed_immutable`` for the same id with other content
+    or a delete; ``invalid_record`` when the encounter is unknown or not completed, or the author is not a
+    user of the clinic.
+
+    ``signed_prescription`` is append-only and frozen: op ``upsert``, ``id`` = the prescription's id,
+    ``fields`` = encounter_id, patient_id, prescriber_id, ``cose`` (the COSE_Sign1 bytes, base64),
+    ``qr_payload``, ``content_hash``, ``signed_at``, medications, ayush_medications, advisories,
+    policy_version (`sync_server.services.rx_sync`). The server verifies every signature against its own
+    issuer and refuses a bad one with ``bad_signature`` (the message starts with the verifier's reason code);
+    the same id with another signature is ``signed_immutable``; a replay is ``applied``.
     """
 
     PATIENT = "patient"
     READING = "reading"
+    ENCOUNTER = "encounter"
+    ENCOUNTER_ADDENDUM = "encounter_addendum"
+    SIGNED_PRESCRIPTION = "signed_prescription"
 
 
 class Op(StrEnum):
@@ -112,6 +135,9 @@ class RejectCode(StrEnum):
     """The record belongs to a clinic this device does not serve."""
     STALE_BASE = "stale_base"
     """``base_version`` is older than the server's, for a kind that needs it (not per-field LWW kinds)."""
+    BAD_SIGNATURE = "bad_signature"
+    """A signed record's signature does not verify, or its signer is not who the record says; the message
+    starts with the reason code (``bad_signature``, ``revoked_key``, ``expired``, ``wrong_signer`` …)."""
     CLOCK_SKEW = "clock_skew"
     """A stamp is too far ahead of the server's clock (`shared.clock.check_incoming`); fix the PC's clock."""
 
@@ -223,7 +249,8 @@ class ChangeResult(BaseModel):
         id: the record id of the change.
         status: applied, merged or rejected.
         reason: why it was rejected; present exactly when rejected.
-        message: sentence explaining the rejection; present exactly when rejected.
+        message: sentence explaining the rejection (always present when rejected); on a merged change, an
+            optional note of what the server did instead (e.g. a late encounter edit kept as an addendum).
         server_version: the record's version on the server after the push (when the record exists).
 
     Raises:
@@ -263,8 +290,8 @@ class ChangeResult(BaseModel):
     @model_validator(mode="after")
     def _reason_iff_rejected(self) -> ChangeResult:
         rejected = self.status is ChangeStatus.REJECTED
-        if rejected != (self.reason is not None) or rejected != (self.message is not None):
-            raise ValueError("reason and message are given exactly when the change is rejected")
+        if rejected != (self.reason is not None) or (rejected and self.message is None):
+            raise ValueError("reason is given exactly when the change is rejected, and a rejection has a message")
         if not rejected and self.server_version is None:
             raise ValueError("an applied or merged change reports its server_version")
         return self

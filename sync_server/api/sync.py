@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.records.staff import Role
@@ -101,8 +101,9 @@ async def device_token(body: DeviceTokenBody, db: Db, st: State, meta: Meta) -> 
         errors.ClientOutdated, errors.ServerOutdated, errors.DeviceInvalid, errors.BatchDeviceMismatch
     ),
 )
-async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State) -> PushResponse:
-    return await sync_service.push(db, device, body, st.clock)
+async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State, request: Request) -> PushResponse:
+    signing = getattr(request.app.state, "signing", None)  # None without signing keys (signed records refused)
+    return await sync_service.push(db, device, body, st.clock, signing)
 
 
 @router.get(

@@ -242,14 +242,16 @@ async def detect_duplicates(conn: asyncpg.Connection, clinic_id: uuid.UUID, pati
 
 
 async def feed_page(conn: asyncpg.Connection, clinic_id: uuid.UUID, after: int, limit: int) -> list[asyncpg.Record]:
-    """Up to ``limit`` feed entries after ``after``: patients joined with their current state, and readings
-    (their rows come from `sync_server.db.wearables.readings_rows`)."""
+    """Up to ``limit`` feed entries after ``after``: patients joined with their current state, readings
+    (their rows come from `sync_server.db.wearables.readings_rows`) and encounters (`services.encounter_sync`)."""
     return list(
         await conn.fetch(
             """
             SELECT f.seq, f.kind, f.record_id, f.batch_id, p.*
             FROM change_feed f LEFT JOIN patients p ON p.id = f.record_id AND f.kind = 'patient'
-            WHERE f.clinic_id = $1 AND f.seq > $2 AND (f.kind = 'reading' OR (f.kind = 'patient' AND p.id IS NOT NULL))
+            WHERE f.clinic_id = $1 AND f.seq > $2
+              AND (f.kind IN ('reading', 'encounter', 'encounter_addendum')
+                   OR (f.kind = 'patient' AND p.id IS NOT NULL))
             ORDER BY f.seq
             LIMIT $3
             """,

@@ -44,14 +44,19 @@ from sync_server import errors
 from sync_server.db import audit
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
-from sync_server.services import readings
+from sync_server.services import encounter_sync, readings, rx_sync
 from sync_server.services.context import Actor
+from sync_server.signing.issuer import SigningContext
 
 IDENTITY_FIELDS = {"name", "mobile", "year_of_birth", "abha_number", "abha_address", DELETED_FIELD}
 """Edits to these fields can make (or unmake) two patients look like the same person."""
 
 _MATCH_KEYS = ("abha_number", "abha_address", "mobile")
 """Fields at least one of which two patients must share to be flagged as duplicates (`sync_db.detect_duplicates`)."""
+
+
+_OWN_MODULE = {RecordKind.READING, RecordKind.SIGNED_PRESCRIPTION, *encounter_sync.KINDS}
+"""Kinds pushed through their own module (services.readings, services.encounter_sync), after the patients."""
 
 
 class _Reject(Exception):
@@ -129,7 +134,9 @@ class _Run:
             self.searched |= _keys(write.values)
 
 
-async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC) -> PushResponse:
+async def push(
+    conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC, signing: SigningContext | None = None
+) -> PushResponse:
     check_versions(schema_version=req.schema_version, protocol_version=req.protocol_version)
     if req.device_id != actor.user_id:
         raise errors.BatchDeviceMismatch()
@@ -146,8 +153,8 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     entries: list[dict[str, Any]] = []
     run = _Run()
     for index, change in enumerate(req.changes):
-        if change.kind is RecordKind.READING:
-            results.append(None)  # append-only: decided and stored by services.readings after the patients
+        if change.kind in _OWN_MODULE:
+            results.append(None)  # decided and stored by its own module, after the patients (see below)
             continue
         if change.id in run.ids:  # its state and version are those its earlier write leaves: store that first
             await _flush(conn, actor, run, states, results)
@@ -186,8 +193,13 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
             }
         )
     await _flush(conn, actor, run, states, results)
-    for index, reading_result in await readings.push(conn, actor, req, clock):
-        results[index] = reading_result
+    # Then the kinds with their own module, in dependency order (a prescription needs its encounter).
+    for index, own_result in [
+        *await encounter_sync.push(conn, actor, req, clock),
+        *await rx_sync.push(conn, actor, req, clock, signing),
+        *await readings.push(conn, actor, req, clock),
+    ]:
+        results[index] = own_result
     await sync_db.add_history(conn, history)
     answered = [r for r in results if r is not None]
     assert len(answered) == len(req.changes), "every change has its result once its run is stored"
@@ -334,7 +346,12 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
     page = rows[:limit]
     changes = []
     pulled_readings = await readings.pulled(conn, page)
+    pulled_encounters = await encounter_sync.pulled(conn, page)
     for row in page:
+        if row["kind"] in encounter_sync.KINDS:
+            if row["record_id"] in pulled_encounters:
+                changes.append(pulled_encounters[row["record_id"]])
+            continue
         if row["kind"] == RecordKind.READING:
             if row["record_id"] in pulled_readings:
                 changes.append(pulled_readings[row["record_id"]])

@@ -83,7 +83,13 @@ class TestWireNames:
     """The strings on the wire are a contract with deployed desktops: renaming one breaks them."""
 
     def test_names_are_stable(self) -> None:
-        assert [k.value for k in RecordKind] == ["patient", "reading"]
+        assert [k.value for k in RecordKind] == [
+            "patient",
+            "reading",
+            "encounter",
+            "encounter_addendum",
+            "signed_prescription",
+        ]
         assert [s.value for s in ChangeStatus] == ["applied", "merged", "rejected"]
         assert {c.value for c in RejectCode} == {
             "schema_mismatch",
@@ -91,6 +97,7 @@ class TestWireNames:
             "signed_immutable",
             "not_in_scope",
             "stale_base",
+            "bad_signature",
             "clock_skew",
         }
 
@@ -112,7 +119,7 @@ class TestChange:
             ({"fields": {"Name": "A"}, "field_hlcs": {"Name": H1}}, "snake_case"),
             ({"fields": {"deleted": "yes"}, "field_hlcs": {"deleted": H1}}, "true or false"),
             ({"op": "delete"}, "a delete carries no fields"),
-            ({"kind": "encounter"}, "Input should be 'patient'"),
+            ({"kind": "audit_event"}, "Input should be 'patient'"),
             ({"op": "replace"}, "Input should be 'upsert' or 'delete'"),
             ({"base_version": -1}, "greater than or equal to 0"),
         ],

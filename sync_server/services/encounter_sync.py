@@ -1,0 +1,506 @@
+"""Encounters arriving by sync: merge per field (`shared.sync.encounter_merge`), store, and rebuild for the pull.
+
+For each encounter change of a pushed batch, in order (after the batch's patients are stored, so an
+encounter may follow its new patient in one batch):
+
+* ``applied`` / ``merged``: merged per field into the stored encounter (a new one is created). Values that
+  lose by stamp are kept in ``record_history`` (kind ``encounter``) with the stamp that beat them.
+* ``merged`` with a message: the encounter is completed and the change would alter its content. The late
+  values are stored as an addendum authored by the change's author (the user who enrolled the pushing
+  device) — never applied to the encounter, never dropped. Its id is derived from the late values, so a
+  re-sent change adds no second addendum.
+* ``rejected`` ``invalid_record``: a delete (encounters are clinical records: never deleted), a change of
+  ``patient_id`` or ``doctor_id`` (a new encounter without ``doctor_id`` is the author's; with one, it must be
+  a user of the clinic), an unknown field, a value that is not valid (the message names the field), a new
+  encounter missing a header field, or a patient the server does not hold.
+* ``rejected`` ``not_in_scope``: the encounter or its patient belongs to another clinic; ``clock_skew`` as
+  for patients.
+
+A rejected change writes nothing. Written encounters and addenda enter the clinic's feed (kinds
+``encounter``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from shared.audit import canonical_json
+from shared.clock import HLC, Stamp, check_incoming, decode, encode, system_wall_ms
+from shared.records.encounter import Complaint, EncounterType, SoapNote, Text
+from shared.records.validation import violation_from
+from shared.sync.encounter_merge import (
+    HEADER_FIELDS,
+    SECTION_FIELDS,
+    EncounterConflict,
+    EncounterMerge,
+    addendum_id,
+    late_addendum_text,
+    merge_encounter,
+)
+from shared.sync.protocol import (
+    Change,
+    ChangeResult,
+    ChangeStatus,
+    JsonValue,
+    Op,
+    PulledChange,
+    PushRequest,
+    RecordKind,
+    RejectCode,
+)
+from sync_server.db import audit
+from sync_server.db import sync as sync_db
+from sync_server.services.context import Actor
+
+KINDS = frozenset({RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM})
+"""The kinds this module pushes and pulls."""
+_ADDENDUM_COLUMNS = "id, encounter_id, clinic_id, author_id, text, soap_note, created_at, hlc"
+_ROW_COLUMNS = (
+    "id, clinic_id, patient_id, doctor_id, encounter_type, start_time, chief_complaint, soap_note, status, "
+    "completed_at, version, hlc, field_hlcs"
+)
+
+
+_TIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
+class _Reject(Exception):
+    def __init__(self, code: RejectCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class _Header(BaseModel):
+    """The typed header and status of a merged encounter (sections are checked with `SoapNote`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patient_id: uuid.UUID
+    doctor_id: uuid.UUID | None = None
+    encounter_type: EncounterType
+    start_time: AwareDatetime
+    chief_complaint: Complaint
+    status: str = "draft"
+    completed_at: AwareDatetime | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def state_of(row: asyncpg.Record) -> tuple[dict[str, JsonValue], dict[str, str]]:
+    """A stored encounter as synced fields and stamps (fields written before sync count as stamped ``hlc``)."""
+    note = json.loads(row["soap_note"]) if row["soap_note"] else {}
+    fields: dict[str, JsonValue] = {
+        "patient_id": str(row["patient_id"]),
+        "doctor_id": str(row["doctor_id"]),
+        "encounter_type": row["encounter_type"],
+        "start_time": _iso(row["start_time"]),
+        "chief_complaint": row["chief_complaint"],
+        "status": row["status"],
+        "completed_at": _iso(row["completed_at"]),
+    }
+    stamps: dict[str, str] = json.loads(row["field_hlcs"]) if row["field_hlcs"] else {}
+    # A section cleared by a stamped edit stays a field (null): its stamp must keep beating older edits.
+    fields |= {name: note.get(name) for name in SECTION_FIELDS if name in note or name in stamps}
+    default = row["hlc"] or max(stamps.values(), default=None)
+    if default is None:
+        return {}, {}  # never stamped (cannot happen for rows the API or sync wrote): nothing to merge with
+    for name in list(fields):
+        stamps.setdefault(name, default)
+    return fields, {name: stamps[name] for name in fields}
+
+
+def _rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
+    return ChangeResult(
+        kind=change.kind, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message[:2000]
+    )
+
+
+def _canonical_time(name: str, value: JsonValue) -> None:
+    """Times travel in one form only (UTC, ``Z``), so the pulled value is the pushed one, byte for byte."""
+    if value is None:
+        return
+    try:
+        typed = _TIME.validate_python(value)
+    except ValidationError:
+        raise _Reject(RejectCode.INVALID_RECORD, f"{name}: not a date-time with a time zone") from None
+    if _iso(typed) != value:
+        raise _Reject(RejectCode.INVALID_RECORD, f"{name}: send times in UTC as YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
+
+
+def _validate(merged: EncounterMerge, incoming: dict[str, JsonValue]) -> tuple[_Header, dict[str, JsonValue]]:
+    fields = merged.result.fields
+    missing = [name for name in HEADER_FIELDS if name not in fields]
+    if missing:
+        raise _Reject(RejectCode.INVALID_RECORD, f"{missing[0]}: a new encounter needs {', '.join(HEADER_FIELDS)}")
+    try:
+        header = _Header.model_validate({k: v for k, v in fields.items() if k not in SECTION_FIELDS})
+        sections = {k: fields[k] for k in SECTION_FIELDS if k in fields and fields[k] is not None}
+        SoapNote.model_validate(sections)
+    except ValidationError as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
+    for name in ("start_time", "completed_at"):
+        if name in incoming:
+            _canonical_time(name, incoming[name])
+    if "chief_complaint" in incoming and header.chief_complaint != incoming["chief_complaint"]:
+        raise _Reject(RejectCode.INVALID_RECORD, "chief_complaint: send it trimmed, as the app stores it")
+    return header, sections
+
+
+async def _author(conn: asyncpg.Connection, actor: Actor) -> tuple[uuid.UUID, str]:
+    """The change's author: the user who enrolled the pushing device (the doctor whose PC it is)."""
+    row = await conn.fetchrow(
+        "SELECT u.id, u.name FROM devices d JOIN users u ON u.id = d.enrolled_by WHERE d.id = $1", actor.user_id
+    )
+    if row is None:  # a user pushing directly (not a device) is the author himself
+        name = await conn.fetchval("SELECT name FROM users WHERE id = $1", actor.user_id)
+        return actor.user_id, name or str(actor.user_id)
+    return row["id"], row["name"]
+
+
+async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC) -> list[tuple[int, ChangeResult]]:
+    """Decide and store the batch's encounter changes; (index in the batch, result) for each of them."""
+    mine = [(i, c) for i, c in enumerate(req.changes) if c.kind in KINDS]
+    if not mine:
+        return []
+    author_id, author_name = await _author(conn, actor)
+    out: list[tuple[int, ChangeResult]] = []
+    changed: list[uuid.UUID] = []
+    added: list[uuid.UUID] = []
+    history: list[tuple[Any, ...]] = []
+    entries: list[dict[str, Any]] = []
+    for index, change in mine:
+        try:
+            if change.kind is RecordKind.ENCOUNTER_ADDENDUM:
+                result, new = await _addendum(conn, actor, change, clock)
+                out.append((index, result))
+                added += [change.id] if new else []
+                continue
+            result, lost, entry = await _one(conn, actor, change, clock, author_id, author_name)
+        except _Reject as rej:
+            out.append((index, _rejected(change, rej.code, rej.message)))
+            continue
+        if entry is not None and "addendum_id" in entry["details"]:
+            added.append(uuid.UUID(entry["details"]["addendum_id"]))
+        out.append((index, result))
+        history += lost
+        if entry is not None:
+            changed.append(change.id)
+            entries.append(entry | {"details": {**entry["details"], "batch": str(req.batch_id)}})
+    await sync_db.add_history(conn, history)
+    await audit.append_many(
+        conn,
+        clinic_id=actor.clinic_id,
+        actor_id=actor.user_id,
+        actor_role=actor.role,
+        client_ip=actor.meta.client_ip,
+        user_agent=actor.meta.user_agent,
+        entries=entries,
+    )
+    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.ENCOUNTER, list(dict.fromkeys(changed)), req.batch_id)
+    await sync_db.bump_feed(
+        conn, actor.clinic_id, RecordKind.ENCOUNTER_ADDENDUM, list(dict.fromkeys(added)), req.batch_id
+    )
+    return out
+
+
+async def _one(
+    conn: asyncpg.Connection, actor: Actor, change: Change, clock: HLC, author_id: uuid.UUID, author_name: str
+) -> tuple[ChangeResult, list[tuple[Any, ...]], dict[str, Any] | None]:
+    if change.op is Op.DELETE:
+        raise _Reject(RejectCode.INVALID_RECORD, "Encounters are clinical records and are never deleted")
+    stamp = decode(change.hlc)
+    verdict = check_incoming(stamp, system_wall_ms())
+    if not verdict.accepted:
+        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
+    clock.update(stamp)
+    row = await conn.fetchrow(f"SELECT {_ROW_COLUMNS} FROM encounters WHERE id = $1 FOR UPDATE", change.id)
+    if row is not None and row["clinic_id"] != actor.clinic_id:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "This encounter belongs to another clinic")
+    current, current_hlcs = state_of(row) if row is not None else ({}, {})
+    incoming = dict(change.fields)
+    try:
+        merged = merge_encounter(current, current_hlcs, incoming, dict(change.field_hlcs))
+    except EncounterConflict as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, str(exc)) from None
+    header, sections = _validate(merged, incoming)
+    if row is None:
+        await _check_new(conn, actor, header, author_id)
+    lost = _history(actor, change, merged)
+    result = merged.result
+    version = row["version"] if row is not None else 0
+    wrote = result.fields != current or result.field_hlcs != current_hlcs
+    if wrote:
+        version = await _write(conn, actor, change.id, row is not None, header, sections, result.field_hlcs, author_id)
+    message = await _store_late(conn, actor, change.id, merged, author_id, author_name) if merged.late else None
+    status = merged.change_status
+    res = ChangeResult(kind=RecordKind.ENCOUNTER, id=change.id, status=status, message=message, server_version=version)
+    if not wrote and not merged.late:
+        return res, lost, None
+    entry = {
+        "action": "sync.encounter.addendum" if merged.late else "sync.encounter.upsert",
+        "entity_type": "encounter",
+        "entity_id": str(change.id),
+        "details": {"status": str(status)}
+        | ({"addendum_id": str(addendum_id(change.id, merged.late))} if merged.late else {}),
+    }
+    return res, lost, entry
+
+
+async def _store_late(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    encounter_id: uuid.UUID,
+    merged: EncounterMerge,
+    author_id: uuid.UUID,
+    author_name: str,
+) -> str:
+    """Store the late values as an addendum by the change's author; the sentence for the change's result."""
+    added = addendum_id(encounter_id, merged.late)
+    soap = {v.field: v.value for v in merged.late if v.field in SECTION_FIELDS}
+    try:
+        soap_note = SoapNote.model_validate(soap).model_dump(mode="json", exclude_none=True) if soap else None
+    except ValidationError:
+        soap_note = None  # the text below keeps every value in full
+    await conn.execute(
+        """
+        INSERT INTO encounter_addenda (id, encounter_id, clinic_id, author_id, text, soap_note, hlc)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT (id) DO NOTHING
+        """,
+        added,
+        encounter_id,
+        actor.clinic_id,
+        author_id,
+        late_addendum_text(merged.late, author_name),
+        None if soap_note is None else json.dumps(soap_note),
+        max(v.hlc for v in merged.late),
+    )
+    fields = ", ".join(v.field for v in merged.late)
+    return (
+        f"The encounter was already completed: the late edit of {fields} was kept as addendum {added} "
+        f"by {author_name}, not applied to the note"
+    )
+
+
+async def _check_new(conn: asyncpg.Connection, actor: Actor, header: _Header, author_id: uuid.UUID) -> None:
+    """A new encounter's patient is one of the clinic's; its doctor, when named, a user of the clinic."""
+    clinic = await conn.fetchval("SELECT clinic_id FROM patients WHERE id = $1", header.patient_id)
+    if clinic is None:
+        raise _Reject(RejectCode.INVALID_RECORD, f"patient_id: no patient {header.patient_id}; push it first")
+    if clinic != actor.clinic_id:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "This patient belongs to another clinic")
+    if header.doctor_id is not None and header.doctor_id != author_id:
+        doctor_clinic = await conn.fetchval("SELECT clinic_id FROM users WHERE id = $1", header.doctor_id)
+        if doctor_clinic != actor.clinic_id:
+            raise _Reject(RejectCode.INVALID_RECORD, f"doctor_id: {header.doctor_id} is not a user of this clinic")
+
+
+async def _write(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    encounter_id: uuid.UUID,
+    exists: bool,
+    header: _Header,
+    sections: dict[str, JsonValue],
+    field_hlcs: dict[str, str],
+    author_id: uuid.UUID,
+) -> int:
+    values = (
+        header.encounter_type.value,
+        header.start_time,
+        header.chief_complaint,
+        json.dumps(sections) if sections else None,
+        header.status,
+        header.completed_at,
+        max(field_hlcs.values()),
+        json.dumps(field_hlcs),
+    )
+    if exists:
+        version: int = await conn.fetchval(
+            """
+            UPDATE encounters SET encounter_type = $2, start_time = $3, chief_complaint = $4, soap_note = $5::jsonb,
+                status = $6, completed_at = $7, hlc = $8, field_hlcs = $9::jsonb, version = version + 1,
+                updated_at = now()
+            WHERE id = $1 RETURNING version
+            """,
+            encounter_id,
+            *values,
+        )
+        return version
+    await conn.execute(
+        """
+        INSERT INTO encounters (id, clinic_id, patient_id, doctor_id, encounter_type, start_time, chief_complaint,
+                                soap_note, status, completed_at, hlc, field_hlcs)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12::jsonb)
+        """,
+        encounter_id,
+        actor.clinic_id,
+        header.patient_id,
+        header.doctor_id or author_id,
+        *values,
+    )
+    return 1
+
+
+class _AddendumIn(BaseModel):
+    """An ``encounter_addendum`` change's fields, typed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encounter_id: uuid.UUID
+    author_id: uuid.UUID
+    text: Text
+    soap_note: SoapNote | None = None
+    created_at: AwareDatetime
+
+
+def addendum_fields(row: asyncpg.Record) -> dict[str, JsonValue]:
+    """A stored addendum as the fields of its change."""
+    return {
+        "encounter_id": str(row["encounter_id"]),
+        "author_id": str(row["author_id"]),
+        "text": row["text"],
+        "soap_note": json.loads(row["soap_note"]) if row["soap_note"] else None,
+        "created_at": _iso(row["created_at"]),
+    }
+
+
+async def _addendum(conn: asyncpg.Connection, actor: Actor, change: Change, clock: HLC) -> tuple[ChangeResult, bool]:
+    """Store a pushed addendum (append-only); (its result, whether it was new)."""
+    if change.op is Op.DELETE:
+        raise _Reject(RejectCode.SIGNED_IMMUTABLE, "Addenda are append-only: an addendum cannot be deleted")
+    stamp = decode(change.hlc)
+    verdict = check_incoming(stamp, system_wall_ms())
+    if not verdict.accepted:
+        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
+    clock.update(stamp)
+    try:
+        typed = _AddendumIn.model_validate(change.fields)
+    except ValidationError as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
+    _canonical_time("created_at", change.fields["created_at"])
+    stored = await conn.fetchrow(f"SELECT {_ADDENDUM_COLUMNS} FROM encounter_addenda WHERE id = $1", change.id)
+    applied = ChangeResult(kind=change.kind, id=change.id, status=ChangeStatus.APPLIED, server_version=1)
+    if stored is not None:
+        if stored["clinic_id"] != actor.clinic_id:
+            raise _Reject(RejectCode.NOT_IN_SCOPE, "This addendum belongs to another clinic")
+        if canonical_json(addendum_fields(stored)) != canonical_json(_addendum_stored_form(typed, change)):
+            raise _Reject(RejectCode.SIGNED_IMMUTABLE, f"Addendum {change.id} is already stored with other content")
+        return applied, False
+    encounter = await conn.fetchrow(
+        "SELECT clinic_id, status FROM encounters WHERE id = $1 FOR SHARE", typed.encounter_id
+    )
+    if encounter is None:
+        raise _Reject(RejectCode.INVALID_RECORD, f"encounter_id: no encounter {typed.encounter_id}; push it first")
+    if encounter["clinic_id"] != actor.clinic_id:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "This encounter belongs to another clinic")
+    if encounter["status"] != "completed":
+        raise _Reject(RejectCode.INVALID_RECORD, "encounter_id: addenda are for completed encounters")
+    if await conn.fetchval("SELECT clinic_id FROM users WHERE id = $1", typed.author_id) != actor.clinic_id:
+        raise _Reject(RejectCode.INVALID_RECORD, f"author_id: {typed.author_id} is not a user of this clinic")
+    await conn.execute(
+        """
+        INSERT INTO encounter_addenda (id, encounter_id, clinic_id, author_id, text, soap_note, created_at, hlc)
+        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
+        """,
+        change.id,
+        typed.encounter_id,
+        actor.clinic_id,
+        typed.author_id,
+        typed.text,
+        None if change.fields.get("soap_note") is None else json.dumps(change.fields["soap_note"]),
+        typed.created_at,
+        change.hlc,
+    )
+    return applied, True
+
+
+def _addendum_stored_form(typed: _AddendumIn, change: Change) -> dict[str, JsonValue]:
+    return {
+        "encounter_id": str(typed.encounter_id),
+        "author_id": str(typed.author_id),
+        "text": typed.text,
+        "soap_note": change.fields.get("soap_note"),
+        "created_at": _iso(typed.created_at),
+    }
+
+
+def _history(actor: Actor, change: Change, merged: EncounterMerge) -> list[tuple[Any, ...]]:
+    """Every value that lost by stamp, kept with the stamp that beat it (late values go to the addendum)."""
+    result = merged.result
+    return [
+        (
+            actor.clinic_id,
+            "encounter",
+            change.id,
+            lost.field,
+            json.dumps(lost.value),
+            lost.hlc,
+            result.field_hlcs[lost.field],
+            str(lost.side) == "incoming",
+            str(actor.user_id),
+        )
+        for lost in result.lost
+    ]
+
+
+async def pulled(conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, PulledChange]:
+    """The pull-feed change of each encounter and addendum among these feed rows, by record id."""
+    out = await _pulled_addenda(conn, feed_rows)
+    wanted = {r["record_id"]: r for r in feed_rows if r["kind"] == RecordKind.ENCOUNTER}
+    if not wanted:
+        return out
+    rows = await conn.fetch(f"SELECT {_ROW_COLUMNS} FROM encounters WHERE id = ANY($1::uuid[])", list(wanted))
+    for row in rows:
+        fields, stamps = state_of(row)
+        if not fields:
+            continue
+        feed = wanted[row["id"]]
+        out[row["id"]] = PulledChange(
+            kind=RecordKind.ENCOUNTER,
+            id=row["id"],
+            op=Op.UPSERT,
+            hlc=max(stamps.values()),
+            fields=fields,
+            field_hlcs=stamps,
+            seq=feed["seq"],
+            server_version=row["version"],
+            batch_id=feed["batch_id"],
+        )
+    return out
+
+
+async def _pulled_addenda(
+    conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]
+) -> dict[uuid.UUID, PulledChange]:
+    wanted = {r["record_id"]: r for r in feed_rows if r["kind"] == RecordKind.ENCOUNTER_ADDENDUM}
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        f"SELECT {_ADDENDUM_COLUMNS} FROM encounter_addenda WHERE id = ANY($1::uuid[])", list(wanted)
+    )
+    out = {}
+    for row in rows:
+        fields = addendum_fields(row)
+        hlc = row["hlc"] or encode(Stamp(int(row["created_at"].timestamp() * 1000), 0, "server"))
+        feed = wanted[row["id"]]
+        out[row["id"]] = PulledChange(
+            kind=RecordKind.ENCOUNTER_ADDENDUM,
+            id=row["id"],
+            op=Op.UPSERT,
+            hlc=hlc,
+            fields=fields,
+            field_hlcs=dict.fromkeys(fields, hlc),
+            seq=feed["seq"],
+            server_version=1,
+            batch_id=feed["batch_id"],
+        )
+    return out

@@ -213,10 +213,10 @@ class DesktopApp:
             store.uow, cast(SecretStore, self.secrets), self.transports.get, doctor_keys=self.doctor_keys
         )
         self.signing = SigningService(self.doctor_keys, settings.data_dir)
-        self.rx_signing = RxSigningService(store.uow, self.signing, settings.data_dir)
+        self.rx_signing = RxSigningService(store.uow, self.signing, settings.data_dir, clock=store.clock)
         self.patients = PatientService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.sync_status = SyncStatusService(store.uow)
-        self.encounters = EncounterService(writer=store.writer, uow=store.uow)
+        self.encounters = EncounterService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.prescribing = PrescribingService(writer=store.writer, uow=store.uow)
         self.readings = ReadingService(store.uow, store.clock, open_encounter=self._open_encounter)
         self.ble_worker = BleWorker(self.readings)  # the BLE thread starts on the first scan or read

@@ -11,8 +11,7 @@ is completed) and is then immutable too. Overrides and refusals are audit rows: 
 
 The SOAP note is stored as the shared record's JSON (`shared.records.encounter.SoapNote`): secondary
 diagnoses and the AYUSH assessment live in its ``assessment`` part, the typed prescription lines in
-``plan.medications``. Encounters are not queued for sync in this round (the server's sync protocol has no
-``encounter``/``prescription`` record kind yet); see docs/desktop_encounters.md.
+``plan.medications``. Encounter sync came later: revision 0005 adds the per-field stamps (docs/sync.md).
 """
 
 from alembic import op

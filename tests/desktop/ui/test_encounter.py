@@ -56,11 +56,11 @@ class Harness:
         screen.resize(1366, 768)
         activate(self.qtbot, screen)
         screen.start_new(self.patient, "Tiredness and thirst")
-        self.qtbot.waitUntil(lambda: screen.encounter is not None and screen.pad.result is not None)
+        self.qtbot.waitUntil(lambda: screen.encounter is not None and screen.pad.result is not None, timeout=20_000)
         return screen
 
     def settle(self) -> None:
-        self.qtbot.waitUntil(lambda: self.runner.busy_count == 0)
+        self.qtbot.waitUntil(lambda: self.runner.busy_count == 0, timeout=20_000)
 
     def close(self) -> None:
         self.runner.shutdown(wait_s=5)
@@ -97,7 +97,7 @@ def test_debounced_expansion_appears_without_forcing(qtbot: QtBot, harness: Harn
     screen = harness.screen()
     screen.pad.focus_line(0)
     type_text(qtbot, "amlo 5 0-0-1 x 1m", screen.pad.rows[0].edit)
-    qtbot.waitUntil(lambda: "AMLODIPINE" in screen.pad.rows[0].expansion.text())
+    qtbot.waitUntil(lambda: "AMLODIPINE" in screen.pad.rows[0].expansion.text(), timeout=20_000)
 
 
 def test_unknown_token_is_marked_and_blocks_saving_the_prescription(qtbot: QtBot, harness: Harness) -> None:
@@ -146,10 +146,10 @@ def test_major_interaction_needs_a_typed_override_which_is_stored(qtbot: QtBot, 
         "Mechanical mitral valve, INR weekly",
         _doctor(MBBS).user_id,
     )
-    qtbot.waitUntil(lambda: screen.pad.result is not None and screen.pad.result.can_save)
+    qtbot.waitUntil(lambda: screen.pad.result is not None and screen.pad.result.can_save, timeout=20_000)
     assert "overridden" in screen.pad.majors.item(0).text()
     activate(qtbot, screen)  # the offscreen platform does not give the window back its activation by itself
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is screen.pad.majors)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is screen.pad.majors, timeout=20_000)
     press(qtbot, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
     harness.settle()
     saved = harness.rx.saved(encounter_id)
@@ -165,11 +165,11 @@ def test_contraindicated_with_the_picked_diagnosis_is_a_hard_stop(qtbot: QtBot, 
         popup = screen.picker.popup()
         if not popup.isVisible():
             press(qtbot, Qt.Key.Key_Down)  # ↓ opens the suggestions
-        qtbot.waitUntil(popup.isVisible)
+        qtbot.waitUntil(popup.isVisible, timeout=20_000)
         assert popup.model().rowCount() == 1
         QTest.keyClick(popup, Qt.Key.Key_Down)
         QTest.keyClick(popup, Qt.Key.Key_Return)
-        qtbot.waitUntil(lambda: screen.diagnoses.count() == 1)
+        qtbot.waitUntil(lambda: screen.diagnoses.count() == 1, timeout=20_000)
         activate(qtbot, screen)  # offscreen: the closed popup keeps the activation
     assert screen.diagnoses.item(0).text() == "Primary: Asthma — SNOMED 195967001"
     _type_line(qtbot, screen, 0, "propranolol 40 bd x 30d")
@@ -203,7 +203,7 @@ def test_implausible_vitals_show_inline_and_nothing_is_saved(qtbot: QtBot, harne
     type_text(qtbot, "320/90", screen.vitals["bp"])
     press(qtbot, Qt.Key.Key_Tab)
     error = screen.vital_errors["bp"]
-    qtbot.waitUntil(error.isVisible)
+    qtbot.waitUntil(error.isVisible, timeout=20_000)
     assert error.text() == "Systolic pressure 320 mmHg is outside the plausible range 50-300 mmHg: check for a typo"
     screen.subjective.setPlainText("Thirsty")
     press(qtbot, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
@@ -223,7 +223,7 @@ def test_keyboard_flow_complete_then_read_only_and_addendum(qtbot: QtBot, harnes
         type_text(qtbot, "E11.9")
         press(qtbot, Qt.Key.Key_Escape)  # close the suggestions, then Enter takes the typed code
         press(qtbot, Qt.Key.Key_Return)
-        qtbot.waitUntil(lambda: screen.diagnoses.count() == 1)
+        qtbot.waitUntil(lambda: screen.diagnoses.count() == 1, timeout=20_000)
         activate(qtbot, screen)  # offscreen: the closed popup keeps the activation
     screen.followup.setFocus()
     press(qtbot, Qt.Key.Key_Tab)  # the note's last field leads to the Rx pad's first line

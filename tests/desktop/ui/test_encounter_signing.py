@@ -118,4 +118,4 @@ def test_an_uncertified_pc_completes_but_says_why_it_cannot_sign(
     harness.settle()
     assert not opened
     assert "not been certified" in str(presenter.shown[0])
-    qtbot.waitUntil(lambda: screen.is_completed)
+    qtbot.waitUntil(lambda: screen.is_completed, timeout=20_000)

@@ -63,6 +63,7 @@ __all__ = [
     "natural_key",
     "reading_change_fields",
     "reading_from_change_fields",
+    "reading_from_change_fields_fast",
     "readings_from_decoded",
 ]
 
@@ -427,6 +428,151 @@ def reading_from_change_fields(reading_id: uuid.UUID, fields: Mapping[str, JsonV
         ValidationError: with the field and the reason (also for a field a reading does not have).
     """
     return Reading.model_validate({**fields, "id": reading_id})
+
+
+_FAST_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_FAST_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_FAST_DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
+_FAST_HEX = re.compile(r"([0-9a-f]{2})+")
+_FAST_READING_KEYS = frozenset(Reading.model_fields) - {"id"}
+_FAST_VALUE_KEYS = frozenset(ReadingValue.model_fields)
+_FAST_TIME_SOURCES = {str(s): s for s in TimeSource}
+
+
+def _fast_uuid(value: object) -> uuid.UUID | None:
+    if type(value) is str and _FAST_UUID.fullmatch(value):
+        return uuid.UUID(value)
+    return None
+
+
+def _fast_time(value: object) -> datetime | None:
+    if type(value) is not str or not _FAST_TIME.fullmatch(value):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    offset = parsed.utcoffset()
+    if offset is None or abs(offset) >= timedelta(hours=24):
+        return None
+    return parsed.astimezone(UTC)
+
+
+def _fast_text(value: object, low: int, high: int) -> str | None:
+    if type(value) is str and low <= len(value) <= high:
+        return value
+    return None
+
+
+def _fast_value(item: object, metrics: Metrics) -> ReadingValue | None:
+    if type(item) is not dict or not item.keys() <= _FAST_VALUE_KEYS:
+        return None
+    metric, text, unit, ucum = item.get("metric"), item.get("value"), item.get("unit"), item.get("ucum")
+    definition = metrics.metrics.get(metric) if type(metric) is str else None
+    if definition is None or type(text) is not str or not _FAST_DECIMAL.fullmatch(text):
+        return None
+    if unit != definition.unit or ucum != definition.ucum or not 1 <= len(definition.unit) <= 20:
+        return None
+    original_text, original_unit = item.get("original_value"), item.get("original_unit")
+    original: Decimal | None = None
+    if original_text is not None or original_unit is not None:
+        if type(original_text) is not str or not _FAST_DECIMAL.fullmatch(original_text):
+            return None
+        if _fast_text(original_unit, 1, 20) is None or metrics.ucum(str(original_unit)) is None:
+            return None
+        original = Decimal(original_text)
+    return ReadingValue.model_construct(
+        metric=metric,
+        value=Decimal(text),
+        unit=unit,
+        ucum=ucum,
+        original_value=original,
+        original_unit=original_unit,
+    )
+
+
+def reading_from_change_fields_fast(reading_id: uuid.UUID, fields: Mapping[str, JsonValue]) -> Reading | None:
+    """`reading_from_change_fields` for the common case, without pydantic's per-field machinery.
+
+    Accepts only fields in the shape `reading_change_fields` writes (canonical UUID and ISO texts, decimals
+    as plain digit strings, exact types) that satisfy every rule of `Reading`; it then returns exactly the
+    reading `reading_from_change_fields` would. Anything else gives None, and the caller validates with the
+    model, which accepts or names the problem: this never accepts what the model refuses (a property test
+    checks that on arbitrary input).
+    """
+    if type(reading_id) is not uuid.UUID or reading_id.version != 7:
+        return None
+    if not fields.keys() <= _FAST_READING_KEYS:
+        return None
+    get = fields.get
+    patient_id = _fast_uuid(get("patient_id"))
+    encounter = get("encounter_id")
+    encounter_id = None if encounter is None else _fast_uuid(encounter)
+    raw_device = _fast_text(get("device_id"), 1, 100)
+    device_name = get("device_name")
+    raw_characteristic = get("characteristic")
+    measured_at = _fast_time(get("measured_at"))
+    received_at = _fast_time(get("received_at"))
+    device_time = get("device_time")
+    time_source = _FAST_TIME_SOURCES.get(get("time_source"))  # type: ignore[arg-type]
+    sequence = get("sequence")
+    raw_hex = _fast_text(get("raw_hex"), 2, 2048)
+    items = get("values")
+    if (
+        patient_id is None
+        or (encounter is not None and encounter_id is None)
+        or raw_device is None
+        or (device_name is not None and _fast_text(device_name, 0, 200) is None)
+        or type(raw_characteristic) is not str
+        or measured_at is None
+        or received_at is None
+        or (device_time is not None and _fast_text(device_time, 1, 40) is None)
+        or time_source is None
+        or (sequence is not None and (type(sequence) is not int or not 0 <= sequence <= 2**31 - 1))
+        or raw_hex is None
+        or not _FAST_HEX.fullmatch(raw_hex)
+        or type(items) is not list
+        or not 1 <= len(items) <= MAX_VALUES
+    ):
+        return None
+    device_id = raw_device.strip()
+    if not device_id or not device_id.isprintable():
+        return None
+    if _MAC.fullmatch(device_id):
+        device_id = device_id.upper()
+    characteristic = raw_characteristic.strip().upper().removeprefix("0X")
+    if not _CHARACTERISTIC.fullmatch(characteristic):
+        return None
+    if time_source is not TimeSource.RECEIVED and device_time is None:
+        return None
+    if time_source is TimeSource.RECEIVED and measured_at != received_at:
+        return None
+    metrics = Metrics.load_default()
+    values = []
+    for item in items:
+        value = _fast_value(item, metrics)
+        if value is None:
+            return None
+        values.append(value)
+    if len({v.metric for v in values}) != len(values):
+        return None
+    return Reading.model_construct(
+        id=reading_id,
+        patient_id=patient_id,
+        encounter_id=encounter_id,
+        device_id=device_id,
+        device_name=device_name,
+        characteristic=characteristic,
+        measured_at=measured_at,
+        device_time=device_time,
+        time_source=time_source,
+        sequence=sequence,
+        values=values,
+        raw_hex=raw_hex,
+        received_at=received_at,
+    )
 
 
 # --- from decoder output --------------------------------------------------------------------------------

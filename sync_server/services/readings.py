@@ -22,6 +22,7 @@ and the new readings enter the clinic's feed.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,11 +37,14 @@ from shared.records.reading import (
     ImplausibleReading,
     Metrics,
     Reading,
+    ReadingFacts,
+    TimeSource,
     check_plausible,
-    natural_key,
+    facts_plausible,
     reading_change_fields,
+    reading_facts,
+    reading_facts_fast,
     reading_from_change_fields,
-    reading_from_change_fields_fast,
 )
 from shared.records.validation import violation_from
 from shared.sync.protocol import (
@@ -77,20 +81,28 @@ class _Reject(Exception):
 class _Incoming:
     index: int
     change: Change
-    reading: Reading
+    reading: ReadingFacts
     content_hash: bytes
     key: tuple[str, str, str, int, datetime]  # natural key columns as stored (key_seq -1 for none) + time
 
 
-def _key_columns(reading: Reading) -> tuple[str, str, str, int, datetime]:
-    device, characteristic, when, sequence = natural_key(reading)
-    return device, characteristic, when, -1 if sequence is None else sequence, reading.measured_at
+def _key_columns(reading: ReadingFacts) -> tuple[str, str, str, int, datetime]:
+    # `shared.records.reading.natural_key`, from the facts
+    if reading.device_time is not None and reading.time_source is not TimeSource.RECEIVED:
+        when = reading.device_time
+    else:
+        when = reading.measured_at.astimezone(UTC).isoformat(timespec="microseconds")
+    sequence = -1 if reading.sequence is None else reading.sequence
+    return reading.device_id, reading.characteristic, when, sequence, reading.measured_at
 
 
-def _content_hash(reading: Reading) -> bytes:
-    # The record's JSON in field order (pydantic's serialiser is deterministic): equal exactly when the
-    # readings are equal, decimals with their precision ("120.0" is not "120.00").
-    return hashlib.sha256(reading.model_dump_json().encode()).digest()
+def _content_hash(reading: ReadingFacts) -> bytes:
+    # Every field in record order, decimals as their text (so "120.0" is not "120.00"), times in ISO form:
+    # equal exactly when the readings are equal.
+    parts = [None if v is None else str(v) for v in reading[:10]]
+    values = [[None if x is None else str(x) for x in v] for v in reading.values]
+    text = json.dumps([parts, values, reading.raw_hex, reading.received_at.isoformat()], ensure_ascii=False)
+    return hashlib.sha256(text.encode()).digest()
 
 
 def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incoming:
@@ -101,13 +113,16 @@ def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incomin
     if not verdict.accepted:
         raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
     clock.update(stamp)
+    # The compiled rules for the shape desktops send (no model objects built); anything else, and every
+    # refusal (for its message), goes through the model. They agree: tests/shared/test_reading_record.py.
+    fast = reading_facts_fast(change.id, change.fields, _METRICS)
     try:
-        # The compiled-rule fast path for the shape desktops send; anything else (and every refusal, for its
-        # message) goes through the model. The two agree (tests/shared/test_reading_record.py).
-        reading = reading_from_change_fields_fast(change.id, change.fields) or reading_from_change_fields(
-            change.id, change.fields
-        )
-        check_plausible(reading, _METRICS)
+        if fast is not None and facts_plausible(fast, _METRICS):
+            reading = fast
+        else:
+            model = reading_from_change_fields(change.id, change.fields)
+            check_plausible(model, _METRICS)
+            reading = reading_facts(model)
     except ValidationError as exc:
         raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
     except ImplausibleReading as exc:

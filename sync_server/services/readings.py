@@ -22,7 +22,6 @@ and the new readings enter the clinic's feed.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,12 +95,18 @@ def _key_columns(reading: ReadingFacts) -> tuple[str, str, str, int, datetime]:
     return reading.device_id, reading.characteristic, when, sequence, reading.measured_at
 
 
-def _content_hash(reading: ReadingFacts) -> bytes:
-    # Every field in record order, decimals as their text (so "120.0" is not "120.00"), times in ISO form:
-    # equal exactly when the readings are equal.
-    parts = [None if v is None else str(v) for v in reading[:10]]
-    values = [[None if x is None else str(x) for x in v] for v in reading.values]
-    text = json.dumps([parts, values, reading.raw_hex, reading.received_at.isoformat()], ensure_ascii=False)
+def _content_hash(r: ReadingFacts) -> bytes:
+    # Every field in record order: ids as their 128-bit value, texts quoted (None is not "None"), decimals as
+    # their text ("120.0" is not "120.00"), times in ISO form. Equal exactly when the readings are equal.
+    encounter = None if r.encounter_id is None else r.encounter_id.int
+    values = "|".join(
+        f"{v.metric!r},{v.value},{v.unit!r},{v.ucum!r},{v.original_value},{v.original_unit!r}" for v in r.values
+    )
+    text = (
+        f"{r.id.int:x}|{r.patient_id.int:x}|{encounter}|{r.device_id!r}|{r.device_name!r}|{r.characteristic!r}|"
+        f"{r.measured_at.isoformat()}|{r.device_time!r}|{r.time_source.value!r}|{r.sequence!r}|{r.raw_hex}|"
+        f"{r.received_at.isoformat()}|{values}"
+    )
     return hashlib.sha256(text.encode()).digest()
 
 

@@ -103,11 +103,20 @@ async def matching(
     keys: Sequence[tuple[str, str, str, int, datetime]],
 ) -> list[Stored]:
     """Stored readings with one of these ids (any time) or natural keys (device, characteristic, key time,
-    key sequence, at the same ``time``), one entry per reading."""
+    key sequence, at the same ``time``), one entry per reading.
+
+    The ids are first looked up in the clinic feed's unique (kind, record_id) index, one probe each: every
+    stored reading has its feed entry, written in the same transaction (`services.readings.push`) and never
+    removed. Only ids found there are then probed in every monthly partition (the time of a reading with
+    that id may be any), so a batch of new readings does not probe each partition for each id.
+    """
     rows = await conn.fetch(
         """
         SELECT DISTINCT w.reading_id, w.content_hash, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
-        FROM wearable_data w WHERE w.reading_id = ANY($1::uuid[])
+        FROM wearable_data w
+        WHERE w.reading_id = ANY(ARRAY(
+            SELECT f.record_id FROM change_feed f WHERE f.kind = 'reading' AND f.record_id = ANY($1::uuid[])
+        ))
         UNION
         SELECT DISTINCT w.reading_id, w.content_hash, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
         FROM unnest($2::text[], $3::text[], $4::text[], $5::integer[], $6::timestamptz[])

@@ -13,10 +13,14 @@ readings of a pushed batch, in order, the answer is:
   value, bounds and source), a measurement time in the future or before 2000, or an unknown patient.
 * ``rejected`` ``not_in_scope``: the patient belongs to another clinic. ``clock_skew`` as for patients.
 
-Nothing of a rejected reading is stored. The batch's readings are written with one COPY into a session
-staging table and ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (`sync_server.db.wearables.insert`), so a
-replayed batch adds nothing; then (native partitions) the daily averages of the days touched are recomputed,
-and the new readings enter the clinic's feed.
+Nothing of a rejected reading is stored. Validation takes the compiled fast path
+(`shared.records.reading.reading_facts_fast`) for the shape desktops send and the pydantic model for
+anything else and for every refusal's message. After one lookup of the batch's ids and natural keys (under
+the patients' locks), the new readings' rows go with ONE COPY straight into ``wearable_data`` in a savepoint
+and are folded into the daily averages in one statement; should a concurrent push have stored one of the
+same measurements meanwhile, the savepoint is rolled back and the batch goes through the staging table and
+ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING`` with whole days recomputed (`sync_server.db.wearables`). A
+replayed batch adds nothing either way. The new readings then enter the clinic's feed.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ makes a clinic, a doctor, an enrolled device and ``--patients`` patients, then:
    temperature, weight; about two years of 6 readings a day per patient) are pushed in batches of ``--batch``
    (the sync batch size, `MAX_PUSH_CHANGES`) through `sync_server.services.sync.push`, exactly as the
    push route calls it: one transaction per batch, the batch's `PushRequest` already parsed (HTTP and JSON
-   parsing are not in the figure). That is: validate each reading, plausibility, scope, dedupe lookups,
-   COPY into staging + one INSERT…SELECT…ON CONFLICT, daily-average refresh, feed, audit, stored answer.
+   parsing are not in the figure). That is: validate each reading (fast path or model), plausibility,
+   scope, dedupe lookups, one COPY into ``wearable_data`` (staging + INSERT…ON CONFLICT only after a
+   concurrent conflict), daily averages folded in, feed, audit, stored answer.
    Building the requests is outside the timed region.
 2. **Raw COPY.** The table is emptied, and the same rows (same values, same batches, one transaction per
    batch) are written with `copy_records_to_table` straight into ``wearable_data``: the floor.

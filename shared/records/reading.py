@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import yaml
 from pydantic import (
@@ -56,12 +56,17 @@ __all__ = [
     "Metrics",
     "NaturalKey",
     "Reading",
+    "ReadingFacts",
     "ReadingNotStored",
     "ReadingValue",
     "TimeSource",
+    "ValueFacts",
     "check_plausible",
+    "facts_plausible",
     "natural_key",
     "reading_change_fields",
+    "reading_facts",
+    "reading_facts_fast",
     "reading_from_change_fields",
     "readings_from_decoded",
 ]
@@ -427,6 +432,207 @@ def reading_from_change_fields(reading_id: uuid.UUID, fields: Mapping[str, JsonV
         ValidationError: with the field and the reason (also for a field a reading does not have).
     """
     return Reading.model_validate({**fields, "id": reading_id})
+
+
+# --- the fast path: a reading's validated values as plain tuples ------------------------------------------
+
+
+class ValueFacts(NamedTuple):
+    """A `ReadingValue`'s validated values."""
+
+    metric: str
+    value: Decimal
+    unit: str
+    ucum: str
+    original_value: Decimal | None
+    original_unit: str | None
+
+
+class ReadingFacts(NamedTuple):
+    """A valid `Reading`'s values as plain tuples (what a server stores), without the model's objects."""
+
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    encounter_id: uuid.UUID | None
+    device_id: str
+    device_name: str | None
+    characteristic: str
+    measured_at: datetime
+    device_time: str | None
+    time_source: TimeSource
+    sequence: int | None
+    values: tuple[ValueFacts, ...]
+    raw_hex: str
+    received_at: datetime
+
+
+def reading_facts(reading: Reading) -> ReadingFacts:
+    """The values of a validated reading."""
+    return ReadingFacts(
+        reading.id,
+        reading.patient_id,
+        reading.encounter_id,
+        reading.device_id,
+        reading.device_name,
+        reading.characteristic,
+        reading.measured_at,
+        reading.device_time,
+        reading.time_source,
+        reading.sequence,
+        tuple(ValueFacts(v.metric, v.value, v.unit, v.ucum, v.original_value, v.original_unit) for v in reading.values),
+        reading.raw_hex,
+        reading.received_at,
+    )
+
+
+_FAST_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_FAST_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_FAST_DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
+_FAST_HEX = re.compile(r"([0-9a-f]{2})+")
+_FAST_READING_KEYS = frozenset(Reading.model_fields) - {"id"}
+_FAST_VALUE_KEYS = frozenset(ReadingValue.model_fields)
+_FAST_TIME_SOURCES = {str(s): s for s in TimeSource}
+
+
+def _fast_uuid(value: object) -> uuid.UUID | None:
+    if type(value) is str and _FAST_UUID.fullmatch(value):
+        return uuid.UUID(value)
+    return None
+
+
+def _fast_time(value: object) -> datetime | None:
+    if type(value) is not str or not _FAST_TIME.fullmatch(value):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def _fast_text(value: object, low: int, high: int) -> str | None:
+    if type(value) is str and low <= len(value) <= high:
+        return value
+    return None
+
+
+def _fast_value(item: object, metrics: Metrics) -> ValueFacts | None:
+    if type(item) is not dict or not item.keys() <= _FAST_VALUE_KEYS:
+        return None
+    metric, text, unit, ucum = item.get("metric"), item.get("value"), item.get("unit"), item.get("ucum")
+    definition = metrics.metrics.get(metric) if type(metric) is str else None
+    if definition is None or type(text) is not str or not _FAST_DECIMAL.fullmatch(text):
+        return None
+    if unit != definition.unit or ucum != definition.ucum or not 1 <= len(definition.unit) <= 20:
+        return None
+    original_text, original_unit = item.get("original_value"), item.get("original_unit")
+    if original_text is None and original_unit is None:
+        return ValueFacts(definition.name, Decimal(text), definition.unit, definition.ucum, None, None)
+    if type(original_text) is not str or not _FAST_DECIMAL.fullmatch(original_text):
+        return None
+    original_unit = _fast_text(original_unit, 1, 20)
+    if original_unit is None or metrics.ucum(original_unit) is None:
+        return None
+    return ValueFacts(
+        definition.name, Decimal(text), definition.unit, definition.ucum, Decimal(original_text), original_unit
+    )
+
+
+def reading_facts_fast(
+    reading_id: uuid.UUID, fields: Mapping[str, JsonValue], metrics: Metrics | None = None
+) -> ReadingFacts | None:
+    """`reading_facts` of `reading_from_change_fields` for the common case, without building the model.
+
+    Accepts only fields in the shape `reading_change_fields` writes (canonical UUID and ISO texts, decimals
+    as plain digit strings, exact JSON types) that satisfy every rule of `Reading`; it then returns exactly
+    what ``reading_facts(reading_from_change_fields(reading_id, fields))`` would. Anything else gives None,
+    and the caller validates with the model, which accepts it or names the problem: this never accepts what
+    the model refuses (a property test checks both on arbitrary input).
+    """
+    if type(reading_id) is not uuid.UUID or reading_id.version != 7 or not fields.keys() <= _FAST_READING_KEYS:
+        return None
+    get = fields.get
+    patient_id = _fast_uuid(get("patient_id"))
+    encounter = get("encounter_id")
+    encounter_id = None if encounter is None else _fast_uuid(encounter)
+    raw_device = _fast_text(get("device_id"), 1, 100)
+    device_name = get("device_name")
+    raw_characteristic = get("characteristic")
+    measured_at = _fast_time(get("measured_at"))
+    received_at = _fast_time(get("received_at"))
+    device_time = get("device_time")
+    source = get("time_source")
+    time_source = _FAST_TIME_SOURCES.get(source) if type(source) is str else None
+    sequence = get("sequence")
+    raw_hex = _fast_text(get("raw_hex"), 2, 2048)
+    items = get("values")
+    if (
+        patient_id is None
+        or (encounter is not None and encounter_id is None)
+        or raw_device is None
+        or (device_name is not None and type(device_name) is not str)
+        or (type(device_name) is str and len(device_name) > 200)
+        or type(raw_characteristic) is not str
+        or measured_at is None
+        or received_at is None
+        or (device_time is not None and type(device_time) is not str)
+        or (type(device_time) is str and not 1 <= len(device_time) <= 40)
+        or time_source is None
+        or (sequence is not None and (type(sequence) is not int or not 0 <= sequence <= 2**31 - 1))
+        or raw_hex is None
+        or not _FAST_HEX.fullmatch(raw_hex)
+        or type(items) is not list
+        or not 1 <= len(items) <= MAX_VALUES
+    ):
+        return None
+    device_id = raw_device.strip()
+    if not device_id or not device_id.isprintable():
+        return None
+    if _MAC.fullmatch(device_id):
+        device_id = device_id.upper()
+    characteristic = raw_characteristic.strip().upper().removeprefix("0X")
+    if not _CHARACTERISTIC.fullmatch(characteristic):
+        return None
+    if time_source is not TimeSource.RECEIVED and device_time is None:
+        return None
+    if time_source is TimeSource.RECEIVED and measured_at != received_at:
+        return None
+    vocabulary = metrics or Metrics.load_default()
+    values = []
+    for item in items:
+        value = _fast_value(item, vocabulary)
+        if value is None:
+            return None
+        values.append(value)
+    if len({v.metric for v in values}) != len(values):
+        return None
+    return ReadingFacts(
+        reading_id,
+        patient_id,
+        encounter_id,
+        device_id,
+        device_name if type(device_name) is str else None,
+        characteristic,
+        measured_at,
+        device_time if type(device_time) is str else None,
+        time_source,
+        sequence if type(sequence) is int else None,
+        tuple(values),
+        raw_hex,
+        received_at,
+    )
+
+
+def facts_plausible(facts: ReadingFacts, metrics: Metrics | None = None) -> bool:
+    """Whether `check_plausible` would pass the reading these facts are of (it names the problems)."""
+    vocabulary = metrics or Metrics.load_default()
+    for value in facts.values:
+        bounds = vocabulary.metrics[value.metric].plausible
+        if not bounds.min <= value.value <= bounds.max:
+            return False
+    return True
 
 
 # --- from decoder output --------------------------------------------------------------------------------

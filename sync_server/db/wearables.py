@@ -103,11 +103,20 @@ async def matching(
     keys: Sequence[tuple[str, str, str, int, datetime]],
 ) -> list[Stored]:
     """Stored readings with one of these ids (any time) or natural keys (device, characteristic, key time,
-    key sequence, at the same ``time``), one entry per reading."""
+    key sequence, at the same ``time``), one entry per reading.
+
+    The ids are first looked up in the clinic feed's unique (kind, record_id) index, one probe each: every
+    stored reading has its feed entry, written in the same transaction (`services.readings.push`) and never
+    removed. Only ids found there are then probed in every monthly partition (the time of a reading with
+    that id may be any), so a batch of new readings does not probe each partition for each id.
+    """
     rows = await conn.fetch(
         """
         SELECT DISTINCT w.reading_id, w.content_hash, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
-        FROM wearable_data w WHERE w.reading_id = ANY($1::uuid[])
+        FROM wearable_data w
+        WHERE w.reading_id = ANY(ARRAY(
+            SELECT f.record_id FROM change_feed f WHERE f.kind = 'reading' AND f.record_id = ANY($1::uuid[])
+        ))
         UNION
         SELECT DISTINCT w.reading_id, w.content_hash, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
         FROM unnest($2::text[], $3::text[], $4::text[], $5::integer[], $6::timestamptz[])
@@ -148,6 +157,64 @@ async def insert(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> s
         """
     )
     return {r["reading_id"] for r in inserted}
+
+
+async def copy_direct(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> bool:
+    """COPY the rows straight into ``wearable_data`` inside a savepoint; False (nothing written) on a conflict.
+
+    The caller has already checked that no reading of these rows is stored (by id or natural key) while
+    holding its patients' locks, so a conflict means a concurrent push stored the same measurement meanwhile
+    (another patient's reading from the same device): the caller then takes the `insert` path, whose
+    ``ON CONFLICT DO NOTHING`` keeps the first one.
+    """
+    if not rows:
+        return True
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table("wearable_data", records=rows, columns=COLUMNS)
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
+
+
+async def add_daily(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    day_zone: str,
+    patients: Sequence[uuid.UUID],
+    metrics: Sequence[str],
+    times: Sequence[datetime],
+    values: Sequence[float],
+    units: Sequence[str],
+) -> None:
+    """Fold rows just stored (and only those: `copy_direct` stored all of them) into the daily averages.
+
+    One statement: the rows are grouped by (patient, metric, clinic-local day); a day already averaged gets
+    count + n, min/max widened and the average weighted by the counts, so a late reading for an old day
+    fixes that day without reading the day's stored rows again.
+    """
+    await conn.execute(
+        """
+        INSERT INTO wearable_daily_avg AS d (clinic_id, patient_id, metric, day, avg, min, max, count, unit)
+        SELECT $1, r.patient_id, r.metric, (r.time AT TIME ZONE $2)::date, avg(r.value), min(r.value),
+               max(r.value), count(*), min(r.unit)
+        FROM unnest($3::uuid[], $4::text[], $5::timestamptz[], $6::float8[], $7::text[])
+             AS r(patient_id, metric, time, value, unit)
+        GROUP BY r.patient_id, r.metric, (r.time AT TIME ZONE $2)::date
+        ON CONFLICT (patient_id, metric, day) DO UPDATE
+            SET clinic_id = EXCLUDED.clinic_id,
+                avg = (d.avg * d.count + EXCLUDED.avg * EXCLUDED.count) / (d.count + EXCLUDED.count),
+                min = least(d.min, EXCLUDED.min), max = greatest(d.max, EXCLUDED.max),
+                count = d.count + EXCLUDED.count, unit = least(d.unit, EXCLUDED.unit)
+        """,
+        clinic_id,
+        day_zone,
+        patients,
+        metrics,
+        times,
+        values,
+        units,
+    )
 
 
 async def refresh_daily(conn: asyncpg.Connection, clinic_id: uuid.UUID, day_zone: str) -> None:

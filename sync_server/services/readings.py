@@ -13,17 +13,23 @@ readings of a pushed batch, in order, the answer is:
   value, bounds and source), a measurement time in the future or before 2000, or an unknown patient.
 * ``rejected`` ``not_in_scope``: the patient belongs to another clinic. ``clock_skew`` as for patients.
 
-Nothing of a rejected reading is stored. The batch's readings are written with one COPY into a session
-staging table and ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (`sync_server.db.wearables.insert`), so a
-replayed batch adds nothing; then (native partitions) the daily averages of the days touched are recomputed,
-and the new readings enter the clinic's feed.
+Nothing of a rejected reading is stored. Validation takes the compiled fast path
+(`shared.records.reading.reading_facts_fast`) for the shape desktops send and the pydantic model for
+anything else and for every refusal's message. After one lookup of the batch's ids and natural keys (under
+the patients' locks), the new readings' rows go with ONE COPY straight into ``wearable_data`` in a savepoint
+and are folded into the daily averages in one statement; should a concurrent push have stored one of the
+same measurements meanwhile, the savepoint is rolled back and the batch goes through the staging table and
+ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING`` with whole days recomputed (`sync_server.db.wearables`). A
+replayed batch adds nothing either way. The new readings then enter the clinic's feed.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,10 +40,15 @@ from pydantic import ValidationError
 from shared.clock import HLC, check_incoming, decode, system_wall_ms
 from shared.records.reading import (
     ImplausibleReading,
+    Metrics,
     Reading,
+    ReadingFacts,
+    TimeSource,
     check_plausible,
-    natural_key,
+    facts_plausible,
     reading_change_fields,
+    reading_facts,
+    reading_facts_fast,
     reading_from_change_fields,
 )
 from shared.records.validation import violation_from
@@ -62,6 +73,21 @@ FUTURE_LEEWAY = timedelta(days=1)
 """How far past the server's clock a measurement time may lie (PC and device clocks drift)."""
 SERVER_VERSION = 1
 """A reading is never changed, so its server version is always 1."""
+_METRICS = Metrics.load_default()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a batch's synchronous, allocation-heavy loops (at most
+    `MAX_PUSH_CHANGES` readings, no await inside): the tuples they make are freed by reference counting, and
+    the collections the allocations would trigger cost about a quarter of the loop (bench/wearables.py)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Reject(Exception):
@@ -74,20 +100,34 @@ class _Reject(Exception):
 class _Incoming:
     index: int
     change: Change
-    reading: Reading
+    reading: ReadingFacts
     content_hash: bytes
     key: tuple[str, str, str, int, datetime]  # natural key columns as stored (key_seq -1 for none) + time
 
 
-def _key_columns(reading: Reading) -> tuple[str, str, str, int, datetime]:
-    device, characteristic, when, sequence = natural_key(reading)
-    return device, characteristic, when, -1 if sequence is None else sequence, reading.measured_at
+def _key_columns(reading: ReadingFacts) -> tuple[str, str, str, int, datetime]:
+    # `shared.records.reading.natural_key`, from the facts
+    if reading.device_time is not None and reading.time_source is not TimeSource.RECEIVED:
+        when = reading.device_time
+    else:
+        when = reading.measured_at.astimezone(UTC).isoformat(timespec="microseconds")
+    sequence = -1 if reading.sequence is None else reading.sequence
+    return reading.device_id, reading.characteristic, when, sequence, reading.measured_at
 
 
-def _content_hash(reading: Reading) -> bytes:
-    # The record's JSON in field order (pydantic's serialiser is deterministic): equal exactly when the
-    # readings are equal, decimals with their precision ("120.0" is not "120.00").
-    return hashlib.sha256(reading.model_dump_json().encode()).digest()
+def _content_hash(r: ReadingFacts) -> bytes:
+    # Every field in record order: ids as their 128-bit value, texts quoted (None is not "None"), decimals as
+    # their text ("120.0" is not "120.00"), times in ISO form. Equal exactly when the readings are equal.
+    encounter = None if r.encounter_id is None else r.encounter_id.int
+    values = "|".join(
+        f"{v.metric!r},{v.value},{v.unit!r},{v.ucum!r},{v.original_value},{v.original_unit!r}" for v in r.values
+    )
+    text = (
+        f"{r.id.int:x}|{r.patient_id.int:x}|{encounter}|{r.device_id!r}|{r.device_name!r}|{r.characteristic!r}|"
+        f"{r.measured_at.isoformat()}|{r.device_time!r}|{r.time_source.value!r}|{r.sequence!r}|{r.raw_hex}|"
+        f"{r.received_at.isoformat()}|{values}"
+    )
+    return hashlib.sha256(text.encode()).digest()
 
 
 def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incoming:
@@ -98,9 +138,16 @@ def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incomin
     if not verdict.accepted:
         raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
     clock.update(stamp)
+    # The compiled rules for the shape desktops send (no model objects built); anything else, and every
+    # refusal (for its message), goes through the model. They agree: tests/shared/test_reading_record.py.
+    fast = reading_facts_fast(change.id, change.fields, _METRICS)
     try:
-        reading = reading_from_change_fields(change.id, change.fields)
-        check_plausible(reading)
+        if fast is not None and facts_plausible(fast, _METRICS):
+            reading = fast
+        else:
+            model = reading_from_change_fields(change.id, change.fields)
+            check_plausible(model, _METRICS)
+            reading = reading_facts(model)
     except ValidationError as exc:
         raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
     except ImplausibleReading as exc:
@@ -125,9 +172,21 @@ def _rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
 
 
 def _applied(change: Change) -> ChangeResult:
-    return ChangeResult(
-        kind=RecordKind.READING, id=change.id, status=ChangeStatus.APPLIED, server_version=SERVER_VERSION
+    # Built without validation: these constant fields satisfy ChangeResult's rules (applied, a version, no
+    # reason); PushResponse validates the batch's results as a whole.
+    return ChangeResult.model_construct(
+        kind=RecordKind.READING,
+        id=change.id,
+        status=ChangeStatus.APPLIED,
+        reason=None,
+        message=None,
+        server_version=SERVER_VERSION,
     )
+
+
+_TIME, _PATIENT, _METRIC, _VALUE, _UNIT = (
+    db.COLUMNS.index(c) for c in ("time", "patient_id", "metric", "value", "unit")
+)
 
 
 def _rows(item: _Incoming, clinic_id: uuid.UUID, batch_id: uuid.UUID) -> list[tuple[Any, ...]]:
@@ -171,24 +230,41 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     results: dict[int, ChangeResult] = {}
     valid: list[_Incoming] = []
     now = datetime.now(UTC)
-    for index, change in enumerate(req.changes):
-        if change.kind is not RecordKind.READING:
-            continue
-        try:
-            valid.append(_validate(index, change, clock, now))
-        except _Reject as rej:
-            results[index] = _rejected(change, rej.code, rej.message)
+    with _gc_paused():
+        for index, change in enumerate(req.changes):
+            if change.kind is not RecordKind.READING:
+                continue
+            try:
+                valid.append(_validate(index, change, clock, now))
+            except _Reject as rej:
+                results[index] = _rejected(change, rej.code, rej.message)
     if not valid:
         return sorted(results.items())
     in_scope = await _in_scope(conn, actor, valid, results)
     layout = await db.prepare(conn, sorted({i.reading.measured_at for i in in_scope}))
     stored = await db.matching(conn, [i.reading.id for i in in_scope], [i.key for i in in_scope])
-    to_insert = _plan(in_scope, stored, results)
-    rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]
-    inserted = await db.insert(conn, rows)
-    if inserted and layout.mode == db.NATIVE:
-        await db.refresh_daily(conn, actor.clinic_id, layout.day_zone)
-    new_ids = [i.reading.id for i in to_insert if i.reading.id in inserted]
+    with _gc_paused():
+        to_insert = _plan(in_scope, stored, results)
+        rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]
+    if await db.copy_direct(conn, rows):
+        # Nothing of these was stored (checked under the patients' locks): every row is in, fold them in.
+        new_ids = [i.reading.id for i in to_insert]
+        if rows and layout.mode == db.NATIVE:
+            await db.add_daily(
+                conn,
+                actor.clinic_id,
+                layout.day_zone,
+                [r[_PATIENT] for r in rows],
+                [r[_METRIC] for r in rows],
+                [r[_TIME] for r in rows],
+                [r[_VALUE] for r in rows],
+                [r[_UNIT] for r in rows],
+            )
+    else:  # a concurrent push stored some of the same measurements: ON CONFLICT keeps the first, whole days redone
+        inserted = await db.insert(conn, rows)
+        if inserted and layout.mode == db.NATIVE:
+            await db.refresh_daily(conn, actor.clinic_id, layout.day_zone)
+        new_ids = [i.reading.id for i in to_insert if i.reading.id in inserted]
     await _audit(conn, actor, req.batch_id, results, len(new_ids))
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.READING, new_ids, req.batch_id)
     return sorted(results.items())

@@ -23,8 +23,11 @@ from shared.records.reading import (
     ReadingNotStored,
     TimeSource,
     check_plausible,
+    facts_plausible,
     natural_key,
     reading_change_fields,
+    reading_facts,
+    reading_facts_fast,
     reading_from_change_fields,
     readings_from_decoded,
 )
@@ -339,3 +342,111 @@ class TestRecord:
         assert caught.value.problems == [
             "spo2 127 % is outside the plausible range 50-100 % (metrics.yaml, source encounter_vitals_bounds)"
         ]
+
+
+# --- the fast path the server uses agrees with the model ------------------------------------------------------
+
+_TEXTS = st.text(max_size=6) | st.sampled_from(["", " ", "x" * 101, "\n", "aa:bb:cc:dd:ee:ff", " SN-1 ", "Omron"])
+_ANY = st.none() | st.booleans() | st.integers(-5, 2**32) | st.floats(allow_nan=True) | _TEXTS
+_TIMES = st.sampled_from(
+    [
+        "2026-03-01T04:31:00Z",
+        "2026-03-01T10:00:00+05:30",
+        "2026-03-01T04:31:00.123456Z",
+        "2026-03-01T04:31:00",
+        "2026-03-01 04:31:00Z",
+        "2026-02-30T04:31:00Z",
+        "2026-03-01T04:31:60Z",
+        "2026-03-01T04:31:00+24:00",
+        "2026-03-01T04:31:00+05:60",
+        "2026-03-01T04:31:00-00:00",
+        "0000-03-01T04:31:00Z",
+        "2026-03-01",
+        "2026-03-01T04:31:00.1234567Z",
+    ]
+) | st.datetimes(timezones=st.sampled_from([UTC, IST])).map(lambda d: d.isoformat())
+_DECIMALS = st.sampled_from(
+    ["97", "97.0", "-0", "-1", "1e2", "NaN", "Infinity", " 97", "97.", ".5", "1" * 16, "+3"]
+) | (st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-1000, max_value=1000).map(str))
+_UNITS = st.sampled_from(["%", "mmHg", "mm[Hg]", "beats/min", "/min", "°C", "Cel", "[degF]", "kPa", "kg", ""])
+
+
+def _value_dict() -> st.SearchStrategy[dict[str, object]]:
+    return st.fixed_dictionaries(
+        {
+            "metric": st.sampled_from(["spo2", "pulse_rate", "bp_systolic", "temperature", "aura", ""]) | _ANY,
+            "value": _DECIMALS | _ANY,
+            "unit": _UNITS,
+            "ucum": _UNITS,
+        },
+        optional={"original_value": st.none() | _DECIMALS, "original_unit": st.none() | _UNITS, "colour": _ANY},
+    )
+
+
+_FIELD_STRATEGIES: dict[str, st.SearchStrategy[object]] = {
+    "patient_id": st.sampled_from([str(PATIENT), str(PATIENT).upper(), PATIENT.hex, "nope"]) | _ANY,
+    "encounter_id": st.sampled_from([str(uuid7()), "{" + str(PATIENT) + "}"]) | _ANY,
+    "device_id": _TEXTS | _ANY,
+    "device_name": _TEXTS | _ANY,
+    "characteristic": st.sampled_from(["2a35", "0x2A35", " 2A5E ", "2A3", "ZZZZ", "2A355"]) | _ANY,
+    "measured_at": _TIMES | _ANY,
+    "received_at": _TIMES | _ANY,
+    "device_time": _TEXTS | _ANY,
+    "time_source": st.sampled_from([str(s) for s in TimeSource]) | _ANY,
+    "sequence": st.integers(-2, 2**31) | _ANY,
+    "raw_hex": st.sampled_from(["00ff", "00FF", "0", "00ff\n", "", "ab" * 1025]) | _ANY,
+    "values": st.lists(_value_dict(), max_size=3) | _ANY,
+    "colour": _ANY,
+}
+
+
+@st.composite
+def _fields(draw: st.DrawFn) -> dict[str, object]:
+    fields = reading()
+    for name in draw(st.sets(st.sampled_from(sorted(_FIELD_STRATEGIES)), max_size=3)):
+        fields[name] = draw(_FIELD_STRATEGIES[name])
+    if draw(st.booleans()):
+        fields.pop(draw(st.sampled_from(sorted(fields))))
+    return fields
+
+
+class TestFastPath:
+    def test_the_synced_shape_takes_the_fast_path(self) -> None:
+        for r in (
+            reading_from_change_fields(uuid7(), reading()),  # type: ignore[arg-type]
+            build(
+                bytes([0x07])
+                + sf(160, -1)
+                + sf(107, -1)
+                + sf(125, -1)
+                + date_time_bytes(datetime(2026, 1, 31, 23, 59))
+                + sf(72, 0),
+                "2A35",
+                device_name="Omron X4",
+            ),
+            build(bytes([0x01]) + struct.pack("<I", 0xFF000000 | 986), "2A1C"),
+        ):
+            assert reading_facts_fast(r.id, reading_change_fields(r)) == reading_facts(r)
+            assert facts_plausible(reading_facts(r))
+
+    @settings(max_examples=500, deadline=None)
+    @given(fields=_fields(), version7=st.booleans())
+    def test_fast_path_accepts_only_what_the_model_accepts_with_the_same_values(
+        self, fields: dict[str, object], version7: bool
+    ) -> None:
+        rid = uuid7() if version7 else uuid.uuid4()
+        fast = reading_facts_fast(rid, fields)  # type: ignore[arg-type]
+        try:
+            model: Reading | None = reading_from_change_fields(rid, fields)  # type: ignore[arg-type]
+        except ValidationError:
+            model = None
+        if fast is not None:
+            assert model is not None, "the fast path accepted what the model refuses"
+            assert fast == reading_facts(model)
+            assert [str(v.value) for v in fast.values] == [str(v.value) for v in model.values]  # same precision
+            plausible = True
+            try:
+                check_plausible(model)
+            except ImplausibleReading:
+                plausible = False
+            assert facts_plausible(fast) is plausible

@@ -14,9 +14,12 @@ import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.clock import encode
+from shared.clock import HLC, encode
 from shared.ids import uuid7
 from shared.records.reading import Reading, ReadingValue, TimeSource, reading_change_fields
+from shared.sync.protocol import Change
+from sync_server.db import wearables as wearables_db
+from sync_server.services import readings as readings_service
 from sync_server.settings import Settings
 from tests.helpers import pg
 from tests.sync_server.conftest import SignedIn
@@ -197,6 +200,43 @@ def test_invalid_implausible_and_out_of_scope_readings_are_rejected(
     bad_hex = pc.push([change(pc, reading(pid, T0, {"temperature": "36.9"}, characteristic="2A1C"), raw_hex="xyz")])
     assert statuses(bad_hex) == [("rejected", "invalid_record")]
     assert "raw_hex" in bad_hex.json()["results"][0]["message"]
+
+
+def test_a_concurrently_stored_measurement_falls_back_to_on_conflict(pc: Device, settings: Settings) -> None:
+    """The direct COPY is taken only after the lookup found nothing; if another push stored the same
+    measurement meanwhile, the COPY's savepoint is rolled back and the INSERT … ON CONFLICT path keeps the
+    first, with the whole days recomputed."""
+    pid = make_patient(pc)
+    r = reading(pid, T0, {"bp_systolic": "120", "bp_diastolic": "80"})
+    assert statuses(pc.push([change(pc, r)])) == [("applied", None)]
+    twin = r.model_copy(update={"id": uuid7()})  # the same measurement, as a concurrent push would bring it
+    fresh = reading(pid, T0 + timedelta(hours=1), {"bp_systolic": "130", "bp_diastolic": "90"})
+    clinic = query(settings, "SELECT clinic_id FROM patients WHERE id = $1", pid)[0]["clinic_id"]
+
+    async def go() -> tuple[bool, set[uuid.UUID]]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            async with conn.transaction():
+                layout = await wearables_db.prepare(conn, [T0])
+                rows = []
+                for item in (twin, fresh):
+                    incoming = readings_service._validate(
+                        0, Change.model_validate(change(pc, item)), HLC("srv-test"), datetime.now(UTC)
+                    )
+                    rows += readings_service._rows(incoming, clinic, uuid7())
+                direct = await wearables_db.copy_direct(conn, rows)
+                inserted = await wearables_db.insert(conn, rows)
+                await wearables_db.refresh_daily(conn, clinic, layout.day_zone)
+            return direct, inserted
+        finally:
+            await conn.close()
+
+    direct, inserted = pg.run(go())
+    assert not direct and inserted == {fresh.id}
+    stored = query(settings, "SELECT DISTINCT reading_id FROM wearable_data")
+    assert {x["reading_id"] for x in stored} == {r.id, fresh.id}
+    daily = "SELECT avg, count FROM wearable_daily_avg WHERE metric = 'bp_systolic'"
+    assert [tuple(x) for x in query(settings, daily)] == [(125.0, 2)]
 
 
 def test_month_boundary_lands_in_two_partitions(pc: Device, settings: Settings) -> None:

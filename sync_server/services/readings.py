@@ -25,11 +25,9 @@ replayed batch adds nothing either way. The new readings then enter the clinic's
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,20 +72,6 @@ FUTURE_LEEWAY = timedelta(days=1)
 SERVER_VERSION = 1
 """A reading is never changed, so its server version is always 1."""
 _METRICS = Metrics.load_default()
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection during a batch's synchronous, allocation-heavy loops (at most
-    `MAX_PUSH_CHANGES` readings, no await inside): the tuples they make are freed by reference counting, and
-    the collections the allocations would trigger cost about a quarter of the loop (bench/wearables.py)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class _Reject(Exception):
@@ -230,22 +214,20 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     results: dict[int, ChangeResult] = {}
     valid: list[_Incoming] = []
     now = datetime.now(UTC)
-    with _gc_paused():
-        for index, change in enumerate(req.changes):
-            if change.kind is not RecordKind.READING:
-                continue
-            try:
-                valid.append(_validate(index, change, clock, now))
-            except _Reject as rej:
-                results[index] = _rejected(change, rej.code, rej.message)
+    for index, change in enumerate(req.changes):
+        if change.kind is not RecordKind.READING:
+            continue
+        try:
+            valid.append(_validate(index, change, clock, now))
+        except _Reject as rej:
+            results[index] = _rejected(change, rej.code, rej.message)
     if not valid:
         return sorted(results.items())
     in_scope = await _in_scope(conn, actor, valid, results)
     layout = await db.prepare(conn, sorted({i.reading.measured_at for i in in_scope}))
     stored = await db.matching(conn, [i.reading.id for i in in_scope], [i.key for i in in_scope])
-    with _gc_paused():
-        to_insert = _plan(in_scope, stored, results)
-        rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]
+    to_insert = _plan(in_scope, stored, results)
+    rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]
     if await db.copy_direct(conn, rows):
         # Nothing of these was stored (checked under the patients' locks): every row is in, fold them in.
         new_ids = [i.reading.id for i in to_insert]

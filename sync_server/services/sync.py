@@ -15,6 +15,7 @@ change whose write could make the set-wise steps differ from writing and checkin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from sync_server import errors
 from sync_server.db import audit
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
+from sync_server.db.feed_listener import FeedListener, TooManyWaiters
 from sync_server.services import readings
 from sync_server.services.context import Actor
 
@@ -361,6 +363,62 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
     return PullResponse.model_construct(
         changes=changes, next_cursor=next_cursor, has_more=len(rows) > limit, server_hlc=encode(clock.now())
     )
+
+
+MAX_WAIT_S = 25.0
+"""Longest a pull may wait for a change (below the usual 30-60 s idle timeouts of proxies)."""
+
+
+class WaitersFull(errors.ProblemError):
+    status = 503
+    code = "sync.waiters_full"
+    title = "Too many waiting pulls"
+
+
+async def pull_waiting(
+    pool: asyncpg.Pool,
+    listener: FeedListener | None,
+    actor: Actor,
+    *,
+    cursor: str | None,
+    limit: int,
+    wait: float,
+    clock: HLC,
+) -> tuple[PullResponse, int]:
+    """A page after ``cursor`` and the count after it; with ``wait`` > 0 and nothing new, wait for a commit.
+
+    Each read is its own short transaction on a pooled connection; no connection is held while waiting. The
+    clinic's ticket is taken before the first read (`FeedListener` explains why no commit can slip between).
+    At the deadline the answer is an empty page with the same cursor. Without a live listener (database
+    link lost) the wait is a short sleep and a second read, so a client never spins.
+    """
+    ticket = listener.ticket(actor.clinic_id) if wait > 0 and listener is not None else None
+    page, remaining = await _read_page(pool, actor, cursor=cursor, limit=limit, clock=clock)
+    if ticket is None or listener is None or page.changes or page.has_more:
+        return page, remaining
+    try:
+        with listener.waiter():
+            if listener.connected:
+                try:
+                    await asyncio.wait_for(ticket.wait(), min(wait, MAX_WAIT_S))
+                except TimeoutError:
+                    return page, remaining
+            else:
+                await asyncio.sleep(min(wait, 1.0))
+    except TooManyWaiters as exc:
+        raise WaitersFull(
+            f"This server holds {listener.max_waiters} waiting pulls already; pull without waiting or retry later",
+            headers={"Retry-After": "5"},
+        ) from exc
+    return await _read_page(pool, actor, cursor=cursor, limit=limit, clock=clock)
+
+
+async def _read_page(
+    pool: asyncpg.Pool, actor: Actor, *, cursor: str | None, limit: int, clock: HLC
+) -> tuple[PullResponse, int]:
+    async with pool.acquire() as conn, conn.transaction():
+        page = await pull(conn, actor, cursor=cursor, limit=limit, clock=clock)
+        return page, await remaining_after(conn, actor, page)
 
 
 async def history(conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -295,6 +295,10 @@ class SyncClient:
         report.finished_at = datetime.now(UTC)
         return report
 
+    def cancel_watch(self) -> None:
+        """End a `watch` in flight (any thread); the transport refuses waiting pulls from then on."""
+        self._transport.cancel_wait()
+
     def _apply_if_cursor(self, cursor: str | None, page: PullResponse) -> ApplyStats | None:
         if self._read_cursor() != cursor:
             return None  # a round applied these (or later) changes meanwhile

@@ -136,8 +136,13 @@ async def pull(
     if x_integmed_protocol is not None or x_integmed_schema is not None:
         sync_service.check_versions(schema_version=x_integmed_schema or 0, protocol_version=x_integmed_protocol or 0)
     listener = getattr(request.app.state, "feed_listener", None)
+
+    async def gone() -> None:  # returns when the client hangs up (a GET has no body left to read)
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
     page, remaining = await sync_service.pull_waiting(
-        st.pool, listener, device, cursor=cursor, limit=limit, wait=wait, clock=st.clock
+        st.pool, listener, device, cursor=cursor, limit=limit, wait=wait, clock=st.clock, gone=gone
     )
     # Progress for a first sync: how much is left after this page (header, so the body stays the protocol's).
     response.headers["X-IntegMed-Remaining"] = str(remaining)

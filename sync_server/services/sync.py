@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -384,13 +385,15 @@ async def pull_waiting(
     limit: int,
     wait: float,
     clock: HLC,
+    gone: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[PullResponse, int]:
     """A page after ``cursor`` and the count after it; with ``wait`` > 0 and nothing new, wait for a commit.
 
     Each read is its own short transaction on a pooled connection; no connection is held while waiting. The
     clinic's ticket is taken before the first read (`FeedListener` explains why no commit can slip between).
     At the deadline the answer is an empty page with the same cursor. Without a live listener (database
-    link lost) the wait is a short sleep and a second read, so a client never spins.
+    link lost) the wait is a short sleep and a second read, so a client never spins. ``gone`` returns when the
+    client hangs up: its wait ends then, so a dead client does not hold one of the bounded waiting places.
     """
     ticket = listener.ticket(actor.clinic_id) if wait > 0 and listener is not None else None
     page, remaining = await _read_page(pool, actor, cursor=cursor, limit=limit, clock=clock)
@@ -398,13 +401,20 @@ async def pull_waiting(
         return page, remaining
     try:
         with listener.waiter():
-            if listener.connected:
-                try:
-                    await asyncio.wait_for(ticket.wait(), min(wait, MAX_WAIT_S))
-                except TimeoutError:
-                    return page, remaining
-            else:
-                await asyncio.sleep(min(wait, 1.0))
+            woken = asyncio.ensure_future(ticket.wait() if listener.connected else asyncio.sleep(min(wait, 1.0)))
+            left = asyncio.ensure_future(gone()) if gone is not None else None
+            try:
+                await asyncio.wait(
+                    [t for t in (woken, left) if t is not None],
+                    timeout=min(wait, MAX_WAIT_S),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for task in (woken, left):
+                    if task is not None and not task.done():
+                        task.cancel()
+            if not woken.done() or woken.cancelled():
+                return page, remaining  # the deadline, or the client left: the same empty page
     except TooManyWaiters as exc:
         raise WaitersFull(
             f"This server holds {listener.max_waiters} waiting pulls already; pull without waiting or retry later",

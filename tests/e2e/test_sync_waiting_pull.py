@@ -8,8 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from pytestqt.qtbot import QtBot
 
 from desktop.errors import Cancelled
+from desktop.services.sync_status import SyncStatusService
+from desktop.ui.bridges.sync_worker import SyncTimings, SyncWorker
+from desktop.ui.runner import Runner
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from tests.e2e.conftest import PC, Server
 
@@ -147,3 +151,41 @@ def test_server_shutdown_with_a_waiter_is_clean(make_pc: Callable[..., PC], serv
     _until(lambda: server.app.state.feed_listener.connected, "the new server listens")
     page, _ = b.transport().wait_pull(cursor, 100, 0.2)
     assert page.next_cursor == cursor
+
+
+def test_idle_sync_worker_shows_another_pcs_change_and_closes_cleanly(
+    qtbot: QtBot, make_pc: Callable[..., PC], server: Server
+) -> None:
+    """The desktop's worker (real Qt, runner and store on PC B) keeps a waiting pull open after a round."""
+    a, b = _two_pcs(make_pc, server)
+    p = a.patients.register(RADHA, actor="test")
+    a.sync()
+    assert b.store is not None
+    runner = Runner(b.store.writer.executor)
+    never = 600_000
+    worker = SyncWorker(
+        runner,
+        make_client=b.client,
+        probe=b.transport().ping,
+        read_status=SyncStatusService(b.store.uow).status,
+        timings=SyncTimings(round_interval_ms=never, probe_interval_ms=never, after_write_ms=never, watch_wait_s=20),
+    )
+    try:
+        worker.start()
+        with qtbot.waitSignal(worker.sync_finished, timeout=20_000):
+            worker.sync_now(user_started=False)
+        qtbot.waitUntil(lambda: worker.is_watching and _waiting(server) == 1, timeout=20_000)
+        assert b.patients.get(p.id).mobile == RADHA["mobile"]
+        with qtbot.waitSignal(worker.sync_finished, timeout=20_000) as arrived:
+            a.patients.update(p.id, {"mobile": "+919812300088"}, actor="test")
+            a.sync()
+        report, user_started = arrived.args
+        assert report.pulled == 1 and report.updated == 1 and user_started is False
+        assert b.patients.get(p.id).mobile == "+919812300088"
+        qtbot.waitUntil(lambda: worker.is_watching and _waiting(server) == 1, timeout=20_000)  # open again
+        worker.shut_down()  # ends the waiting pull at once
+        qtbot.waitUntil(lambda: not worker.is_watching, timeout=10_000)
+        qtbot.waitUntil(lambda: _waiting(server) == 0, timeout=10_000)
+    finally:
+        worker.shut_down()
+        runner.shutdown(wait_s=10)

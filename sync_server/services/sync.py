@@ -20,6 +20,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, check_incoming, decode, encode, system_wall_ms
-from shared.records.patient import PatientFields
+from shared.records.patient import PatientFields, PatientUpdate
 from shared.records.validation import violation_from
 from shared.sync.merge import DELETED_FIELD, MergeResult, Side, edits_of, merge_patient
 from shared.sync.protocol import (
@@ -281,21 +282,45 @@ def _decide(
         result = ChangeResult(kind=change.kind, id=change.id, status=merged.change_status, server_version=row.version)
         return result, _history(actor, change, merged), None
     values = {k: v for k, v in merged.fields.items() if k != DELETED_FIELD}
-    try:
-        typed = PatientFields.model_validate(values)
-    except ValidationError as exc:
-        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
-    if typed.model_dump(mode="json", include=set(values)) != values:
-        raise _Reject(RejectCode.INVALID_RECORD, "field values are not in canonical form; update the app")
     write = _Write(
         index=index,
         change=change,
         merged=merged,
-        values={**typed.model_dump(), DELETED_FIELD: merged.fields.get(DELETED_FIELD, False)},
+        values={**_checked(values, current), DELETED_FIELD: merged.fields.get(DELETED_FIELD, False)},
         before=row,
         detect=bool(set(incoming) & IDENTITY_FIELDS),
     )
     return None, _history(actor, change, merged), write
+
+
+_CROSS_CHECKED = {"year_of_birth", "date_of_birth"}
+"""Fields of `PatientFields`' whole-record rule (a date of birth falls in the year of birth, not in the future)."""
+
+
+def _checked(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The merged patient's values as they are written (a `date` for ``date_of_birth``), once validated.
+
+    A stored patient was validated when it was written, so an edit that keeps its year and date of birth
+    only needs the fields it changes checked (`PatientUpdate`: the same field types, required ones not
+    clearable). Anything else is validated as a whole record. Either way a value must already be in its
+    canonical form (what the app sends), or the change is refused.
+
+    Raises:
+        _Reject: an invalid or non-canonical value.
+    """
+    changed = {k: v for k, v in values.items() if k not in current or current[k] != v}
+    partial = bool(current) and not (changed.keys() & _CROSS_CHECKED)
+    try:
+        model = PatientUpdate.model_validate(changed) if partial else PatientFields.model_validate(values)
+    except ValidationError as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
+    canonical = model.model_dump(mode="json", include=set(changed) if partial else set(values))
+    if canonical != (changed if partial else values):
+        raise _Reject(RejectCode.INVALID_RECORD, "field values are not in canonical form; update the app")
+    out = {name: values.get(name) for name in PatientFields.model_fields}
+    if out["date_of_birth"] is not None:
+        out["date_of_birth"] = date.fromisoformat(out["date_of_birth"])
+    return out
 
 
 def _history(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:

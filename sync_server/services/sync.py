@@ -308,7 +308,7 @@ def _checked(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     Raises:
         _Reject: an invalid or non-canonical value.
     """
-    changed = {k: v for k, v in values.items() if k not in current or current[k] != v}
+    changed = {k: v for k, v in values.items() if k not in current or current[k] != v} if current else values
     partial = bool(current) and not (changed.keys() & _CROSS_CHECKED)
     try:
         model = PatientUpdate.model_validate(changed) if partial else PatientFields.model_validate(values)

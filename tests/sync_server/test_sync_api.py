@@ -427,3 +427,10 @@ def test_revoked_pc_can_be_enrolled_again_by_a_doctor(
     # The same id cannot be taken over by another clinic.
     stolen = api.post("/api/v1/devices", json={"name": "X", "device_id": a.id}, headers=other_clinic_doctor.headers)
     assert stolen.status_code == 409
+
+
+def test_openapi_documents_the_waiting_pull(api: TestClient) -> None:
+    pull = api.get("/api/openapi.json").json()["paths"]["/api/v1/sync/pull"]["get"]
+    wait = next(p for p in pull["parameters"] if p["name"] == "wait")
+    assert wait["required"] is False and wait["schema"]["maximum"] == 25 and wait["schema"]["minimum"] == 0
+    assert "503" in pull["responses"] and "LISTEN/NOTIFY" in pull["description"]

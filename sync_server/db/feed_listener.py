@@ -96,7 +96,7 @@ class FeedListener:
                 pause = 0.5
                 self._wake_all()  # anything committed while we were not listening: let waiters read again
                 await self._lost.wait()
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # any failure to listen: retry, never end the task
                 log.info("feed listener: cannot listen (%s); retrying in %.1f s", exc, pause)
             await self._drop_connection()
             self._wake_all()

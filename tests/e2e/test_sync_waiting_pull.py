@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import asyncpg
 import httpx
 import pytest
 from pytestqt.qtbot import QtBot
@@ -189,3 +191,29 @@ def test_idle_sync_worker_shows_another_pcs_change_and_closes_cleanly(
     finally:
         worker.shut_down()
         runner.shutdown(wait_s=10)
+
+
+def test_listener_reconnects_after_losing_its_connection(make_pc: Callable[..., PC], server: Server) -> None:
+    a, b = _two_pcs(make_pc, server)
+    a.sync()
+    b.sync()
+    listener = server.app.state.feed_listener
+    pid = listener._conn.get_server_pid()
+
+    async def terminate() -> None:
+        conn = await asyncpg.connect(server.settings.database_url)
+        try:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await conn.close()
+
+    asyncio.run(terminate())
+    _until(lambda: listener.connected and listener._conn.get_server_pid() != pid, "the listener listens again")
+    client_b = b.client()
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(client_b.watch, 20)
+        _until(lambda: _waiting(server) == 1, "B's pull waits on the server")
+        p = a.patients.register(RADHA, actor="test")
+        a.sync()
+        report = watching.result(timeout=30)
+    assert report.pulled == 1 and b.patients.get(p.id).name == RADHA["name"]

@@ -42,10 +42,12 @@ class FeedListener:
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self._closed = False
+        self._listening = False
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and not self._conn.is_closed()
+        """Listening now (a waiter can rely on being woken)."""
+        return self._listening and self._conn is not None and not self._conn.is_closed()
 
     @property
     def waiting(self) -> int:
@@ -88,11 +90,11 @@ class FeedListener:
         pause = 0.5
         while not self._closed:
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
+                self._conn = conn = await asyncpg.connect(self._dsn, timeout=10)  # kept at once: close() closes it
                 self._lost.clear()
                 conn.add_termination_listener(self._on_lost)
                 await conn.add_listener(FEED_CHANNEL, self._on_notify)
-                self._conn = conn
+                self._listening = True
                 pause = 0.5
                 self._wake_all()  # anything committed while we were not listening: let waiters read again
                 await self._lost.wait()
@@ -107,10 +109,12 @@ class FeedListener:
         self._lost.set()
 
     async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._listening = self._conn, None, False
         if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(conn.close(), 5)
+            except Exception:  # a dead link or a timeout: drop the socket without the goodbye
+                conn.terminate()
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:

@@ -252,9 +252,9 @@ class SyncWorker(QObject):
 
         def watch() -> Any:
             client = make_client()
-            self._watch_client = client
+            self._watch_client = client  # set before the check below: `shut_down` sets its flag, then reads this
             method = getattr(client, "watch", None)
-            return None if method is None else method(wait_s)
+            return None if method is None or self.is_shutting_down else method(wait_s)
 
         self._runner.run_network(
             None, watch, self._on_watch_done, self._on_watch_failed, on_cancelled=self._on_watch_cancelled
@@ -400,9 +400,7 @@ class SyncWorker(QObject):
             return
         if isinstance(exc, DeviceSignInRequired | NotEnrolled):
             return  # rounds deal with sign-in; no waiting until they have
-        if isinstance(exc, ServerUnreachable):
-            self._set_online(False)  # the probe brings it back and the next round restarts the watch
-            return
+        # The online dot and the error text stay the rounds' and the probe's to set; the watch only backs off.
         logger.info("Waiting pull failed: %r", exc)
         self._retry_watch_later()
 

@@ -347,6 +347,7 @@ def phase_edits(spec: dict[str, Any]) -> dict[str, Any]:
     a = PC(spec["a_dir"], spec["server"], spec["sandbox"])
     b = PC(spec["b_dir"], spec["server"], spec["sandbox"])
     rounds = []
+    live: dict[str, Any] = {}
     try:
         client_a, client_b = a.client(), b.client()
         client_a.run_once()
@@ -382,10 +383,46 @@ def phase_edits(spec: dict[str, Any]) -> dict[str, Any]:
                     "a_echoes_pulled": report_a.pulled,
                 }
             )
+        # The same edits with B idle as the desktop's sync worker keeps it: a waiting pull open
+        # (`SyncClient.watch`), A syncing as after a local write. Clock: A's `run_once` starts -> B's watch has
+        # applied the page. Also for a single edit (the "someone fixed a mobile at reception" case).
+        for count, key in ((edits, "live_rounds"), (1, "live_single")):
+            out: list[dict[str, float]] = []
+            for round_no in range(spec["rounds"]):
+                offset = 1000 * round_no + (17 if count == 1 else 3)
+                out.append(_live_round(a, b, client_a, client_b, ids, count, (5 + round_no) % 10, offset))
+            live[key] = out
     finally:
         a.close()
         b.close()
-    return _finish({"edits": edits, "rounds": rounds}, cpu0)
+    return _finish({"edits": edits, "rounds": rounds} | live, cpu0)
+
+
+def _live_round(
+    a: PC, b: PC, client_a: Any, client_b: Any, ids: list[uuid.UUID], count: int, digit: int, offset: int
+) -> dict[str, float]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = len(ids)
+    step = max(1, n // count)
+    chosen = [ids[(k * step + offset) % n] for k in range(count)]
+    expected = {}
+    for patient_id in chosen:
+        mobile = _new_mobile(a.patients.get(patient_id).mobile or "+919000000000", digit)
+        a.patients.update(patient_id, {"mobile": mobile}, ACTOR)
+        expected[patient_id] = mobile
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(lambda: (client_b.watch(20), time.perf_counter()))
+        time.sleep(0.3)  # let B's waiting pull reach the server (the worker keeps it open all the time)
+        t1 = time.perf_counter()
+        report_a = client_a.run_once()
+        t2 = time.perf_counter()
+        report_b, t3 = watching.result(timeout=60)
+    assert report_a.applied == count, report_a
+    assert report_b.pulled == count, report_b
+    seen = {p.id: p.mobile for p in b.patients.rows_for(chosen)}
+    assert seen == expected, "B does not show A's edits"
+    return {"a_round_ms": (t2 - t1) * 1000, "visible_ms": (t3 - t1) * 1000}
 
 
 def phase_search(spec: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.clock import HLC
 from sync_server.api import auth, clinical, encounters, health, patients, prescriptions, problems, signing, sync
 from sync_server.api.deps import AppState
+from sync_server.db.feed_listener import FeedListener
 from sync_server.db.migrate import head_revision
 from sync_server.hpr.client import HprClient
 from sync_server.settings import Settings
@@ -155,9 +156,13 @@ def create_app(settings: Settings) -> FastAPI:
         # One clock per process; the random node id keeps stamps of several workers distinct.
         clock = HLC(f"srv-{secrets.token_hex(6)}")
         app.state.integmed = AppState(settings, pool, http, hpr, head_revision(), clock)
+        # One LISTEN connection wakes the waiting pulls of this process (sync_server.db.feed_listener).
+        app.state.feed_listener = listener = FeedListener(settings.database_url)
+        listener.start()
         try:
             yield
         finally:
+            await listener.close()
             await http.aclose()
             await pool.close()
 

@@ -28,7 +28,7 @@ from desktop.sync.transport import EncodedBody, Transport, encode_body
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, ClockSkewError, decode
 from shared.ids import uuid7
-from shared.sync.protocol import MAX_PUSH_CHANGES, ChangeStatus, JsonValue, PushResponse, RejectCode
+from shared.sync.protocol import MAX_PUSH_CHANGES, ChangeStatus, JsonValue, PullResponse, PushResponse, RejectCode
 
 log = logging.getLogger(__name__)
 RETRYABLE = {RejectCode.CLOCK_SKEW}
@@ -271,6 +271,38 @@ class SyncClient:
                     report.caught_up = True
                     return
                 page, _ = ahead.result()
+
+    # ---- waiting pull ---------------------------------------------------------------------------------
+
+    def watch(self, wait_s: float) -> SyncReport:
+        """Hold a waiting pull open up to ``wait_s`` seconds and apply what it brings (the idle sync worker).
+
+        The server answers as soon as another PC's change commits, so it shows here within tens of ms. The
+        page is applied only if the stored cursor is still the one it was asked with (checked on the writer
+        thread, where every apply runs): a round that pulled meanwhile keeps its later cursor. The report says
+        ``caught_up`` False when more pages wait (the worker then runs a full round).
+        """
+        report = SyncReport()
+        cursor = self._read_cursor()
+        page, _ = self._transport.wait_pull(cursor, self._page_size, wait_s)
+        if page.changes:
+            stats = self._uows.writer.run(self._apply_if_cursor, cursor, page)
+            if stats is not None:
+                report.pages = 1
+                report.pulled = len(page.changes)
+                report.inserted, report.updated, report.conflicts = stats.inserted, stats.updated, stats.conflicts
+        report.caught_up = not page.has_more
+        report.finished_at = datetime.now(UTC)
+        return report
+
+    def cancel_watch(self) -> None:
+        """End a `watch` in flight (any thread); the transport refuses waiting pulls from then on."""
+        self._transport.cancel_wait()
+
+    def _apply_if_cursor(self, cursor: str | None, page: PullResponse) -> ApplyStats | None:
+        if self._read_cursor() != cursor:
+            return None  # a round applied these (or later) changes meanwhile
+        return apply_page(self._uows, page, self._clock)
 
     # ---- small reads/writes ---------------------------------------------------------------------------
 

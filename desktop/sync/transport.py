@@ -7,10 +7,13 @@ its first answer. 4xx answers are not retried: they become `ServerRefused` (or a
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
 import random
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from desktop.errors import ServerUnreachable
+from desktop.errors import Cancelled, ServerUnreachable
 from desktop.sync.errors import AppOutdated, DeviceSignInRequired, ServerError, ServerOutdated, ServerRefused
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.sync.protocol import PullResponse, PushRequest, PushResponse
@@ -98,12 +101,20 @@ class Transport:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = http or httpx.Client(timeout=timeout_s, trust_env=False, headers={"User-Agent": USER_AGENT})
+        self._timeout_s = timeout_s
+        self._wait_http: httpx.Client | None = None  # waiting pulls get their own connection (see wait_pull)
+        self._wait_lock = threading.Lock()
+        self._wait_socket: socket.socket | None = None
+        self._wait_cancelled = False
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._device: tuple[uuid.UUID, str] | None = None
         self._access: tuple[str, float] | None = None
 
     def close(self) -> None:
+        self.cancel_wait()
+        if self._wait_http is not None:
+            self._wait_http.close()
         self._http.close()
 
     def use_device(self, device_id: uuid.UUID, device_token: str) -> None:
@@ -194,6 +205,71 @@ class Transport:
         resp = self._authed("GET", "/api/v1/sync/pull", params=params)
         remaining = resp.headers.get("x-integmed-remaining", "0")
         return PullResponse.model_validate_json(resp.content), int(remaining) if remaining.isdigit() else 0
+
+    def wait_pull(self, cursor: str | None, limit: int, wait_s: float) -> tuple[PullResponse, int]:
+        """`pull` that the server holds open up to ``wait_s`` seconds until a change after ``cursor`` exists.
+
+        An empty page with the same cursor means nothing happened in time. It goes over its own connection, so
+        `cancel_wait` (any thread) can end it at once: that raises `Cancelled`. Not retried: the caller (the
+        sync worker) backs off on errors. An older server ignores ``wait`` and answers at once.
+        """
+        params: dict[str, Any] = {"limit": limit, "wait": wait_s} | ({"cursor": cursor} if cursor else {})
+        with self._wait_lock:
+            if self._wait_cancelled:
+                raise Cancelled()
+            if self._wait_http is None:
+                self._wait_http = httpx.Client(
+                    timeout=httpx.Timeout(self._timeout_s, read=wait_s + self._timeout_s),
+                    trust_env=False,
+                    headers={"User-Agent": USER_AGENT},
+                    limits=httpx.Limits(max_connections=1),
+                )
+            http = self._wait_http
+        headers = {
+            "X-IntegMed-Protocol": str(PROTOCOL_VERSION),
+            "X-IntegMed-Schema": str(RECORD_SCHEMA_VERSION),
+            "Accept-Encoding": "gzip",
+        }
+        try:
+            for attempt in range(2):  # a second time only with a fresh access token after a 401
+                headers["Authorization"] = f"Bearer {self._access_token()}"
+                resp = http.get(
+                    self.base_url + "/api/v1/sync/pull",
+                    params=params,
+                    headers=headers,
+                    timeout=httpx.Timeout(self._timeout_s, read=wait_s + self._timeout_s),
+                    extensions={"trace": self._trace_wait},
+                )
+                if resp.status_code != 401 or attempt:
+                    break
+                self._access = None
+        except httpx.TransportError as exc:
+            if self._wait_cancelled:
+                raise Cancelled() from exc
+            raise ServerUnreachable(detail=f"{type(exc).__name__}: {exc}") from exc
+        raise_for_problem(resp)
+        remaining = resp.headers.get("x-integmed-remaining", "0")
+        return PullResponse.model_validate_json(resp.content), int(remaining) if remaining.isdigit() else 0
+
+    def cancel_wait(self) -> None:
+        """End a `wait_pull` in flight (from any thread) and refuse new ones: the app is closing."""
+        with self._wait_lock:
+            self._wait_cancelled = True
+            sock, self._wait_socket = self._wait_socket, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading the answer
+
+    def _trace_wait(self, event: str, info: dict[str, Any]) -> None:
+        # httpcore reports each new connection of the waiting client; its socket is what `cancel_wait` shuts.
+        if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+            sock = info["return_value"].get_extra_info("socket")
+            with self._wait_lock:
+                self._wait_socket = sock
+                cancelled = self._wait_cancelled
+            if cancelled and sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def ping(self) -> bool:
         """Cheap reachability probe for the status bar; never raises."""

@@ -109,24 +109,44 @@ async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State, requ
 @router.get(
     "/sync/pull",
     response_model=PullResponse,
-    summary="Changes for this PC's clinic after the cursor",
-    responses=errors.responses(errors.ClientOutdated, errors.ServerOutdated, errors.DeviceInvalid),
+    summary="Changes for this PC's clinic after the cursor; optionally wait for the next one (long poll)",
+    description=(
+        "Without `wait` (or with 0) the page is answered at once. With `wait=<seconds>` (at most 25) and no"
+        " change after the cursor, the request stays open until a commit bumps the clinic's feed (any API"
+        " worker: PostgreSQL LISTEN/NOTIFY) and then answers the new page; at the deadline it answers an empty"
+        " page with the same cursor. A server holding too many waiting pulls answers 503 `sync.waiters_full`"
+        " with Retry-After. An older server ignores `wait` and answers at once."
+    ),
+    responses=errors.responses(
+        errors.ClientOutdated, errors.ServerOutdated, errors.DeviceInvalid, sync_service.WaitersFull
+    ),
 )
 async def pull(
+    request: Request,
     response: Response,
     device: CurrentDevice,
-    db: Db,
     st: State,
     cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    wait: Annotated[
+        float, Query(ge=0, le=sync_service.MAX_WAIT_S, description="Seconds to wait for a change when none is there")
+    ] = 0,
     x_integmed_protocol: Annotated[int | None, Header()] = None,
     x_integmed_schema: Annotated[int | None, Header()] = None,
 ) -> PullResponse:
     if x_integmed_protocol is not None or x_integmed_schema is not None:
         sync_service.check_versions(schema_version=x_integmed_schema or 0, protocol_version=x_integmed_protocol or 0)
-    page = await sync_service.pull(db, device, cursor=cursor, limit=limit, clock=st.clock)
+    listener = getattr(request.app.state, "feed_listener", None)
+
+    async def gone() -> None:  # returns when the client hangs up (a GET has no body left to read)
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    page, remaining = await sync_service.pull_waiting(
+        st.pool, listener, device, cursor=cursor, limit=limit, wait=wait, clock=st.clock, gone=gone
+    )
     # Progress for a first sync: how much is left after this page (header, so the body stays the protocol's).
-    response.headers["X-IntegMed-Remaining"] = str(await sync_service.remaining_after(db, device, page))
+    response.headers["X-IntegMed-Remaining"] = str(remaining)
     return page
 
 

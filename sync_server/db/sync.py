@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from sync_server.db.feed_listener import FEED_CHANNEL
+
 
 async def insert_device(
     conn: asyncpg.Connection,
@@ -98,14 +100,20 @@ async def bump_feed(
     """
     if not record_ids:
         return
+    # The NOTIFY rides on the same statement (no extra round trip); PostgreSQL delivers it at commit, once per
+    # transaction and payload, and never for a rollback: it wakes the clinic's waiting pulls (db.feed_listener).
     last = await conn.fetchval(
         """
-        INSERT INTO feed_counters (clinic_id, last_seq) VALUES ($1, $2)
-        ON CONFLICT (clinic_id) DO UPDATE SET last_seq = feed_counters.last_seq + EXCLUDED.last_seq
-        RETURNING last_seq
+        WITH c AS (
+            INSERT INTO feed_counters (clinic_id, last_seq) VALUES ($1, $2)
+            ON CONFLICT (clinic_id) DO UPDATE SET last_seq = feed_counters.last_seq + EXCLUDED.last_seq
+            RETURNING last_seq
+        ), n AS (SELECT pg_notify($3, $1::text))
+        SELECT c.last_seq FROM c, n
         """,
         clinic_id,
         len(record_ids),
+        FEED_CHANNEL,
     )
     first = last - len(record_ids) + 1
     # One statement for the whole list. A record listed twice keeps its last position, as one upsert per entry

@@ -15,9 +15,12 @@ change whose write could make the set-wise steps differ from writing and checkin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -25,7 +28,7 @@ from pydantic import ValidationError
 
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, check_incoming, decode, encode, system_wall_ms
-from shared.records.patient import PatientFields
+from shared.records.patient import PatientFields, PatientUpdate
 from shared.records.validation import violation_from
 from shared.sync.merge import DELETED_FIELD, MergeResult, Side, edits_of, merge_patient
 from shared.sync.protocol import (
@@ -44,6 +47,7 @@ from sync_server import errors
 from sync_server.db import audit
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
+from sync_server.db.feed_listener import FeedListener, TooManyWaiters
 from sync_server.services import encounter_sync, readings, rx_sync
 from sync_server.services.context import Actor
 from sync_server.signing.issuer import SigningContext
@@ -290,21 +294,45 @@ def _decide(
         result = ChangeResult(kind=change.kind, id=change.id, status=merged.change_status, server_version=row.version)
         return result, _history(actor, change, merged), None
     values = {k: v for k, v in merged.fields.items() if k != DELETED_FIELD}
-    try:
-        typed = PatientFields.model_validate(values)
-    except ValidationError as exc:
-        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
-    if typed.model_dump(mode="json", include=set(values)) != values:
-        raise _Reject(RejectCode.INVALID_RECORD, "field values are not in canonical form; update the app")
     write = _Write(
         index=index,
         change=change,
         merged=merged,
-        values={**typed.model_dump(), DELETED_FIELD: merged.fields.get(DELETED_FIELD, False)},
+        values={**_checked(values, current), DELETED_FIELD: merged.fields.get(DELETED_FIELD, False)},
         before=row,
         detect=bool(set(incoming) & IDENTITY_FIELDS),
     )
     return None, _history(actor, change, merged), write
+
+
+_CROSS_CHECKED = {"year_of_birth", "date_of_birth"}
+"""Fields of `PatientFields`' whole-record rule (a date of birth falls in the year of birth, not in the future)."""
+
+
+def _checked(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The merged patient's values as they are written (a `date` for ``date_of_birth``), once validated.
+
+    A stored patient was validated when it was written, so an edit that keeps its year and date of birth
+    only needs the fields it changes checked (`PatientUpdate`: the same field types, required ones not
+    clearable). Anything else is validated as a whole record. Either way a value must already be in its
+    canonical form (what the app sends), or the change is refused.
+
+    Raises:
+        _Reject: an invalid or non-canonical value.
+    """
+    changed = {k: v for k, v in values.items() if k not in current or current[k] != v} if current else values
+    partial = bool(current) and not (changed.keys() & _CROSS_CHECKED)
+    try:
+        model = PatientUpdate.model_validate(changed) if partial else PatientFields.model_validate(values)
+    except ValidationError as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
+    canonical = model.model_dump(mode="json", include=set(changed) if partial else set(values))
+    if canonical != (changed if partial else values):
+        raise _Reject(RejectCode.INVALID_RECORD, "field values are not in canonical form; update the app")
+    out = {name: values.get(name) for name in PatientFields.model_fields}
+    if out["date_of_birth"] is not None:
+        out["date_of_birth"] = date.fromisoformat(out["date_of_birth"])
+    return out
 
 
 def _history(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:
@@ -378,6 +406,71 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
     return PullResponse.model_construct(
         changes=changes, next_cursor=next_cursor, has_more=len(rows) > limit, server_hlc=encode(clock.now())
     )
+
+
+MAX_WAIT_S = 25.0
+"""Longest a pull may wait for a change (below the usual 30-60 s idle timeouts of proxies)."""
+
+
+class WaitersFull(errors.ProblemError):
+    status = 503
+    code = "sync.waiters_full"
+    title = "Too many waiting pulls"
+
+
+async def pull_waiting(
+    pool: asyncpg.Pool,
+    listener: FeedListener | None,
+    actor: Actor,
+    *,
+    cursor: str | None,
+    limit: int,
+    wait: float,
+    clock: HLC,
+    gone: Callable[[], Awaitable[object]] | None = None,
+) -> tuple[PullResponse, int]:
+    """A page after ``cursor`` and the count after it; with ``wait`` > 0 and nothing new, wait for a commit.
+
+    Each read is its own short transaction on a pooled connection; no connection is held while waiting. The
+    clinic's ticket is taken before the first read (`FeedListener` explains why no commit can slip between).
+    At the deadline the answer is an empty page with the same cursor. Without a live listener (database
+    link lost) the wait is a short sleep and a second read, so a client never spins. ``gone`` returns when the
+    client hangs up: its wait ends then, so a dead client does not hold one of the bounded waiting places.
+    """
+    ticket = listener.ticket(actor.clinic_id) if wait > 0 and listener is not None else None
+    page, remaining = await _read_page(pool, actor, cursor=cursor, limit=limit, clock=clock)
+    if ticket is None or listener is None or page.changes or page.has_more:
+        return page, remaining
+    try:
+        with listener.waiter():
+            woken = asyncio.ensure_future(ticket.wait() if listener.connected else asyncio.sleep(min(wait, 1.0)))
+            left = asyncio.ensure_future(gone()) if gone is not None else None
+            try:
+                await asyncio.wait(
+                    [t for t in (woken, left) if t is not None],
+                    timeout=min(wait, MAX_WAIT_S),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for task in (woken, left):
+                    if task is not None and not task.done():
+                        task.cancel()
+            if not woken.done() or woken.cancelled():
+                return page, remaining  # the deadline, or the client left: the same empty page
+    except TooManyWaiters as exc:
+        raise WaitersFull(
+            f"This server holds {listener.max_waiters} waiting pulls already; pull without waiting or retry later",
+            headers={"Retry-After": "5"},
+        ) from exc
+    return await _read_page(pool, actor, cursor=cursor, limit=limit, clock=clock)
+
+
+async def _read_page(
+    pool: asyncpg.Pool, actor: Actor, *, cursor: str | None, limit: int, clock: HLC
+) -> tuple[PullResponse, int]:
+    async with pool.acquire() as conn, conn.transaction():
+        page = await pull(conn, actor, cursor=cursor, limit=limit, clock=clock)
+        return page, await remaining_after(conn, actor, page)
 
 
 async def history(conn: asyncpg.Connection, actor: Actor, patient_id: uuid.UUID) -> list[dict[str, Any]]:

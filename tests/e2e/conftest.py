@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,13 +35,15 @@ class Server:
     settings: Settings
     port: int
     _cm: object | None = None
+    app: Any = None  # the running app (its state holds the feed listener)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._cm = serve(create_app(self.settings), port=self.port)
+        self.app = create_app(self.settings)
+        self._cm = serve(self.app, port=self.port)
         self._cm.__enter__()  # type: ignore[attr-defined]
 
     def stop(self) -> None:

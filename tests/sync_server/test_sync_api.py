@@ -147,6 +147,37 @@ def test_bad_change_is_rejected_alone(api: TestClient, doctor: SignedIn) -> None
     assert api.get(f"/api/v1/patients/{good}", headers=doctor.headers).status_code == 200
 
 
+def test_edits_of_a_stored_patient_are_checked_field_by_field_and_as_a_whole(api: TestClient, doctor: SignedIn) -> None:
+    """An edit keeping the year and date of birth is checked on the fields it changes; one touching them is
+    checked as a whole record. Bad values are refused either way and leave the stored patient as it was."""
+    a = Device(api, doctor)
+    pid = uuid7()
+    a.push([a.change(pid, new_patient(name="Meena Iyer", year_of_birth=1980, mobile="+919811100010"))])
+    cases = [
+        ({"mobile": "12345"}, "mobile"),  # invalid value, field-wise check
+        ({"abha_number": "91-3772-0586-4665"}, "canonical"),  # valid but not canonical (dashes)
+        ({"name": None}, "name"),  # a required field cannot be cleared
+        ({"date_of_birth": "1979-05-01"}, "year"),  # whole-record rule: outside the year of birth
+        ({"year_of_birth": 1979}, ""),  # fine alone (no date of birth stored)
+    ]
+    results = a.push([a.change(pid, fields) for fields, _ in cases]).json()["results"]
+    assert [r["status"] for r in results] == ["rejected"] * 4 + ["applied"]
+    for (fields, word), r in zip(cases[:4], results, strict=False):
+        assert r["reason"] == "invalid_record" and word in r["message"].lower(), (fields, r)
+    got = api.get(f"/api/v1/patients/{pid}", headers=doctor.headers).json()
+    assert (got["mobile"], got["abha_number"], got["name"], got["date_of_birth"], got["year_of_birth"]) == (
+        "+919811100010",
+        None,
+        "Meena Iyer",
+        None,
+        1979,
+    )
+    ok = a.push([a.change(pid, {"mobile": "+919811100011", "name": "Meena S Iyer"})]).json()["results"][0]
+    assert ok["status"] == "applied"
+    got = api.get(f"/api/v1/patients/{pid}", headers=doctor.headers).json()
+    assert (got["mobile"], got["name"], got["version"]) == ("+919811100011", "Meena S Iyer", 3)
+
+
 def test_stamp_from_the_future_is_rejected_with_clock_skew(api: TestClient, doctor: SignedIn) -> None:
     a = Device(api, doctor)
     fast = HLC(a.id.replace("-", ""), wall_clock=lambda: system_wall_ms() + 24 * 3600 * 1000)
@@ -396,3 +427,10 @@ def test_revoked_pc_can_be_enrolled_again_by_a_doctor(
     # The same id cannot be taken over by another clinic.
     stolen = api.post("/api/v1/devices", json={"name": "X", "device_id": a.id}, headers=other_clinic_doctor.headers)
     assert stolen.status_code == 409
+
+
+def test_openapi_documents_the_waiting_pull(api: TestClient) -> None:
+    pull = api.get("/api/openapi.json").json()["paths"]["/api/v1/sync/pull"]["get"]
+    wait = next(p for p in pull["parameters"] if p["name"] == "wait")
+    assert wait["required"] is False and wait["schema"]["maximum"] == 25 and wait["schema"]["minimum"] == 0
+    assert "503" in pull["responses"] and "LISTEN/NOTIFY" in pull["description"]

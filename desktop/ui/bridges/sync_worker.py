@@ -9,6 +9,11 @@ writer-thread applies never block the GUI thread. The worker
 * probes the server cheaply (`Transport.ping`) every `probe_interval_ms` for the online dot; the probe fails
   silently, and when the server comes back it starts a round (which also refreshes the device's access
   token);
+* while idle and online, keeps one **waiting pull** open (`SyncClient.watch`, `watch_wait_s` at a time): the
+  server answers it as soon as another PC's change commits, so that change shows here within tens of ms
+  instead of at the next round. It runs beside rounds (the page is applied only if no round moved the
+  cursor meanwhile), backs off on errors, is never started while offline, and `shut_down` ends it at once
+  (`Transport.cancel_wait`);
 * reports through signals: a round the user started is flagged, so the main window always tells the user how
   it went, while background failures only change the status area;
 * on `DeviceSignInRequired` (or `NotEnrolled`) stops, forgets the rejected device token and emits
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,6 +50,9 @@ class SyncRound(Protocol):
     def run_once(self, progress: Progress | None = None) -> Any:
         """One round; returns a `SyncReport`."""
 
+    # Optional (the worker checks for it): ``watch(wait_s) -> SyncReport`` holds a waiting pull open and
+    # applies what it brings; ``cancel_watch()`` ends one in flight from another thread.
+
 
 @dataclass(frozen=True)
 class SyncTimings:
@@ -53,11 +62,15 @@ class SyncTimings:
         round_interval_ms: a background round this often.
         probe_interval_ms: a reachability probe this often.
         after_write_ms: a round this long after the last local write.
+        watch_wait_s: how long one waiting pull stays open on the server (0: no waiting pull).
+        watch_retry_ms: the first pause after a failed waiting pull; doubled per failure up to a minute.
     """
 
     round_interval_ms: int = 60_000
     probe_interval_ms: int = 15_000
     after_write_ms: int = 2_000
+    watch_wait_s: float = 20.0
+    watch_retry_ms: int = 1_000
 
 
 class _RoundProgress:
@@ -153,6 +166,13 @@ class SyncWorker(QObject):
         self._round_timer = self._timer(self._timings.round_interval_ms, single_shot=False)
         self._probe_timer = self._timer(self._timings.probe_interval_ms, single_shot=False)
         self._write_timer = self._timer(self._timings.after_write_ms, single_shot=True)
+        self._watching = False
+        self._synced_once = False  # waiting pulls start after a round succeeded (never before the first sync)
+        self._watch_client: Any = None
+        self._watch_failures = 0
+        self._watch_started = 0.0
+        self._watch_timer = self._timer(self._timings.watch_retry_ms, single_shot=True)
+        self._watch_timer.timeout.connect(self.on_watch_timer_timeout)
         self._round_timer.timeout.connect(self.on_round_timer_timeout)
         self._probe_timer.timeout.connect(self.on_probe_timer_timeout)
         self._write_timer.timeout.connect(self.on_write_timer_timeout)
@@ -198,13 +218,48 @@ class SyncWorker(QObject):
     def stop(self) -> None:
         """Stop the timers; a round under way finishes and reports."""
         self._active = False
-        for timer in (self._round_timer, self._probe_timer, self._write_timer):
+        for timer in (self._round_timer, self._probe_timer, self._write_timer, self._watch_timer):
             timer.stop()
 
     def shut_down(self) -> None:
         """The app is closing: stop the timers and ask a round under way to stop after its current batch or page."""
         self._shutting_down.set()
         self.stop()
+        watch_client = self._watch_client
+        cancel = getattr(watch_client, "cancel_watch", None)
+        if self._watching and cancel is not None:
+            cancel()  # the waiting pull ends now instead of holding the app's close for up to watch_wait_s
+
+    @property
+    def is_watching(self) -> bool:
+        """A waiting pull is open."""
+        return self._watching
+
+    def watch_now(self) -> bool:
+        """Open a waiting pull if none is open and the worker is active, online and not closing."""
+        if (
+            self._watching
+            or not self._synced_once
+            or not self._active
+            or self._online is not True
+            or self._timings.watch_wait_s <= 0
+            or self.is_shutting_down
+        ):
+            return False
+        self._watching = True
+        self._watch_started = time.monotonic()
+        make_client, wait_s = self._make_client, self._timings.watch_wait_s
+
+        def watch() -> Any:
+            client = make_client()
+            self._watch_client = client  # set before the check below: `shut_down` sets its flag, then reads this
+            method = getattr(client, "watch", None)
+            return None if method is None or self.is_shutting_down else method(wait_s)
+
+        self._runner.run_network(
+            None, watch, self._on_watch_done, self._on_watch_failed, on_cancelled=self._on_watch_cancelled
+        )
+        return True
 
     @property
     def is_shutting_down(self) -> bool:
@@ -266,6 +321,10 @@ class SyncWorker(QObject):
         self.sync_now(user_started=False)
 
     @Slot()
+    def on_watch_timer_timeout(self) -> None:
+        self.watch_now()
+
+    @Slot()
     def on_probe_timer_timeout(self) -> None:
         if not self._running:
             self.probe_now()
@@ -278,6 +337,7 @@ class SyncWorker(QObject):
 
     def _on_round_done(self, report: Any) -> None:
         user_started = self._finish_round()
+        self._synced_once = True
         self._set_online(True)
         logger.info(
             "Sync round: pushed %s, pulled %s, %s waiting",
@@ -288,6 +348,8 @@ class SyncWorker(QObject):
         emit(self.sync_finished, report, user_started)
         self.refresh_status()
         self._run_again()
+        if not self._running:
+            self.watch_now()
 
     def _on_round_failed(self, exc: BaseException) -> None:
         user_started = self._finish_round()
@@ -311,6 +373,45 @@ class SyncWorker(QObject):
         emit(self.sync_failed, Cancelled(), user_started)
         self.refresh_status()
         self._run_again()
+
+    def _on_watch_done(self, report: Any) -> None:
+        self._watching = False
+        if report is None:
+            return  # this client cannot wait (e.g. a test double): rounds only
+        self._watch_failures = 0
+        if report.pulled:
+            logger.info("Waiting pull: %s change(s) from another PC", report.pulled)
+            if not self._running:  # during a round its own report follows (and the first-sync dialog waits for it)
+                emit(self.sync_finished, report, False)  # views refresh as after a round
+            self.refresh_status()
+        if not report.caught_up:
+            self.sync_now(user_started=False)  # more pages wait: a full round fetches them
+        waited = time.monotonic() - self._watch_started
+        if not report.pulled and waited < self._timings.watch_wait_s / 2:
+            # An empty answer long before the deadline: a server that does not wait (older) or a link that
+            # drops idle requests. Pause as after a failure, so the worker never spins.
+            self._retry_watch_later()
+        else:
+            self.watch_now()
+
+    def _on_watch_failed(self, exc: BaseException) -> None:
+        self._watching = False
+        if isinstance(exc, Cancelled) or self.is_shutting_down:
+            return
+        if isinstance(exc, DeviceSignInRequired | NotEnrolled):
+            return  # rounds deal with sign-in; no waiting until they have
+        # The online dot and the error text stay the rounds' and the probe's to set; the watch only backs off.
+        logger.info("Waiting pull failed: %r", exc)
+        self._retry_watch_later()
+
+    def _on_watch_cancelled(self) -> None:
+        self._watching = False
+
+    def _retry_watch_later(self) -> None:
+        self._watch_failures += 1
+        delay = min(60_000, self._timings.watch_retry_ms * 2 ** min(self._watch_failures - 1, 10))
+        if self._active and not self.is_shutting_down:
+            self._watch_timer.start(delay)
 
     def _run_again(self) -> None:
         if self._again and self._active:
@@ -345,6 +446,8 @@ class SyncWorker(QObject):
         self._set_online(bool(answered))
         if answered and was_offline and self._active and not self._running:
             self.sync_now(user_started=False)  # back online: send what waited, refresh the access token
+        elif answered:
+            self.watch_now()
 
     def _on_probe_failed(self, exc: BaseException) -> None:
         logger.info("Server probe failed: %r", exc)  # e.g. not enrolled yet; the dot just stays as it is

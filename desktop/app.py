@@ -136,7 +136,10 @@ class SyncLink:
         secrets: where the device token lives.
     """
 
-    def __init__(self, store: LocalStore, auth: AuthService, transports: TransportCache, secrets: Any) -> None:
+    def __init__(
+        self, store: LocalStore, auth: AuthService, transports: TransportCache, secrets: Any, data_dir: Path
+    ) -> None:
+        self._store_dir = data_dir  # the revocation-list cache lives in the data folder
         self._store = store
         self._auth = auth
         self._transports = transports
@@ -155,7 +158,13 @@ class SyncLink:
         if self._device != (enrolment.device_id, token):
             transport.use_device(enrolment.device_id, token)  # a new token: its access token is fetched anew
             self._device = (enrolment.device_id, token)
-        return SyncClient(self._store.uow, transport, self._store.clock, device_id=enrolment.device_id)
+        return SyncClient(
+            self._store.uow,
+            transport,
+            self._store.clock,
+            device_id=enrolment.device_id,
+            revocations_dir=self._store_dir,
+        )
 
     def ping(self) -> bool:
         """True when the enrolled server answers (worker thread; never raises for network trouble)."""
@@ -221,7 +230,7 @@ class DesktopApp:
         self.readings = ReadingService(store.uow, store.clock, open_encounter=self._open_encounter)
         self.ble_worker = BleWorker(self.readings)  # the BLE thread starts on the first scan or read
         self.runner = Runner(store.writer.executor, error_presenter=error_presenter)
-        self.link = SyncLink(store, self.auth, self.transports, self.secrets)
+        self.link = SyncLink(store, self.auth, self.transports, self.secrets, settings.data_dir)
         self.sync_worker = SyncWorker(
             self.runner,
             make_client=self.link.client,

@@ -18,9 +18,11 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
-from desktop.errors import Cancelled
+from desktop.errors import Cancelled, KnownError
 from desktop.progress import NullProgress, Progress
+from desktop.rx.revocations import RevocationImportError, import_list
 from desktop.store.outbox import OutboxEntry
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.sync.apply import ApplyStats, apply_page
@@ -28,6 +30,7 @@ from desktop.sync.transport import EncodedBody, Transport, encode_body
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, ClockSkewError, decode
 from shared.ids import uuid7
+from shared.signing.trust import default_trust
 from shared.sync.protocol import MAX_PUSH_CHANGES, ChangeStatus, JsonValue, PullResponse, PushResponse, RejectCode
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,9 @@ class SyncClient:
         device_id: uuid.UUID,
         batch_size: int = 500,
         page_size: int = 1000,
+        revocations_dir: Path | None = None,
     ) -> None:
+        self._revocations_dir = revocations_dir
         self._uows = uows
         self._transport = transport
         self._clock = clock
@@ -109,7 +114,19 @@ class SyncClient:
         report.pending = self._read_pending()
         report.finished_at = datetime.now(UTC)
         self._uows.writer.run(self._remember_error, None)
+        self._refresh_revocations()
         return report
+
+    def _refresh_revocations(self) -> None:
+        """Install the server's signed revocation list in the data folder's cache (P4), so this PC's signing
+        and its Verify dialog know revoked keys offline. Never fails the round: a refusal is logged."""
+        if self._revocations_dir is None:
+            return
+        try:
+            data = self._transport.get_revocations()
+            import_list(self._revocations_dir, data, default_trust())
+        except (KnownError, RevocationImportError) as exc:
+            log.warning("revocation list not refreshed: %s", exc)
 
     # ---- push ---------------------------------------------------------------------------------------
 

@@ -58,7 +58,10 @@ def sync_client(
         raise NotEnrolled()
     transport = transport_factory(settings.server_url or enrolment.server_url)
     transport.use_device(enrolment.device_id, token)
-    return SyncClient(store.uow, transport, store.clock, device_id=enrolment.device_id), transport
+    client = SyncClient(
+        store.uow, transport, store.clock, device_id=enrolment.device_id, revocations_dir=settings.data_dir
+    )
+    return client, transport
 
 
 def _enroll(args: argparse.Namespace, settings: DesktopSettings) -> int:

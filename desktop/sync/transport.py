@@ -271,6 +271,17 @@ class Transport:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
+    def get_revocations(self) -> bytes:
+        """The server's current signed revocation list (CBOR, public like any CRL)."""
+        try:
+            resp = self._http.get(
+                self.base_url + "/api/v1/signing/revocations", headers={"Accept": "application/cbor"}, timeout=10
+            )
+        except httpx.HTTPError as exc:
+            raise ServerUnreachable(detail=f"{type(exc).__name__}: {exc}") from exc
+        raise_for_problem(resp)
+        return resp.content
+
     def ping(self) -> bool:
         """Cheap reachability probe for the status bar; never raises."""
         try:

@@ -127,7 +127,9 @@ class PC:
         token = self.auth.device_token()
         assert token is not None
         transport.use_device(enrolment.device_id, token)
-        return SyncClient(self.store.uow, transport, self.store.clock, device_id=enrolment.device_id)
+        return SyncClient(
+            self.store.uow, transport, self.store.clock, device_id=enrolment.device_id, revocations_dir=self.data_dir
+        )
 
     def sync(self) -> SyncReport:
         return self.client().run_once()

@@ -8,18 +8,22 @@ import uuid
 from collections.abc import Callable
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from keyring.backends import fail
 
 from desktop.config import DesktopSettings
+from desktop.rx.revocations import load_cached
 from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import AuthService
 from desktop.services.encounters import EncounterService
 from desktop.services.prescribing import PrescribingService, prescriber_for
 from desktop.services.rx_signing import RxSigningService
-from desktop.services.signing import SigningService
+from desktop.services.signing import SignatureNotVerifiable, SigningService
 from desktop.sync.commands import device_secrets
+from shared.signing.keys import key_id
+from shared.signing.trust import default_trust
 from tests.e2e.conftest import PC, Server
 from tests.sync_server.conftest import MBBS_MOBILE, last_otp
 
@@ -95,3 +99,38 @@ def test_signed_offline_verified_by_the_server_and_a_tampered_one_refused(
     assert [(r.record_id, r.kind, r.reason) for r in report.rejected] == [(bad, "signed_prescription", "bad_signature")]
     assert report.rejected[0].message.startswith("bad_signature")
     assert server_signed(server, sandbox_url, bad).status_code == 404  # stored nowhere
+
+
+def test_a_revoked_key_reaches_the_pc_by_sync_and_its_signatures_stop_verifying(
+    make_pc: Callable[..., PC], server: Server, sandbox_url: str
+) -> None:
+    a = make_pc("pc-a")
+    assert a.store is not None
+    keys = DoctorKeys(SecretStore("signing", a.data_dir, system_keyring=fail.Keyring()), a.data_dir)
+    auth = AuthService(
+        a.store.uow, device_secrets(DesktopSettings(data_dir=a.data_dir)), lambda url: a.transport(), doctor_keys=keys
+    )
+    txn, _ = auth.start_sign_in(a.server_url, MBBS_MOBILE)
+    doctor = auth.finish_sign_in(a.server_url, txn, last_otp(sandbox_url, MBBS_MOBILE), pc_name="pc-a").user_id
+    p = a.patients.register(RADHA, actor="test")
+    signed_on_pc(a, keys, doctor, p.id)  # before the revocation: signs, and the QR verifies
+    assert a.sync().complete
+    assert not any(lst.entries for lst in load_cached(a.data_dir, default_trust()).lists)
+    kid = key_id(keys.public_key(doctor))
+    with httpx.Client(base_url=server.url, trust_env=False) as http:
+        init = http.post("/api/v1/auth/doctor/init", json={"mobile": MBBS_MOBILE}).json()
+        token = http.post(
+            "/api/v1/auth/doctor/verify", json={"txn_id": init["txn_id"], "otp": last_otp(sandbox_url, MBBS_MOBILE)}
+        ).json()["access_token"]
+        revoked = http.post(
+            "/api/v1/signing/revocations",
+            json={"kid": kid, "reason": "PC stolen"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert revoked.status_code == 201, revoked.text
+    assert a.sync().complete  # the round also installs the server's signed revocation list
+    cached = load_cached(a.data_dir, default_trust())
+    assert [e.kid for lst in cached.lists for e in lst.entries] == [kid] and not cached.problems
+    with pytest.raises(SignatureNotVerifiable) as refused:
+        signed_on_pc(a, keys, doctor, p.id)  # signed after the revocation: refused at signing, offline
+    assert refused.value.detail is not None and refused.value.detail.startswith("revoked_key")

@@ -57,6 +57,8 @@ from shared.sync.protocol import (
 )
 from sync_server.db import audit
 from sync_server.db import sync as sync_db
+from sync_server.services.change_results import RejectChange as _Reject
+from sync_server.services.change_results import rejected as _rejected
 from sync_server.services.context import Actor
 
 KINDS = frozenset({RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM})
@@ -69,12 +71,6 @@ _ROW_COLUMNS = (
 
 
 _TIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
-
-
-class _Reject(Exception):
-    def __init__(self, code: RejectCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 class _Header(BaseModel):
@@ -116,12 +112,6 @@ def state_of(row: asyncpg.Record) -> tuple[dict[str, JsonValue], dict[str, str]]
     for name in list(fields):
         stamps.setdefault(name, default)
     return fields, {name: stamps[name] for name in fields}
-
-
-def _rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
-    return ChangeResult(
-        kind=change.kind, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message[:2000]
-    )
 
 
 def _canonical_time(name: str, value: JsonValue) -> None:

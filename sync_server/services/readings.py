@@ -63,6 +63,8 @@ from shared.sync.protocol import (
 from sync_server.db import audit
 from sync_server.db import sync as sync_db
 from sync_server.db import wearables as db
+from sync_server.services.change_results import RejectChange as _Reject
+from sync_server.services.change_results import rejected as _rejected
 from sync_server.services.context import Actor
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -72,12 +74,6 @@ FUTURE_LEEWAY = timedelta(days=1)
 SERVER_VERSION = 1
 """A reading is never changed, so its server version is always 1."""
 _METRICS = Metrics.load_default()
-
-
-class _Reject(Exception):
-    def __init__(self, code: RejectCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 @dataclass
@@ -147,12 +143,6 @@ def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incomin
             f"measured_at {reading.measured_at.isoformat()} is before 2000: the device's clock was probably never set",
         )
     return _Incoming(index, change, reading, _content_hash(reading), _key_columns(reading))
-
-
-def _rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
-    return ChangeResult(
-        kind=RecordKind.READING, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message[:2000]
-    )
 
 
 def _applied(change: Change) -> ChangeResult:

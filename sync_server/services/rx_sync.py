@@ -39,17 +39,13 @@ from shared.signing.rx import encode_qr_payload
 from shared.sync.protocol import Change, ChangeResult, ChangeStatus, JsonValue, Op, PushRequest, RecordKind, RejectCode
 from sync_server.db import audit
 from sync_server.services import signing as signing_service
+from sync_server.services.change_results import RejectChange as _Reject
+from sync_server.services.change_results import rejected as _rejected
 from sync_server.services.context import Actor
 from sync_server.signing.issuer import SigningContext
 
 SERVER_VERSION = 1
 """A signed prescription never changes, so its server version is always 1."""
-
-
-class _Reject(Exception):
-    def __init__(self, code: RejectCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 class SignedFields(BaseModel):
@@ -68,12 +64,6 @@ class SignedFields(BaseModel):
     ayush_medications: Annotated[list[dict[str, JsonValue]], Field(max_length=50)] = Field(default_factory=list)
     advisories: Annotated[list[JsonValue], Field(max_length=50)] = Field(default_factory=list)
     policy_version: Annotated[str, Field(min_length=1, max_length=100)]
-
-
-def _rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
-    return ChangeResult(
-        kind=RecordKind.SIGNED_PRESCRIPTION, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message
-    )
 
 
 async def push(

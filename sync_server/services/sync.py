@@ -49,6 +49,7 @@ from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
 from sync_server.db.feed_listener import FeedListener, TooManyWaiters
 from sync_server.services import encounter_sync, readings, rx_sync
+from sync_server.services.change_results import RejectChange as _Reject
 from sync_server.services.context import Actor
 from sync_server.signing.issuer import SigningContext
 
@@ -61,12 +62,6 @@ _MATCH_KEYS = ("abha_number", "abha_address", "mobile")
 
 _OWN_MODULE = {RecordKind.READING, RecordKind.SIGNED_PRESCRIPTION, *encounter_sync.KINDS}
 """Kinds pushed through their own module (services.readings, services.encounter_sync), after the patients."""
-
-
-class _Reject(Exception):
-    def __init__(self, code: RejectCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 def check_versions(*, schema_version: int, protocol_version: int) -> None:

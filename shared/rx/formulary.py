@@ -33,7 +33,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA = "integmed-formulary"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 added pack sizes (`packs:` on presentations and brands)."""
 
 Route: TypeAlias = Literal[
     "oral", "sublingual", "intravenous", "intramuscular", "subcutaneous", "topical", "inhalation", "rectal",
@@ -217,20 +218,50 @@ def _plain(value: Decimal) -> str:
     return text
 
 
+PACK_UNITS: Mapping[str, frozenset[str]] = {
+    **{f: frozenset({FORMS[f].dose_unit}) for f in ("tablet", "tablet_mr", "capsule", "sachet", "suppository", "vati")},
+    **{f: frozenset({"mL"}) for f in ("syrup", "suspension", "oral_drops", "kashayam", "asava_arishta", "taila")},
+    **{f: frozenset({"mL"}) for f in ("eye_drops", "ear_drops")},
+    "nasal_spray": frozenset({"spray", "mL"}),
+    "inhaler": frozenset({"puff"}),
+    "injection": frozenset({"mL", "IU"}),
+    **{f: frozenset({"g"}) for f in ("ointment", "cream", "gel", "churna", "ghrita", "avaleha", "bhasma")},
+}
+"""The units a pack of each form may be counted in (a strip counts tablets, a bottle mL, an inhaler puffs)."""
+
+
 class Pack(_Frozen):
-    """A pack a quantity is dispensed in.
+    """A pack a presentation is dispensed in (a strip of 10 tablets, a 60 mL bottle, a 200-dose inhaler).
 
     Args:
-        size: content of one pack in `unit` (60 for a 60 mL bottle, 300 for a 300-unit insulin pen).
-        unit: the dose unit the size is counted in ("mL", "IU", "puff", "tablet").
-        name: the pack's printed name ("bottle", "pen", "strip", "inhaler").
-        source: source id of the pack fact, when not the entry's own source.
+        size: content of one pack in `unit` (10 for a strip of 10, 60 for a 60 mL bottle, 3 for a 3 mL cartridge).
+        unit: what the size counts; one of `PACK_UNITS` for the form ("tablet", "mL", "puff", "g", "IU").
+        name: the pack's printed name ("strip", "bottle", "inhaler", "cartridge", "jar").
+        strengths: the strength labels the pack is listed for; empty = every strength of the presentation.
+        source: source id of the pack fact (required: a pack size is a fact of its own).
+        product: the product as the source lists it, so the fact can be found again.
     """
 
-    size: Decimal = Field(gt=0)
+    size: Decimal = Field(gt=0, allow_inf_nan=False)
     unit: str
-    name: str
-    source: str | None = None
+    name: str = Field(min_length=1)
+    strengths: tuple[str, ...] = ()
+    source: str
+    product: str | None = None
+
+    def fits(self, strength: str | None) -> bool:
+        """True when the pack is listed for `strength` (a pack without strengths fits every strength)."""
+        return not self.strengths or strength in self.strengths
+
+
+class BrandPack(Pack):
+    """A pack sold under a brand name, for one form of the drug.
+
+    Args:
+        form: the dosage form of the branded product (must be one of the drug's presentations).
+    """
+
+    form: FormName
 
 
 class Presentation(_Frozen):
@@ -240,7 +271,7 @@ class Presentation(_Frozen):
         form: the dosage form.
         strengths: strengths available in this form (empty for most AYUSH items).
         dose_unit: overrides the form's dose unit (insulin doses are in IU, not mL).
-        pack: the pack for forms dispensed in packs.
+        packs: the packs it is dispensed in; for a strength the first pack listed for it is the default.
         route: overrides the route implied by the form (required for injections).
         source: source id when not the entry's own source.
     """
@@ -248,9 +279,29 @@ class Presentation(_Frozen):
     form: FormName
     strengths: tuple[Strength, ...] = ()
     dose_unit: str | None = None
-    pack: Pack | None = None
+    packs: tuple[Pack, ...] = ()
     route: Route | None = None
     source: str | None = None
+
+    @model_validator(mode="after")
+    def _check_packs(self) -> Presentation:
+        labels = {s.label for s in self.strengths}
+        allowed = PACK_UNITS[self.form]
+        for pack in self.packs:
+            if pack.unit not in allowed:
+                units = _or_list(sorted(allowed))
+                raise ValueError(f"a {FORMS[self.form].label} pack cannot be counted in {pack.unit!r}; use {units}")
+            if pack.unit == "IU" and self.effective_dose_unit != "IU":
+                raise ValueError(f"a pack in IU needs doses in IU (dose_unit: IU), not {self.effective_dose_unit}")
+            unknown = [s for s in pack.strengths if s not in labels]
+            if unknown:
+                raise ValueError(f"pack {pack.name} of {pack.size} {pack.unit} names strength(s) {unknown} that the "
+                                 f"{FORMS[self.form].label} does not list ({sorted(labels)})")  # fmt: skip
+        return self
+
+    def packs_for(self, strength: str | None) -> tuple[Pack, ...]:
+        """The packs listed for `strength` (the default first)."""
+        return tuple(p for p in self.packs if p.fits(strength))
 
     @field_validator("strengths", mode="before")
     @classmethod
@@ -277,11 +328,14 @@ class SourcedName(_Frozen):
         name: the name as written.
         source: source id.
         manufacturer: for brands, the marketing company.
+        packs: for brands, the brand's own packs (each with its form and source); preferred over the generic
+            packs when the line names the brand.
     """
 
     name: str
     source: str
     manufacturer: str | None = None
+    packs: tuple[BrandPack, ...] = ()
 
 
 class ScheduleFact(_Frozen):
@@ -439,7 +493,7 @@ class FormularyFile(_Frozen):
     """One knowledge file as written."""
 
     schema_: Literal["integmed-formulary"] = Field(alias="schema")
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
     date: date
     status: str | None = None
@@ -448,6 +502,15 @@ class FormularyFile(_Frozen):
     herbs: tuple[Herb, ...] = ()
     formulations: tuple[Formulation, ...] = ()
     ambiguous: tuple[Ambiguity, ...] = ()
+
+    @model_validator(mode="after")
+    def _packs_need_version_2(self) -> FormularyFile:
+        if self.schema_version < 2:
+            has_packs = any(p.packs for e in (*self.drugs, *self.herbs, *self.formulations) for p in e.presentations)
+            has_packs = has_packs or any(b.packs for d in self.drugs for b in d.brands)
+            if has_packs:
+                raise ValueError("pack sizes (`packs:`) need schema_version 2")
+        return self
 
 
 Entry: TypeAlias = Drug | Herb | Formulation
@@ -615,17 +678,67 @@ class Formulary:
             self._check_source(entry.timing.source, f"{key} timing")
         for p in entry.presentations:
             self._check_source(p.source, f"{key} {p.form}")
-            if p.pack is not None:
-                self._check_source(p.pack.source, f"{key} {p.form} pack")
+            for pack in p.packs:
+                self._check_source(pack.source, f"{key} {p.form} pack {pack.size} {pack.unit}")
             if p.effective_route is None:
                 raise FormularyError(f"{key} {p.form}: the form does not imply a route; write `route:`")
         if isinstance(entry, Drug):
             for sourced in (*entry.brands, *entry.abbreviations):
                 self._check_source(sourced.source, f"{key} name {sourced.name!r}")
+            for abbreviation in entry.abbreviations:
+                if abbreviation.packs:
+                    raise FormularyError(f"{key}: short form {abbreviation.name!r} cannot carry packs; only brands do")
+            for brand in entry.brands:
+                self._check_brand_packs(key, entry, brand)
             for fact in (entry.schedule, entry.rxnorm):
                 if fact is not None:
                     self._check_source(fact.source, f"{key} {type(fact).__name__}")
             self._check_source(entry.nlem, f"{key} nlem")
+
+    def _check_brand_packs(self, key: str, entry: Drug, brand: SourcedName) -> None:
+        for pack in brand.packs:
+            where = f"{key} brand {brand.name!r} pack {pack.size} {pack.unit}"
+            self._check_source(pack.source, where)
+            forms = [p for p in entry.presentations if p.form == pack.form]
+            if not forms:
+                raise FormularyError(f"{where}: {entry.generic} has no {FORMS[pack.form].label} presentation")
+            labels = {s.label for p in forms for s in p.strengths}
+            unknown = [s for s in pack.strengths if s not in labels]
+            if unknown:
+                raise FormularyError(f"{where}: strength(s) {unknown} are not listed for the {FORMS[pack.form].label}")
+            try:
+                Presentation(
+                    form=pack.form,
+                    strengths=forms[0].strengths,
+                    dose_unit=forms[0].dose_unit,
+                    route=forms[0].route,
+                    packs=(Pack(**pack.model_dump(exclude={"form", "strengths"})),),
+                )
+            except ValueError as exc:
+                raise FormularyError(f"{where}: {exc}") from exc
+
+    def packs_for(
+        self, key: str, presentation: Presentation, strength: str | None, *, brand: str | None = None
+    ) -> tuple[Pack, ...]:
+        """The packs a presentation of an entry is dispensed in, best first.
+
+        Args:
+            key: the entry key.
+            presentation: one of the entry's presentations.
+            strength: the chosen strength label, or None (AYUSH items without strengths).
+            brand: the brand name the line named, if any: its own packs for this form come first.
+
+        Returns:
+            The brand's packs for the form and strength (if a brand was named and has any), then the
+            presentation's packs for the strength; empty when the formulary has none.
+        """
+        entry = self._entries.get(key)
+        branded: tuple[Pack, ...] = ()
+        if brand is not None and isinstance(entry, Drug):
+            for b in entry.brands:
+                if name_key(b.name) == name_key(brand):
+                    branded = tuple(p for p in b.packs if p.form == presentation.form and p.fits(strength))
+        return (*branded, *presentation.packs_for(strength))
 
     def _check_formulations(self) -> None:
         for entry in self._entries.values():

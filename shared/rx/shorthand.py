@@ -28,6 +28,7 @@ from typing import Literal, TypeAlias, cast
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from shared.rx import timing as tm
+from shared.rx.dispense import Dispense, dispense, pack_content
 from shared.rx.formulary import FORMS, Drug, Entry, Formulary, NameLookup, Presentation, Resolved, Strength, name_key
 
 _NOT_SHORTHAND = " is not part of the shorthand"
@@ -76,6 +77,9 @@ class ExpandedLine(BaseModel):
         defaulted: names of fields filled from the formulary rather than typed ("dosage_form", "route",
             "strength", "timing.dose", "timing.when", "instructions").
         unresolved: what was not understood; empty when the line is fully understood.
+        dispense: additional to the seed's fields: `quantity` in whole packs of the formulary's default pack
+            (packs, pack_size, pack_name, unit, total_units, note); None when no medicine in a known form was
+            named. `packs` is None when they cannot be counted, and `note` says why.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -92,6 +96,7 @@ class ExpandedLine(BaseModel):
     timing: dict[str, JsonValue]
     defaulted: tuple[str, ...]
     unresolved: tuple[Unresolved, ...]
+    dispense: Dispense | None = None
 
     @property
     def is_complete(self) -> bool:
@@ -667,6 +672,9 @@ class _Semantics:
         self.route: str | None = None
         self.extras: list[str] = []
         self.quantity_typed: Decimal | None = None
+        self.total: Decimal | None = None
+        self.why_no_total: str | None = None
+        self.assumptions: list[str] = []
 
     def flag(self, start: int, end: int, reason: str) -> None:
         """Record an unresolved span (adjacent unknown words merge into one entry)."""
@@ -732,7 +740,20 @@ class _Semantics:
             timing=timing,
             defaulted=tuple(dict.fromkeys(self.defaulted)),
             unresolved=tuple(self.unresolved),
+            dispense=self._dispense(),
         )
+
+    def _dispense(self) -> Dispense | None:
+        if self.resolved is None or self.presentation is None:
+            return None
+        matched = self.resolved.matched if self.resolved.matched_as == "brand" else None
+        strength = self.strength.label if self.strength else None
+        packs = self.formulary.packs_for(self.resolved.key, self.presentation, strength, brand=matched)
+        return dispense(
+            self.presentation, self.strength, packs, total=self.total, typed_quantity=self.quantity_typed,
+            why_no_total=self.why_no_total, assumptions=self.assumptions,
+            label=" ".join(x for x in (self.resolved.display_name, strength, FORMS[self.presentation.form].label) if x),
+        )  # fmt: skip
 
     def _resolve_name(self) -> None:
         hit = self.syntax.name
@@ -936,6 +957,7 @@ class _Semantics:
 
     # -- quantity -----------------------------------------------------------------------------------------
     def _quantity(self, built: Sequence[tm.Segment], dose_unit: str) -> int | None:
+        total = self._total(built, dose_unit)
         if self.quantity_typed is not None:
             return math.ceil(self.quantity_typed)
         if self.presentation is None:
@@ -943,32 +965,59 @@ class _Semantics:
         # A reason is added only to a line that is otherwise understood: one missing part at a time.
         say = self.flag_missing if not self.unresolved else _ignore
         form = FORMS[self.presentation.form]
-        pack = self.presentation.pack
-        if form.dispense == "typed" and (pack is None or pack.unit != dose_unit):
+        content = self._pack_content()
+        if form.dispense == "typed" and content is None:
             say(f"the quantity of {_article(form.label)} is not computed from the dose; type it (qty 1)")
+            return None
+        if total is None:
+            say(self.why_no_total or "the quantity cannot be computed; type it (qty 10)")
+            return None
+        if form.dispense in ("count", "mass"):
+            return math.ceil(total)
+        if content is not None:
+            return math.ceil(total / content)
+        say(f"the pack size of this {form.label} is not in the formulary; type a quantity (qty 1)")
+        return None
+
+    def _pack_content(self) -> Decimal | None:
+        if self.presentation is None or self.resolved is None:
+            return None
+        matched = self.resolved.matched if self.resolved.matched_as == "brand" else None
+        strength = self.strength.label if self.strength else None
+        packs = self.formulary.packs_for(self.resolved.key, self.presentation, strength, brand=matched)
+        return pack_content(packs[0], self.presentation, self.strength) if packs else None
+
+    def _total(self, built: Sequence[tm.Segment], dose_unit: str) -> Decimal | None:
+        """What the line needs in the dose unit (summed over taper steps); None with `why_no_total` set."""
+        if self.presentation is None:
+            return None
+        if FORMS[self.presentation.form].dispense == "typed" and self._pack_content() is None:
+            self.why_no_total = f"{FORMS[self.presentation.form].label} is not counted from the dose"
             return None
         total = Decimal(0)
         for seg in built:
             days = seg.duration_days(self.days_per_month)
             if seg.count is None and days is None:
-                say("no duration: add one (x 30d, 2/52) or a quantity (qty 30)")
+                self.why_no_total = "no duration: add one (x 30d, 2/52) or a quantity (qty 30)"
                 return None
             units = tm.units_needed(seg, days, self.days_per_month)
             if units is None:
                 if seg.as_needed:
-                    say("as needed without a maximum per day: add 'max 4/d' or a quantity (qty 10)")
+                    self.why_no_total = "as needed without a maximum per day: add 'max 4/d' or a quantity (qty 10)"
                 elif seg.dose is None and seg.slots is None:
-                    say(f"dose missing: type it in {dose_unit} (e.g. 5{dose_unit})")
+                    self.why_no_total = f"dose missing: type it in {dose_unit} (e.g. 5{dose_unit})"
                 else:
-                    say("the quantity cannot be computed; type it (qty 10)")
+                    self.why_no_total = "the quantity cannot be computed; type it (qty 10)"
                 return None
+            if seg.as_needed:
+                most = Decimal(seg.max_per_day) if seg.max_per_day is not None else seg.per_day()
+                shown = format(most.normalize(), "f") if most is not None else "?"
+                self.assumptions.append(f"as needed: counted at the most allowed ({shown} a day) on every day")
             total += units
-        if form.dispense in ("count", "mass"):
-            return math.ceil(total)
-        if pack is not None and pack.unit == dose_unit:
-            return math.ceil(total / pack.size)
-        say(f"the pack size of this {form.label} is not in the formulary; type a quantity (qty 1)")
-        return None
+        if len(built) > 1:
+            self.assumptions.append(f"taper: the sum of its {len(built)} steps")
+        self.total = total
+        return total
 
 
 class _SegmentBuilder:

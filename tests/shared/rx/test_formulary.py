@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.rx.formulary import Drug, Formulary, FormularyError, Formulation, Herb, name_key
+from shared.rx.formulary import SCHEMA_VERSION, Drug, Formulary, FormularyError, Formulation, Herb, name_key
 
 KNOWLEDGE = Path(__file__).parents[3] / "shared" / "knowledge" / "formulary"
 FILES = sorted(KNOWLEDGE.glob("*.yaml"))
@@ -22,7 +22,7 @@ def _docs() -> list[dict[str, Any]]:
 def _minimal(**drug: Any) -> dict[str, Any]:
     entry = {"generic": "metformin", "source": "s1", "presentations": [{"form": "tablet", "strengths": ["500mg"]}]}
     entry.update(drug)
-    return {"schema": "integmed-formulary", "schema_version": 1, "version": "0.0.1", "date": "2026-11-25",
+    return {"schema": "integmed-formulary", "schema_version": 2, "version": "0.0.1", "date": "2026-11-25",
             "sources": {"s1": {"title": "t"}}, "drugs": [entry]}  # fmt: skip
 
 
@@ -31,7 +31,7 @@ class TestShippedData:
         assert FILES
         for doc in _docs():
             assert doc["schema"] == "integmed-formulary"
-            assert doc["schema_version"] == 1
+            assert doc["schema_version"] == SCHEMA_VERSION == 2
             assert doc["version"].count(".") == 2
             assert doc["date"]
             assert doc["sources"]

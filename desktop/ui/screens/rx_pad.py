@@ -85,7 +85,8 @@ def expansion_html(line: LineCheck) -> str:
     if exp.duration_days:
         rest.append(f"{exp.duration_days} days")
     if exp.quantity is not None:
-        rest.append(f"qty {exp.quantity}")
+        packs = exp.dispense.short if exp.dispense is not None else None
+        rest.append(f"qty {exp.quantity}" + (f" = <b>{html.escape(packs)}</b>" if packs else ""))
     text = head + " — " + ", ".join(r for r in rest if r)
     if exp.instructions:
         text += "<br>" + part("instructions", exp.instructions)
@@ -214,7 +215,10 @@ class RxRow(QWidget):
             return
         exp = line.expanded
         self.expansion.setText(expansion_html(line))
-        self.expansion.setToolTip(defaulted_tooltip(line))
+        tip = defaulted_tooltip(line)
+        if exp.dispense is not None:
+            tip += f"\nDispense: {exp.dispense.note}"
+        self.expansion.setToolTip(tip)
         self.edit.set_marks([(u.start, u.end, u.reason) for u in exp.unresolved])
         reasons = [f"'{u.token}': {u.reason}" if u.token else u.reason for u in exp.unresolved]
         self.edit.setToolTip("\n".join(reasons))

@@ -93,6 +93,27 @@ def test_metformin_expands_with_defaulted_parts_marked(qtbot: QtBot, harness: Ha
     assert row.edit.marks == ()
 
 
+def test_pack_count_is_shown_beside_the_quantity(
+    qtbot: QtBot, harness: Harness, artifacts_dir: Path, ui_app: QApplication
+) -> None:
+    screen = harness.screen()
+    screen.pad.set_lines(
+        ["metf 500 bd x 30d", "pcm susp 250 5ml tds x 5d", "Metf 1000 bd 30d", "pcm 250 syp 10ml sos x 5d"]
+    )
+    screen.pad.refresh_now()
+    rows = screen.pad.rows
+    assert "qty 60 = <b>6 packs of 10 tablets</b>" in rows[0].expansion.text()
+    assert "Dispense: 60 tablets = 6 packs of 10 tablets" in rows[0].expansion.toolTip()
+    assert "qty 2 = <b>2 bottles of 60 mL</b>" in rows[1].expansion.text()
+    assert "rounded up to whole bottles (45 mL over)" in rows[1].expansion.toolTip()
+    # no pack in the formulary: the quantity alone, and the tooltip says why
+    assert "qty 60" in rows[2].expansion.text() and " = <b>" not in rows[2].expansion.text()
+    assert "no pack size for METFORMIN 1000mg tablet" in rows[2].expansion.toolTip()
+    assert "Dispense: no pack count: as needed without a maximum" in rows[3].expansion.toolTip()
+    screen.pad.resize(900, 440)
+    render_png(artifacts_dir / "ui_rx_pad_packs.png", None, screen.pad)
+
+
 def test_debounced_expansion_appears_without_forcing(qtbot: QtBot, harness: Harness) -> None:
     screen = harness.screen()
     screen.pad.focus_line(0)

@@ -78,6 +78,23 @@ def test_expand_shorthand_seed_example(api: TestClient, doctor: SignedIn) -> Non
         assert key in body
 
 
+def test_expand_shorthand_adds_the_pack_count(api: TestClient, doctor: SignedIn) -> None:
+    r = api.post(
+        "/api/v1/prescriptions/expand-shorthand",
+        json={"shorthand": "pcm susp 250 5ml tds x 5d"},
+        headers=doctor.headers,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["quantity"] == 2 and body["unresolved"] == []
+    assert body["dispense"] == {
+        "packs": 2, "pack_size": 60, "pack_name": "bottle", "unit": "mL", "total_units": 75,
+        "note": "75 mL → 2 bottles of 60 mL, rounded up to whole bottles (45 mL over)",
+    }  # fmt: skip
+    schema = api.get("/api/openapi.json").json()["components"]["schemas"]
+    assert "dispense" in schema["ExpandedLine"]["properties"] and "dispense" not in schema["ExpandedLine"]["required"]
+
+
 def test_expand_shorthand_never_guesses(api: TestClient, doctor: SignedIn) -> None:
     r = api.post("/api/v1/prescriptions/expand-shorthand", json={"shorthand": "zzqx 10 bd 5d"}, headers=doctor.headers)
     assert r.status_code == 200

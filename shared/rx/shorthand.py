@@ -29,7 +29,18 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from shared.rx import timing as tm
 from shared.rx.dispense import Dispense, dispense, pack_content
-from shared.rx.formulary import FORMS, Drug, Entry, Formulary, NameLookup, Presentation, Resolved, Strength, name_key
+from shared.rx.formulary import (
+    FORMS,
+    Drug,
+    Entry,
+    Formulary,
+    NameLookup,
+    Pack,
+    Presentation,
+    Resolved,
+    Strength,
+    name_key,
+)
 
 _NOT_SHORTHAND = " is not part of the shorthand"
 MAX_LINE_CHARS = 500
@@ -675,6 +686,7 @@ class _Semantics:
         self.total: Decimal | None = None
         self.why_no_total: str | None = None
         self.assumptions: list[str] = []
+        self._packs_found: tuple[Pack, ...] | None = None
 
     def flag(self, start: int, end: int, reason: str) -> None:
         """Record an unresolved span (adjacent unknown words merge into one entry)."""
@@ -743,14 +755,22 @@ class _Semantics:
             dispense=self._dispense(),
         )
 
+    def _packs(self) -> tuple[Pack, ...]:
+        """The packs of the chosen presentation and strength, the named brand's first (computed once)."""
+        if self._packs_found is None:
+            if self.resolved is None or self.presentation is None:
+                return ()
+            brand = self.resolved.matched if self.resolved.matched_as == "brand" else None
+            strength = self.strength.label if self.strength else None
+            self._packs_found = self.formulary.packs_for(self.resolved.key, self.presentation, strength, brand=brand)
+        return self._packs_found
+
     def _dispense(self) -> Dispense | None:
         if self.resolved is None or self.presentation is None:
             return None
-        matched = self.resolved.matched if self.resolved.matched_as == "brand" else None
         strength = self.strength.label if self.strength else None
-        packs = self.formulary.packs_for(self.resolved.key, self.presentation, strength, brand=matched)
         return dispense(
-            self.presentation, self.strength, packs, total=self.total, typed_quantity=self.quantity_typed,
+            self.presentation, self.strength, self._packs(), total=self.total, typed_quantity=self.quantity_typed,
             why_no_total=self.why_no_total, assumptions=self.assumptions,
             label=" ".join(x for x in (self.resolved.display_name, strength, FORMS[self.presentation.form].label) if x),
         )  # fmt: skip
@@ -980,12 +1000,8 @@ class _Semantics:
         return None
 
     def _pack_content(self) -> Decimal | None:
-        if self.presentation is None or self.resolved is None:
-            return None
-        matched = self.resolved.matched if self.resolved.matched_as == "brand" else None
-        strength = self.strength.label if self.strength else None
-        packs = self.formulary.packs_for(self.resolved.key, self.presentation, strength, brand=matched)
-        return pack_content(packs[0], self.presentation, self.strength) if packs else None
+        packs = self._packs()
+        return pack_content(packs[0], self.presentation, self.strength) if packs and self.presentation else None
 
     def _total(self, built: Sequence[tm.Segment], dose_unit: str) -> Decimal | None:
         """What the line needs in the dose unit (summed over taper steps); None with `why_no_total` set."""

@@ -55,8 +55,8 @@ class TestShippedPacks:
     def test_the_files_are_version_2_and_carry_packs(self) -> None:
         docs = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in FILES]
         assert {d["schema_version"] for d in docs} == {2}
-        assert len(PACKS) >= 362  # modern.yaml 0.3.0 (docs/shorthand.md)
-        assert len({(k, f) for k, f, _, _ in PACKS}) >= 237
+        assert len(PACKS) >= 408  # modern.yaml 0.3.0 (docs/shorthand.md)
+        assert len({(k, f) for k, f, _, _ in PACKS}) >= 249
 
     @pytest.mark.parametrize(
         ("key", "form", "presentation", "pack"), PACKS, ids=[f"{k}-{f}-{p.size}{p.unit}" for k, f, _, p in PACKS]
@@ -102,7 +102,7 @@ class TestShippedPacks:
         [ir_1000] = [p for p in metformin.presentations if p.source == "clinical-rx"]
         assert formulary.packs_for("metformin", ir_1000, "1000mg") == ()  # PMBJP lists 1000 mg only as SR
         amlodipine = formulary.get_entry("amlodipine").presentations[0]
-        assert amlodipine.packs_for("10mg") == () and amlodipine.packs_for("5mg")
+        assert amlodipine.packs_for("2.5mg") == () and amlodipine.packs_for("5mg") and amlodipine.packs_for("10mg")
 
     def test_no_ayush_pack_without_a_source(self, formulary: Formulary) -> None:
         ayush = [e for e in formulary.entries if not isinstance(e, Drug)]

@@ -55,8 +55,8 @@ class TestShippedPacks:
     def test_the_files_are_version_2_and_carry_packs(self) -> None:
         docs = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in FILES]
         assert {d["schema_version"] for d in docs} == {2}
-        assert len(PACKS) >= 408  # modern.yaml 0.3.0 (docs/shorthand.md)
-        assert len({(k, f) for k, f, _, _ in PACKS}) >= 249
+        assert len(PACKS) >= 411  # modern.yaml 0.3.0 (docs/shorthand.md)
+        assert len({(k, f) for k, f, _, _ in PACKS}) >= 251
 
     @pytest.mark.parametrize(
         ("key", "form", "presentation", "pack"), PACKS, ids=[f"{k}-{f}-{p.size}{p.unit}" for k, f, _, p in PACKS]

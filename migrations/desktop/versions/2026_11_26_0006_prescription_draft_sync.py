@@ -36,7 +36,7 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE prescription_history (
-            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            id               INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
             prescription_id  TEXT NOT NULL,
             field            TEXT NOT NULL,
             value            TEXT NOT NULL,

@@ -531,7 +531,8 @@ async def _gate(
     except (errors.PrescribingRefused, errors.InteractionContraindicated, errors.OverrideRequired) as problem:
         raise _Refused(problem) from None
     except RuleViolation as exc:
-        raise _Reject(RejectCode.INVALID_RECORD, str(exc)) from None
+        reasons = "; ".join(f"{p.code}: {p.field}: {p.message}" for p in exc.problems)
+        raise _Reject(RejectCode.INVALID_RECORD, reasons) from None
     return result.model_dump(mode="json"), overrides
 
 

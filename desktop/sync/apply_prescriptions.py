@@ -4,13 +4,13 @@
   one merges (the later line list wins whole; the loser goes to ``prescription_history``). A draft that is
   final here (signed, or its encounter completed) never changes: the pulled list is kept in history. A draft
   whose encounter is not here yet is parked, like an encounter without its patient; one for an encounter
-  that already holds another prescription here is parked too (the PC keeps one prescription per encounter)
-  and the sync status says so.
+  that already holds another prescription here is parked too (the PC keeps one prescription per encounter).
 * ``signed_prescription``: the signature is verified on this PC (`shared.signing.rx.verify_qr_payload`,
   against the shipped trust roots, as of its signing time), and the COSE bytes, QR text and content must be
-  this prescription's. A bad one is not stored: the reason is written to the sync status (last error) and
-  the log. A good one is stored exactly as signed: the prescription row takes the signed lines (a differing
-  local draft list goes to history) and becomes final, the signature row is written once.
+  this prescription's. A bad one is not stored: its id and reason are kept in the sync state for the sync
+  status (`refused_signed_prescriptions`) and logged. A good one is stored exactly as signed: the prescription
+  row takes the signed lines (a differing local draft list goes to history) and becomes final, the signature
+  row is written once.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class PrescriptionStats:
     updated: int = 0
     unchanged: int = 0
     conflicts: int = 0  # incoming line lists that lost to newer local ones
-    refused: list[str] = field(default_factory=list)  # signed prescriptions refused, with the reason
+    refused: list[str] = field(default_factory=list)  # signed prescriptions refused: "id<TAB>reason"
+    stored: set[str] = field(default_factory=set)  # ids of signed prescriptions stored by this page
     parked: list[Change] = field(default_factory=list)
 
 
@@ -77,14 +78,21 @@ def apply_prescriptions(
     waiting = [c.model_dump(mode="json", include=set(Change.model_fields)) for c in stats.parked]
     if waiting or parked:
         uow.sync_state.set(PARKED_KEY, json.dumps(waiting) if waiting else None)
-    if stats.refused:
-        known = json.loads(uow.sync_state.get(REFUSED_KEY) or "{}")
-        uow.sync_state.set(REFUSED_KEY, json.dumps(known | dict(r.split("\t", 1) for r in stats.refused)))
-        uow.sync_state.set_last_error(
-            "A signed prescription from the server did not verify on this PC and was not stored: "
-            + "; ".join(r.replace("\t", ": ") for r in stats.refused)
-        )
+    known = refused_signed_prescriptions(uow)
+    now_known = {k: v for k, v in known.items() if k not in stats.stored} | dict(
+        r.split("\t", 1) for r in stats.refused
+    )
+    if now_known != known:
+        uow.sync_state.set(REFUSED_KEY, json.dumps(now_known) if now_known else None)
     return stats
+
+
+def refused_signed_prescriptions(uow: UnitOfWork) -> dict[str, str]:
+    """Signed prescriptions from the feed that did not verify on this PC and were not stored: id → reason.
+
+    For the sync status screen; an entry goes away when a later page brings that prescription and it verifies.
+    """
+    return dict(json.loads(uow.sync_state.get(REFUSED_KEY) or "{}"))
 
 
 def _here(uow: UnitOfWork, encounter_id: uuid.UUID) -> bool:
@@ -222,6 +230,7 @@ def _apply_signed(
         repo.update(local.id, content | {"updated_at": now})
         stats.updated += 1
     signed.add(record, finalised_at=now)
+    stats.stored.add(str(change.id))
 
 
 def _texts(f: dict[str, Any]) -> list[str]:

@@ -96,6 +96,16 @@ def typed_line(line: dict[str, Any]) -> str:
     return " ".join(str(p) for p in parts if p)
 
 
+def pad_lines(fields: dict[str, Any]) -> list[Any]:
+    """The draft's typed lines; a draft written through the REST API has none (null), so each medicine is
+    written out as a line (`typed_line`) for the Rx pad to show and re-check."""
+    lines = fields["lines"]
+    if lines is not None:
+        return list(lines)
+    made = [{"text": typed_line(m), "expanded": None} for m in _list(fields["medications"])]
+    return made + [{"text": typed_line(a), "expanded": None} for a in _list(fields["ayush_medications"])]
+
+
 SYNC_FIELDS = (*OWNER_FIELDS, *CONTENT_FIELDS, DELETED_FIELD)
 
 
@@ -146,13 +156,9 @@ class PrescriptionRepository:
     def values_of(fields: dict[str, JsonValue], field_hlcs: dict[str, str]) -> dict[str, Any]:
         """Merged synced fields as column values (``lines`` of a draft written through the REST API, which has
         none, are made from its medicines so the Rx pad can show and re-check them)."""
-        lines = fields["lines"]
-        if lines is None:
-            lines = [{"text": typed_line(m), "expanded": None} for m in [*_list(fields["medications"])]]
-            lines += [{"text": typed_line(a), "expanded": None} for a in [*_list(fields["ayush_medications"])]]
         return {
             "prescriber_id": uuid.UUID(str(fields["prescriber_id"])),
-            "lines": lines,
+            "lines": pad_lines(fields),
             "medications": fields["medications"],
             "ayush_medications": fields["ayush_medications"],
             "advisories": fields["advisories"],

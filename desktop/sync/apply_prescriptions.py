@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from desktop.store.encounters import EncounterRepository
-from desktop.store.prescriptions import PrescriptionRepository, StoredPrescription, typed_line
+from desktop.store.prescriptions import PrescriptionRepository, StoredPrescription, pad_lines, typed_line
 from desktop.store.signed_prescriptions import SignedPrescriptionRepository, SignedRecord
 from desktop.store.unit_of_work import UnitOfWork
 from shared.audit import canonical_json
@@ -107,6 +107,8 @@ def _other_prescription(repo: PrescriptionRepository, encounter_id: uuid.UUID, r
 def _apply_draft(uow: UnitOfWork, change: Change, *, now: datetime, stats: PrescriptionStats) -> None:
     repo = PrescriptionRepository(uow.connection)
     fields, stamps = dict(change.fields), dict(change.field_hlcs)
+    if "lines" in fields and fields["lines"] is None:  # a REST draft: as this PC stores it, so echoes merge to nothing
+        fields["lines"] = pad_lines(fields)
     local = repo.find(change.id)
     if local is None:
         encounter_id = uuid.UUID(str(fields["encounter_id"]))

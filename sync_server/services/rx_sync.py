@@ -411,7 +411,9 @@ async def _one_draft(
         body = _draft_body(change.id, fields)
         check: Any = _loads(row["interaction_check"]) if row is not None else None
         overrides = body.overrides
-        if content_won and not is_deleted(fields):
+        # Live content is always content the gate passed: a winning list, and a list a restore brings back.
+        gated = not is_deleted(fields) and (content_won or is_deleted(current))
+        if gated:
             check, overrides = await _gate(conn, actor, fields, body, encounter)
         version = await prescriptions_db.write_synced_draft(
             conn,
@@ -440,7 +442,7 @@ async def _one_draft(
             {"action": f"sync.prescription_draft.{status}", "entity_type": "prescription",
              "entity_id": str(change.id), "details": {"status": str(merged.change_status)}}
         )  # fmt: skip
-        if content_won and not is_deleted(fields):
+        if gated:
             audits += [
                 {"action": "prescription.override", "entity_type": "prescription", "entity_id": str(change.id),
                  "details": o.model_dump(mode="json")}
@@ -481,9 +483,19 @@ def _draft_body(rx_id: uuid.UUID, fields: dict[str, JsonValue]) -> DraftCreate:
     raw_overrides = [o for o in raw if isinstance(o, dict)] if isinstance(raw, list) else None
     if raw_overrides is None or len(raw_overrides) != len(raw if isinstance(raw, list) else []):
         raise _Reject(RejectCode.INVALID_RECORD, "overrides: a list of {rule_id, reason}")
-    for name in ("lines",):
-        if fields[name] is not None and not isinstance(fields[name], list):
-            raise _Reject(RejectCode.INVALID_RECORD, f"{name}: a list")
+    lines = fields["lines"]
+    if lines is not None and not (
+        isinstance(lines, list)
+        and len(lines) <= 100
+        and all(
+            isinstance(line, dict)
+            and isinstance(line.get("text"), str)
+            and isinstance(line.get("expanded"), dict | None)
+            and set(line) <= {"text", "expanded"}
+            for line in lines
+        )
+    ):
+        raise _Reject(RejectCode.INVALID_RECORD, "lines: a list of {text, expanded} (at most 100)")
     if not isinstance(fields["advisories"], list):
         raise _Reject(RejectCode.INVALID_RECORD, "advisories: a list")
     for name in ("kb_version", "policy_version"):

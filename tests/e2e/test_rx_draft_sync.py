@@ -203,6 +203,19 @@ def test_a_rest_draft_reaches_the_pcs_rx_pad(make_pc: Callable[..., PC], server:
     on_b = rx(b).saved(e)
     assert on_b is not None and on_b.id == uuid.UUID(r.json()["id"])
     assert on_b.medications == r.json()["medications"] and texts(b, e) == ["METFORMIN 500mg bd x 30d"]
+    # Replaying the whole feed on B (a fresh cursor) changes nothing and loses nothing.
+    assert b.store is not None
+
+    def rewind() -> None:
+        assert b.store is not None
+        with b.store.uow.write() as uow:
+            uow.sync_state.set_pull_cursor("0")
+            uow.commit()
+
+    b.store.writer.run(rewind)
+    replay = b.sync()
+    assert replay.complete and replay.inserted == replay.updated == replay.conflicts == 0
+    assert rx(b).history(e) == [] and rx(b).saved(e) == on_b
 
 
 def test_a_signed_prescription_reaches_b_verified_and_a_tampered_one_is_refused(

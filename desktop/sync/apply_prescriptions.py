@@ -132,9 +132,12 @@ def _apply_draft(uow: UnitOfWork, change: Change, *, now: datetime, stats: Presc
         return
     result = merged
     if local.status != "draft":  # final here (signed or completed): frozen; the pulled list is kept in history
-        kept = [LostValue(n, fields[n], stamps[n], Side.INCOMING) for n in CONTENT_FIELDS if n in fields]
-        changed = any(canonical_json(fields[n]) != canonical_json(current[n]) for n in CONTENT_FIELDS if n in fields)
-        if changed:
+        kept = [
+            LostValue(n, fields[n], stamps[n], Side.INCOMING)
+            for n in CONTENT_FIELDS
+            if n in fields and canonical_json(fields[n]) != canonical_json(current[n])
+        ]
+        if kept:
             repo.add_history(local.id, kept, {n: current_hlcs[n] for n in CONTENT_FIELDS}, now=now)
             stats.conflicts += 1
         stats.unchanged += 1

@@ -6,6 +6,8 @@ import uuid
 from typing import Any
 
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.ids import uuid7
 from shared.records.prescription import MedicationLine
@@ -134,3 +136,37 @@ def test_a_signed_prescription_is_frozen_for_draft_edits_and_in_the_feed(api: Te
     assert kinds == {("signed_prescription", str(rx_id))}  # the signed record supersedes the draft entry
     pulled = next(c for c in changes if c["kind"] == "signed_prescription")
     assert pulled["fields"]["qr_payload"] == good.qr_payload and pulled["fields"]["content_hash"] == good.content_hash
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["text", "expanded", "x"]), inner, max_size=2)
+    ),
+    max_leaves=6,
+)
+
+
+def test_malformed_drafts_are_refused_one_by_one_never_a_server_error(api: TestClient, doctor: SignedIn) -> None:
+    """Every field of a draft replaced by arbitrary JSON: each change is answered (rejected), none is a 500."""
+    a, pid, eid = setup(api, doctor)
+    good = {"encounter_id": str(eid), "patient_id": str(pid), "deleted": False} | content(
+        doctor.user["id"], [med("METFORMIN")]
+    )
+
+    @given(st.dictionaries(st.sampled_from(sorted(good)), json_values, min_size=1, max_size=3))
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    def check(bad: dict[str, Any]) -> None:
+        fields = good | bad
+        if fields == good:
+            return
+        response = a.push([draft_change(a, uuid7(), fields)])
+        if response.status_code == 422:  # the protocol itself refuses a non-boolean tombstone, as for patients
+            assert "deleted" in bad and "'deleted' must be true or false" in response.json()["detail"]
+            return
+        got = results(response)
+        assert got[0]["status"] in ("rejected", "applied"), got
+        if got[0]["status"] == "rejected":
+            assert got[0]["reason"] == "invalid_record" and got[0]["message"], got
+
+    check()

@@ -268,3 +268,24 @@ def test_a_signed_prescription_reaches_b_verified_and_a_tampered_one_is_refused(
     with d.store.uow.read() as uow:
         assert SignedPrescriptionRepository(uow.connection).find(genuine.id) is not None
         assert refused_signed_prescriptions(uow) == {}  # settled by the genuine one
+
+
+def test_two_pcs_starting_the_same_encounters_prescription_offline_write_one_record(
+    make_pc: Callable[..., PC], server: Server, sandbox_url: str
+) -> None:
+    a, b = make_pc("pc-a"), make_pc("pc-b")
+    doctor = enroll(a)
+    enroll(b)
+    e = start(a, doctor)
+    a.sync()
+    b.sync()  # B has the encounter, no prescription yet
+    rx(a).save(e, ["Metf 500 bd 30d"], MBBS, doctor)
+    rx(b).save(e, ["amlo 5 od 30d"], MBBS, doctor)
+    for pc in (a, b, a):
+        report = pc.sync()
+        assert not report.rejected, report.rejected
+    assert texts(a, e) == texts(b, e) == ["amlo 5 od 30d"]
+    rows = pg.scalar(server.settings.database_url, f"SELECT count(*) FROM prescriptions WHERE encounter_id = '{e}'")
+    assert rows == 1
+    lost = [lv.value for lv in rx(a).history(e) if lv.field == "lines"]
+    assert lost == [[{"text": "Metf 500 bd 30d", "expanded": lost[0][0]["expanded"]}]]  # type: ignore[index]

@@ -102,7 +102,8 @@ class RecordKind(StrEnum):
     list; the loser is kept in history), and ``deleted`` (op ``delete`` discards the draft; an upsert with
     ``deleted = false`` restores it). The server re-runs the prescribing policy and the interaction gate on the
     merged draft (`sync_server.services.rx_sync`): a refused draft is ``rejected`` ``invalid_record`` with the
-    rule's reason (``rx.contraindicated: …``, ``rx.override_required: …``, ``rx.not_allowed QP-…: …``); an edit
+    rule's reason (``rx.contraindicated: … (rule DDI-018)``, ``rx.override_required: …``, ``rx.not_permitted:
+    … (rule SP-…; source)``); an edit
     of a signed prescription is ``signed_immutable``.
     """
 

@@ -364,7 +364,12 @@ class _Refused(_Reject):
     """The prescribing policy or the interaction gate refuses the merged draft (audited as a refusal)."""
 
     def __init__(self, problem: errors.ProblemError) -> None:
-        super().__init__(RejectCode.INVALID_RECORD, f"{problem.code}: {problem.detail}")
+        rules = [str(problem.extra["rule_id"])] if problem.extra.get("rule_id") else []
+        rules += [str(f["rule_id"]) for f in problem.extra.get("findings") or [] if f.get("rule_id")]
+        cited = f" (rule {', '.join(rules)}" + (f"; {problem.extra['source']}" if problem.extra.get("source") else "")
+        super().__init__(
+            RejectCode.INVALID_RECORD, f"{problem.code}: {problem.detail}" + (f"{cited})" if rules else "")
+        )
         self.problem = problem
 
     def audit(self, change: Change, batch_id: uuid.UUID) -> dict[str, Any]:

@@ -91,12 +91,14 @@ def test_the_server_gate_refuses_with_the_rules_reason(
     ids = [uuid7() for _ in range(5)]
     cases = [
         (owner | content(me, [med("COLCHICINE"), med("CLARITHROMYCIN")]), "rx.contraindicated"),
-        (owner | content(me, [med("WARFARIN"), med("ASPIRIN")]), "rx.override_required"),
-        (owner | content(bams.user["id"], [med("METFORMIN")]), "rx.not_permitted"),
+        (owner | content(me, [med("WARFARIN"), med("ASPIRIN")]), "(rule DDI-002)"),
+        (owner | content(bams.user["id"], [med("METFORMIN")]), "(rule SP-MH-AYURVEDA;"),
         (owner | content(me, [med("NOT A DRUG")]), "rx.unknown_medicine"),
         ({**owner, "lines": []}, "content travels whole"),
     ]
     got = results(a.push([draft_change(a, i, f) for i, (f, _) in zip(ids, cases, strict=True)]))
+    assert got[0]["message"].startswith("rx.contraindicated") and "(rule DDI-018)" in got[0]["message"]
+    assert got[1]["message"].startswith("rx.override_required") and got[2]["message"].startswith("rx.not_permitted")
     for (_, text), result in zip(cases, got, strict=True):
         assert result["status"] == "rejected" and result["reason"] == "invalid_record", result
         assert text in result["message"], result

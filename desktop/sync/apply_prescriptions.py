@@ -6,7 +6,8 @@
   whose encounter is not here yet is parked, like an encounter without its patient; one for an encounter
   that already holds another prescription here is parked too (the PC keeps one prescription per encounter).
 * ``signed_prescription``: the signature is verified on this PC (`shared.signing.rx.verify_qr_payload`,
-  against the shipped trust roots, as of its signing time), and the COSE bytes, QR text and content must be
+  against the shipped trust roots and the revocation lists cached in the data folder, as of its signing
+  time), and the COSE bytes, QR text and content must be
   this prescription's. A bad one is not stored: its id and reason are kept in the sync state for the sync
   status (`refused_signed_prescriptions`) and logged. A good one is stored exactly as signed: the prescription
   row takes the signed lines (a differing local draft list goes to history) and becomes final, the signature
@@ -22,13 +23,16 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from desktop.rx.revocations import load_cached
 from desktop.store.encounters import EncounterRepository
 from desktop.store.prescriptions import PrescriptionRepository, StoredPrescription, pad_lines, typed_line
 from desktop.store.signed_prescriptions import SignedPrescriptionRepository, SignedRecord
 from desktop.store.unit_of_work import UnitOfWork
 from shared.audit import canonical_json
+from shared.signing.revocation import RevocationList
 from shared.signing.rx import encode_qr_payload, verify_qr_payload
 from shared.signing.trust import TrustStore, default_trust
 from shared.sync.merge import LostValue, MergeOutcome, Side
@@ -70,9 +74,12 @@ def apply_prescriptions(
     """Apply the page's draft and signed-prescription changes (after its encounters), then the parked ones."""
     stats = PrescriptionStats()
     parked = [Change.model_validate(c) for c in json.loads(uow.sync_state.get(PARKED_KEY) or "[]")]
-    for change in [*parked, *changes]:
+    todo = [*parked, *changes]
+    trust = trust or default_trust()
+    revocations = _revocations(uow, trust) if any(c.kind is RecordKind.SIGNED_PRESCRIPTION for c in todo) else ()
+    for change in todo:
         if change.kind is RecordKind.SIGNED_PRESCRIPTION:
-            _apply_signed(uow, change, now=now, stats=stats, trust=trust or default_trust())
+            _apply_signed(uow, change, now=now, stats=stats, trust=trust, revocations=revocations)
         else:
             _apply_draft(uow, change, now=now, stats=stats)
     waiting = [c.model_dump(mode="json", include=set(Change.model_fields)) for c in stats.parked]
@@ -93,6 +100,14 @@ def refused_signed_prescriptions(uow: UnitOfWork) -> dict[str, str]:
     For the sync status screen; an entry goes away when a later page brings that prescription and it verifies.
     """
     return dict(json.loads(uow.sync_state.get(REFUSED_KEY) or "{}"))
+
+
+def _revocations(uow: UnitOfWork, trust: TrustStore) -> tuple[RevocationList, ...]:
+    """The revocation lists cached in this PC's data folder (the one holding its database), if any."""
+    database = uow.connection.engine.url.database
+    if not database:
+        return ()
+    return load_cached(Path(database).parent, trust).lists
 
 
 def _here(uow: UnitOfWork, encounter_id: uuid.UUID) -> bool:
@@ -151,7 +166,9 @@ def _apply_draft(uow: UnitOfWork, change: Change, *, now: datetime, stats: Presc
     stats.updated += 1
 
 
-def _verify(change: Change, trust: TrustStore) -> tuple[SignedRecord, dict[str, Any]]:
+def _verify(
+    change: Change, trust: TrustStore, revocations: tuple[RevocationList, ...]
+) -> tuple[SignedRecord, dict[str, Any]]:
     """Check a pulled signed prescription as a pharmacist's verifier would; the record to store and its fields.
 
     Raises:
@@ -170,7 +187,7 @@ def _verify(change: Change, trust: TrustStore) -> tuple[SignedRecord, dict[str, 
     if not same_qr:
         raise SignatureRefused("content_mismatch: the QR text is not the QR of this signature")
     signed_at = datetime.fromisoformat(str(f["signed_at"]))
-    check = verify_qr_payload(qr, trust, None, now=signed_at)
+    check = verify_qr_payload(qr, trust, revocations, now=signed_at)
     if not check.valid or check.content is None or check.doctor is None:
         raise SignatureRefused(f"{check.reason}: {check.message}")
     if str(check.content.rx_id) != str(change.id):
@@ -192,7 +209,13 @@ def _verify(change: Change, trust: TrustStore) -> tuple[SignedRecord, dict[str, 
 
 
 def _apply_signed(
-    uow: UnitOfWork, change: Change, *, now: datetime, stats: PrescriptionStats, trust: TrustStore
+    uow: UnitOfWork,
+    change: Change,
+    *,
+    now: datetime,
+    stats: PrescriptionStats,
+    trust: TrustStore,
+    revocations: tuple[RevocationList, ...],
 ) -> None:
     signed = SignedPrescriptionRepository(uow.connection)
     known = signed.find(change.id)
@@ -202,7 +225,7 @@ def _apply_signed(
         stats.unchanged += 1
         return
     try:
-        record, f = _verify(change, trust)
+        record, f = _verify(change, trust, revocations)
     except SignatureRefused as exc:
         log.error("pulled signed prescription %s refused: %s", change.id, exc)
         stats.refused.append(f"{change.id}\t{exc}")

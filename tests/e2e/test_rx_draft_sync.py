@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from keyring.backends import fail
 
 from desktop.config import DesktopSettings
+from desktop.rx.revocations import cache_path, load_cached
 from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import AuthService
@@ -25,7 +27,9 @@ from desktop.sync.apply import apply_page
 from desktop.sync.apply_prescriptions import refused_signed_prescriptions
 from desktop.sync.commands import device_secrets
 from shared.records.prescription import MedicationLine
+from shared.signing.keys import key_id
 from shared.signing.rx import encode_qr_payload
+from shared.signing.trust import default_trust
 from shared.sync.prescription_merge import draft_id_for
 from shared.sync.protocol import PulledChange, PullResponse
 from tests.e2e.conftest import PC, Server
@@ -242,6 +246,28 @@ def test_a_signed_prescription_reaches_b_verified_and_a_tampered_one_is_refused(
     assert status == "final"
     # The reprint on B uses the stored signed bytes: B's signing service answers the same signature.
     assert rx(b).saved(e) is not None
+
+    # The doctor's key is revoked after signing: a PC holding the revocation list still stores the prescription
+    # (it was valid when signed), and its QR still verifies on B.
+    kid = key_id(keys.public_key(doctor))
+    with httpx.Client(base_url=server.url, trust_env=False) as http:
+        revoked = http.post(
+            "/api/v1/signing/revocations",
+            json={"kid": kid, "reason": "PC stolen"},
+            headers={"Authorization": f"Bearer {token(server, sandbox_url)}"},
+        )
+    assert revoked.status_code == 201, revoked.text
+    assert a.sync().complete  # installs the list in A's cache
+    e_pc = make_pc("pc-e")
+    enroll(e_pc)
+    cache_path(e_pc.data_dir).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cache_path(a.data_dir), cache_path(e_pc.data_dir))
+    assert [x.kid for lst in load_cached(e_pc.data_dir, default_trust()).lists for x in lst.entries] == [kid]
+    e_pc.sync()
+    assert e_pc.store is not None
+    with e_pc.store.uow.read() as uow:
+        assert SignedPrescriptionRepository(uow.connection).find(signed.prescription_id) is not None
+        assert refused_signed_prescriptions(uow) == {}
 
     # A tampered signed prescription in a pulled page: a new PC refuses to store it and says why.
     b.client()

@@ -562,7 +562,7 @@ class PrescribingService:
                     uow.commit()
                 return None
             values = self._values(encounter_id, encounter.patient_id, user_id, result, row)
-            stamps = self._queue(uow, values["id"], values, now, row)
+            stamps = self._queue(uow, values["id"], values, now)
             if row is None:
                 repo.insert({**values, "created_at": now, "updated_at": now, "field_hlcs": stamps})
             else:
@@ -589,9 +589,7 @@ class PrescribingService:
             rx.id, {"deleted": True, "updated_at": now, "sync_refusal": None, "field_hlcs": rx.field_hlcs | stamps}
         )
 
-    def _queue(
-        self, uow: Any, rx_id: uuid.UUID, content: dict[str, Any], now: datetime, row: StoredPrescription | None
-    ) -> dict[str, str]:
+    def _queue(self, uow: Any, rx_id: uuid.UUID, content: dict[str, Any], now: datetime) -> dict[str, str]:
         """Stamp the whole content once and queue the draft for sync (nothing without a clock); the stamps."""
         if self._clock is None:
             return {}
@@ -600,8 +598,9 @@ class PrescribingService:
             name: str(content[name]) if isinstance(content[name], uuid.UUID) else content[name]
             for name in CONTENT_FIELDS
         }
-        if row is None:
-            fields |= {"encounter_id": str(content["encounter_id"]), "patient_id": str(content["patient_id"])}
+        # The owner travels with every save (it never changes): a draft saved before drafts synced, queued for
+        # the first time by a later save, is then a whole record to the server.
+        fields |= {"encounter_id": str(content["encounter_id"]), "patient_id": str(content["patient_id"])}
         fields[DELETED_FIELD] = False
         stamps = dict.fromkeys(fields, stamp)
         uow.outbox.append(

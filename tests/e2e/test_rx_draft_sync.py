@@ -7,6 +7,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -232,7 +233,11 @@ def test_a_signed_prescription_reaches_b_verified_and_a_tampered_one_is_refused(
     enroll(b)
     e = start(a, doctor)
     rx(a).save(e, ["Metf 1000 bd 30d"], MBBS, doctor)
-    signing = RxSigningService(a.store.uow, SigningService(keys, a.data_dir), a.data_dir, clock=a.store.clock)
+    # Signed two minutes ago, so the revocation below is unambiguously later (revocation times have seconds).
+    earlier = lambda: datetime.now(UTC) - timedelta(minutes=2)  # noqa: E731
+    signing = RxSigningService(
+        a.store.uow, SigningService(keys, a.data_dir), a.data_dir, clock=a.store.clock, now=earlier
+    )
     signed = signing.sign_and_print(doctor, e)
     report = a.sync()
     assert report.complete and not report.rejected, report.rejected

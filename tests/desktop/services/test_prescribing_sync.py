@@ -63,7 +63,7 @@ def test_a_save_queues_the_whole_list_with_one_stamp_and_a_discard_a_tombstone(
     again = rx.save(encounter_id, ["amlo 5 od 30d"], MBBS, DOCTOR)  # typed again: the same record comes back
     assert again is not None and again.id == saved.id and not again.deleted
     restored = queued(local_store)[-1]
-    assert restored.fields["deleted"] is False and "encounter_id" not in restored.fields
+    assert restored.fields["deleted"] is False and restored.fields["encounter_id"] == str(encounter_id)
 
 
 def test_a_pulled_list_for_a_completed_encounter_is_kept_in_history_not_applied(
@@ -93,3 +93,15 @@ def test_a_pulled_list_for_a_completed_encounter_is_kept_in_history_not_applied(
     kept = rx.saved(encounter_id)
     assert kept is not None and kept.status == "final" and kept.medications == saved.medications
     assert [(lv.field, lv.value) for lv in rx.history(encounter_id)] == [("medications", fields["medications"])]
+
+
+def test_a_draft_saved_before_drafts_synced_is_queued_whole_by_its_next_save(
+    local_store: LocalStore, rx: PrescribingService, encounter_id: uuid.UUID
+) -> None:
+    unsynced = PrescribingService(writer=local_store.writer, uow=local_store.uow)  # no clock: the old app
+    old = unsynced.save(encounter_id, ["Metf 1000 bd 30d"], MBBS, DOCTOR)
+    assert old is not None and old.field_hlcs == {} and queued(local_store) == []
+    again = rx.save(encounter_id, ["Metf 500 bd 30d"], MBBS, DOCTOR)
+    assert again is not None and again.id == old.id  # keeps its id
+    (change,) = queued(local_store)
+    assert set(change.fields) == {*CONTENT_FIELDS, "encounter_id", "patient_id", "deleted"}

@@ -503,8 +503,9 @@ def _draft_body(rx_id: uuid.UUID, fields: dict[str, JsonValue]) -> DraftCreate:
         raise _Reject(RejectCode.INVALID_RECORD, "lines: a list of {text, expanded} (at most 100)")
     if not isinstance(fields["advisories"], list):
         raise _Reject(RejectCode.INVALID_RECORD, "advisories: a list")
-    for name in ("kb_version", "policy_version"):
-        if fields[name] is not None and not (isinstance(fields[name], str) and 0 < len(str(fields[name])) <= 100):
+    for name in ("kb_version", "policy_version"):  # kb_version is null for drafts written through the REST API
+        value = fields[name]
+        if (value is not None or name == "policy_version") and not (isinstance(value, str) and 0 < len(value) <= 100):
             raise _Reject(RejectCode.INVALID_RECORD, f"{name}: a version text")
     try:
         body = DraftCreate.model_validate(

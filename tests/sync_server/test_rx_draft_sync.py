@@ -88,13 +88,14 @@ def test_the_server_gate_refuses_with_the_rules_reason(
     me = doctor.user["id"]
     owner = {"encounter_id": str(eid), "patient_id": str(pid), "deleted": False}
     bams = sign_in(api, sandbox_url, BAMS_MOBILE)
-    ids = [uuid7() for _ in range(5)]
+    ids = [uuid7() for _ in range(6)]
     cases = [
         (owner | content(me, [med("COLCHICINE"), med("CLARITHROMYCIN")]), "rx.contraindicated"),
         (owner | content(me, [med("WARFARIN"), med("ASPIRIN")]), "(rule DDI-002)"),
         (owner | content(bams.user["id"], [med("METFORMIN")]), "(rule SP-MH-AYURVEDA;"),
         (owner | content(me, [med("NOT A DRUG")]), "rx.unknown_medicine"),
         ({**owner, "lines": []}, "content travels whole"),
+        (owner | content(me, [med("METFORMIN")]) | {"policy_version": None}, "policy_version: a version text"),
     ]
     got = results(a.push([draft_change(a, i, f) for i, (f, _) in zip(ids, cases, strict=True)]))
     assert got[0]["message"].startswith("rx.contraindicated") and "(rule DDI-018)" in got[0]["message"]
@@ -157,7 +158,7 @@ def test_malformed_drafts_are_refused_one_by_one_never_a_server_error(api: TestC
     )
 
     @given(st.dictionaries(st.sampled_from(sorted(good)), json_values, min_size=1, max_size=3))
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     def check(bad: dict[str, Any]) -> None:
         fields = good | bad
         if fields == good:

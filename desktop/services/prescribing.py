@@ -35,6 +35,7 @@ from desktop.store.encounters import EncounterRepository
 from desktop.store.prescriptions import OverrideRecord, PrescriptionRepository, RefusalRecord, StoredPrescription
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.store.writer import Writer
+from shared.clock import HLC, encode
 from shared.errors import DomainError, FieldProblem, NotAllowed, RuleViolation
 from shared.ids import uuid7
 from shared.records.encounter import EncounterStatus, EncounterType, SoapNote
@@ -53,6 +54,9 @@ from shared.rx.qualification import (
     may_prescribe,
 )
 from shared.rx.shorthand import ExpandedLine, expand
+from shared.sync.merge import LostValue
+from shared.sync.prescription_merge import CONTENT_FIELDS, draft_id_for
+from shared.sync.protocol import DELETED_FIELD, JsonValue, Op, RecordKind
 
 Tier = Literal["hard_stop", "override", "inline", "minor"]
 TIER_OF_SEVERITY: dict[str, Tier] = {
@@ -288,6 +292,8 @@ class PrescribingService:
         cross_system: the clinic's setting for modern prescribers writing AYUSH medicines (warn or block).
         days_per_month: what "x 1m" counts (clinic setting).
         now: wall time (tests pass a fake).
+        clock: this PC's hybrid logical clock; with it, every save and discard is stamped and queued for sync
+            as a ``prescription_draft`` change (`shared.sync.prescription_merge`).
     """
 
     def __init__(
@@ -301,7 +307,9 @@ class PrescribingService:
         cross_system: CrossSystem = "warn",
         days_per_month: int = 30,
         now: Callable[[], datetime] = _utc_now,
+        clock: HLC | None = None,
     ) -> None:
+        self._clock = clock
         self._writer = writer
         self._uow = uow
         self._given = (formulary, kb, policy)
@@ -436,6 +444,21 @@ class PrescribingService:
         with self._uow.read() as uow:
             return PrescriptionRepository(uow.connection).for_encounter(encounter_id)
 
+    def sync_refusal(self, encounter_id: uuid.UUID) -> dict[str, Any] | None:
+        """The server's refusal of this encounter's draft (``{reason, message, hlc}``), until the next save.
+
+        The draft stays on this PC as the doctor saved it; the pad shows why the server refused it.
+        """
+        rx = self.saved(encounter_id)
+        return None if rx is None else rx.sync_refusal
+
+    def history(self, encounter_id: uuid.UUID) -> list[LostValue]:
+        """Line lists of this encounter's draft that lost a sync merge, oldest first."""
+        with self._uow.read() as uow:
+            repo = PrescriptionRepository(uow.connection)
+            rx = repo.row_for_encounter(encounter_id)
+            return [] if rx is None else repo.history(rx.id)
+
     def overrides(self, encounter_id: uuid.UUID) -> list[OverrideRecord]:
         """Overrides recorded in this encounter, oldest first."""
         with self._uow.read() as uow:
@@ -531,20 +554,60 @@ class PrescribingService:
                 uow.commit()
             if not result.can_save:
                 raise PrescriptionBlocked(result.problems)
-            existing = repo.for_encounter(encounter_id)
+            row = repo.row_for_encounter(encounter_id)
+            existing = row if row is not None and not row.deleted else None
             if not lines:
                 if existing is not None:
-                    repo.delete_draft(existing.id)
+                    self._discard(uow, repo, existing, now)
                     uow.commit()
                 return None
-            values = self._values(encounter_id, encounter.patient_id, user_id, result, existing)
-            if existing is None:
-                repo.insert({**values, "created_at": now, "updated_at": now})
+            values = self._values(encounter_id, encounter.patient_id, user_id, result, row)
+            stamps = self._queue(uow, values["id"], values, now)
+            if row is None:
+                repo.insert({**values, "created_at": now, "updated_at": now, "field_hlcs": stamps})
             else:
-                repo.update(existing.id, {**values, "updated_at": now})
+                repo.update(
+                    row.id,
+                    {**values, "updated_at": now, "deleted": False, "sync_refusal": None,
+                     "field_hlcs": row.field_hlcs | stamps},
+                )  # fmt: skip
             stored = repo.for_encounter(encounter_id)
             uow.commit()
         return stored
+
+    def _discard(self, uow: Any, repo: PrescriptionRepository, rx: StoredPrescription, now: datetime) -> None:
+        """Discard a draft: a tombstone (the row stays, marked deleted) queued as a ``delete``."""
+        stamps: dict[str, str] = {}
+        if self._clock is not None:
+            stamp = encode(self._clock.now())
+            stamps = {DELETED_FIELD: stamp}
+            uow.outbox.append(
+                kind=RecordKind.PRESCRIPTION_DRAFT, record_id=rx.id, op=Op.DELETE, fields={}, field_hlcs={},
+                hlc=stamp, now=now, actor=str(rx.prescriber_id),
+            )  # fmt: skip
+        repo.update(
+            rx.id, {"deleted": True, "updated_at": now, "sync_refusal": None, "field_hlcs": rx.field_hlcs | stamps}
+        )
+
+    def _queue(self, uow: Any, rx_id: uuid.UUID, content: dict[str, Any], now: datetime) -> dict[str, str]:
+        """Stamp the whole content once and queue the draft for sync (nothing without a clock); the stamps."""
+        if self._clock is None:
+            return {}
+        stamp = encode(self._clock.now())
+        fields: dict[str, JsonValue] = {
+            name: str(content[name]) if isinstance(content[name], uuid.UUID) else content[name]
+            for name in CONTENT_FIELDS
+        }
+        # The owner travels with every save (it never changes): a draft saved before drafts synced, queued for
+        # the first time by a later save, is then a whole record to the server.
+        fields |= {"encounter_id": str(content["encounter_id"]), "patient_id": str(content["patient_id"])}
+        fields[DELETED_FIELD] = False
+        stamps = dict.fromkeys(fields, stamp)
+        uow.outbox.append(
+            kind=RecordKind.PRESCRIPTION_DRAFT, record_id=rx_id, op=Op.UPSERT, fields=fields, field_hlcs=stamps,
+            hlc=stamp, now=now, actor=str(content["prescriber_id"]),
+        )  # fmt: skip
+        return stamps
 
     def _values(
         self, encounter_id: uuid.UUID, patient_id: uuid.UUID, user_id: uuid.UUID, result: PadCheck,
@@ -576,7 +639,8 @@ class PrescribingService:
                     {"field": where, "rule_id": line.verdict.rule_id, "reason": line.verdict.reason,
                      "source": line.verdict.source}
                 )  # fmt: skip
-        prescription_id = existing.id if existing is not None else uuid7()
+        # A new draft takes the id its encounter gives it, so two PCs starting it offline write one record.
+        prescription_id = existing.id if existing is not None else draft_id_for(encounter_id)
         try:
             draft = DraftCreate.model_validate(
                 {"id": prescription_id, "encounter_id": encounter_id, "medications": medications,
@@ -599,6 +663,11 @@ class PrescribingService:
             "advisories": advisories,
             "kb_version": result.kb_version,
             "policy_version": result.policy_version,
+            "overrides": [
+                {"rule_id": a.rule_id, "reason": a.overridden_reason}
+                for a in result.alerts
+                if a.tier == "override" and a.overridden_reason is not None
+            ],
         }
 
 

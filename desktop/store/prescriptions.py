@@ -6,13 +6,20 @@ Overrides and refusals are audit rows: inserted, never updated or deleted (trigg
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from desktop.store.tables import prescriptions, rx_alert_overrides, rx_refusals
+from desktop.store.tables import prescription_history, prescriptions, rx_alert_overrides, rx_refusals
+from shared.clock import Stamp, encode
+from shared.sync.merge import LostValue, Side
+from shared.sync.prescription_merge import CONTENT_FIELDS, OWNER_FIELDS
+from shared.sync.protocol import DELETED_FIELD, JsonValue
+
+UNSTAMPED = encode(Stamp(0, 0, "unstamped"))
+"""The stamp of drafts saved before drafts synced: older than any real edit."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,11 @@ class StoredPrescription:
     version: int
     created_at: datetime
     updated_at: datetime
+    field_hlcs: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    sync_refusal: dict[str, Any] | None = None
+    """The server's refusal of the latest synced edit (``{reason, message, hlc}``), until the next save."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,30 @@ class RefusalRecord:
     policy_version: str
 
 
+def _list(value: JsonValue) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def typed_line(line: dict[str, Any]) -> str:
+    """A medication or AYUSH line written out as a pad line (for drafts that arrive without typed text)."""
+    parts = [line.get("generic_name") or line.get("name"), line.get("strength") or line.get("dose")]
+    parts += [line.get("frequency"), f"x {line['duration_days']}d" if line.get("duration_days") else None]
+    return " ".join(str(p) for p in parts if p)
+
+
+def pad_lines(fields: dict[str, Any]) -> list[Any]:
+    """The draft's typed lines; a draft written through the REST API has none (null), so each medicine is
+    written out as a line (`typed_line`) for the Rx pad to show and re-check."""
+    lines = fields["lines"]
+    if lines is not None:
+        return list(lines)
+    made = [{"text": typed_line(m), "expanded": None} for m in _list(fields["medications"])]
+    return made + [{"text": typed_line(a), "expanded": None} for a in _list(fields["ayush_medications"])]
+
+
+SYNC_FIELDS = (*OWNER_FIELDS, *CONTENT_FIELDS, DELETED_FIELD)
+
+
 class PrescriptionRepository:
     """Prescription rows on one unit of work's connection."""
 
@@ -80,11 +116,87 @@ class PrescriptionRepository:
         self._conn = conn
 
     def for_encounter(self, encounter_id: uuid.UUID) -> StoredPrescription | None:
-        """The encounter's prescription, or None."""
+        """The encounter's prescription, or None (a discarded draft is kept as a tombstone, not returned)."""
+        found = self.row_for_encounter(encounter_id)
+        return None if found is None or found.deleted else found
+
+    def row_for_encounter(self, encounter_id: uuid.UUID) -> StoredPrescription | None:
+        """The encounter's prescription row, discarded or not."""
         row = self._conn.execute(
             sa.select(prescriptions).where(prescriptions.c.encounter_id == encounter_id)
         ).one_or_none()
         return None if row is None else StoredPrescription(**row._asdict())
+
+    def find(self, prescription_id: uuid.UUID) -> StoredPrescription | None:
+        """The prescription row with this id, discarded or not."""
+        row = self._conn.execute(sa.select(prescriptions).where(prescriptions.c.id == prescription_id)).one_or_none()
+        return None if row is None else StoredPrescription(**row._asdict())
+
+    # -- sync ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def synced_state(rx: StoredPrescription) -> tuple[dict[str, JsonValue], dict[str, str]]:
+        """A stored prescription as synced fields and stamps (`shared.sync.prescription_merge`)."""
+        fields: dict[str, Any] = {
+            "encounter_id": str(rx.encounter_id),
+            "patient_id": str(rx.patient_id),
+            "prescriber_id": str(rx.prescriber_id),
+            "lines": rx.lines,
+            "medications": rx.medications,
+            "ayush_medications": rx.ayush_medications,
+            "advisories": rx.advisories,
+            "overrides": rx.overrides,
+            "kb_version": rx.kb_version,
+            "policy_version": rx.policy_version,
+            DELETED_FIELD: rx.deleted,
+        }
+        return fields, {name: rx.field_hlcs.get(name, UNSTAMPED) for name in fields}
+
+    @staticmethod
+    def values_of(fields: dict[str, JsonValue], field_hlcs: dict[str, str]) -> dict[str, Any]:
+        """Merged synced fields as column values (``lines`` of a draft written through the REST API, which has
+        none, are made from its medicines so the Rx pad can show and re-check them)."""
+        return {
+            "prescriber_id": uuid.UUID(str(fields["prescriber_id"])),
+            "lines": pad_lines(fields),
+            "medications": fields["medications"],
+            "ayush_medications": fields["ayush_medications"],
+            "advisories": fields["advisories"],
+            "overrides": fields["overrides"],
+            "kb_version": fields["kb_version"] or "",
+            "policy_version": fields["policy_version"],
+            "deleted": fields.get(DELETED_FIELD) is True,
+            "field_hlcs": {k: v for k, v in field_hlcs.items() if v != UNSTAMPED},
+        }
+
+    def add_history(self, prescription_id: uuid.UUID, lost: Any, winners: dict[str, str], *, now: datetime) -> None:
+        """Keep every value that lost a merge (`LostValue`s), with the stamp that beat it."""
+        rows = [
+            {"prescription_id": prescription_id, "field": lv.field, "value": lv.value, "hlc": lv.hlc,
+             "replaced_by_hlc": winners[lv.field], "lost": lv.side is Side.INCOMING, "source": "sync",
+             "recorded_at": now}
+            for lv in lost
+        ]  # fmt: skip
+        if rows:
+            self._conn.execute(prescription_history.insert(), rows)
+
+    def history(self, prescription_id: uuid.UUID) -> list[LostValue]:
+        """Values of this prescription that lost a merge, oldest first."""
+        rows = self._conn.execute(
+            sa.select(prescription_history)
+            .where(prescription_history.c.prescription_id == prescription_id)
+            .order_by(prescription_history.c.id)
+        ).all()
+        return [LostValue(r.field, r.value, r.hlc, Side.INCOMING if r.lost else Side.CURRENT) for r in rows]
+
+    def set_sync_refusal(self, prescription_id: uuid.UUID, refusal: dict[str, Any] | None) -> bool:
+        """Record (or clear) the server's refusal of a draft; False when the row is gone or final."""
+        done = self._conn.execute(
+            prescriptions.update()
+            .where(prescriptions.c.id == prescription_id, prescriptions.c.status == "draft")
+            .values(sync_refusal=refusal)
+        )
+        return bool(done.rowcount)
 
     def insert(self, values: dict[str, Any]) -> None:
         self._conn.execute(prescriptions.insert().values(**values))

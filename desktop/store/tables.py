@@ -333,3 +333,27 @@ signed_prescriptions = sa.Table(
     sa.Column("qr_payload", sa.Text, nullable=False),
     sa.Column("sandbox", sa.Boolean, nullable=False),  # the chain ends at the public sandbox root
 )
+
+# --- prescription drafts sync (revision 2026_11_26_0006; shared.sync.prescription_merge) -------------------
+
+prescriptions.append_column(sa.Column("field_hlcs", JsonText(), nullable=False, server_default="{}"))
+prescriptions.append_column(sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()))
+prescriptions.append_column(sa.Column("overrides", JsonText(), nullable=False, server_default="[]"))
+prescriptions.append_column(sa.Column("sync_refusal", JsonText()))  # {reason, message, hlc} or NULL
+
+prescription_history = sa.Table(
+    "prescription_history",
+    metadata,
+    # A line list (field by field) that lost a merge, with the stamp that beat it.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prescription_id", UuidText, nullable=False),
+    sa.Column("field", sa.Text, nullable=False),
+    sa.Column("value", JsonText(none_as_null=False), nullable=False),
+    sa.Column("hlc", sa.Text, nullable=False),
+    sa.Column("replaced_by_hlc", sa.Text, nullable=False),
+    sa.Column("lost", sa.Boolean, nullable=False),  # True: the incoming value lost; False: the local one
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("recorded_at", UtcTimestamp, nullable=False),
+    sa.Index("prescription_history_record", "prescription_id", "id"),
+    sqlite_autoincrement=True,
+)

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.sync.apply_encounters import apply_encounters
+from desktop.sync.apply_prescriptions import KINDS as RX_KINDS
+from desktop.sync.apply_prescriptions import apply_prescriptions
 from shared.audit import canonical_json
 from shared.clock import HLC, ClockSkewError, decode
 from shared.sync.merge import MergeOutcome, edits_of
 from shared.sync.protocol import Change, JsonValue, PullResponse, RecordKind
 
-_KNOWN = frozenset({RecordKind.PATIENT, RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM})
+_KNOWN = frozenset({RecordKind.PATIENT, RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM, *RX_KINDS})
 """Kinds this version applies; encounters and their addenda go to `desktop.sync.apply_encounters`."""
 
 
@@ -57,6 +59,7 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
         stored = uow.patients.stored_stamps(c.id for c in page.changes if c.kind is RecordKind.PATIENT)
         new: dict[uuid.UUID, tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]] = {}
         encounters: list[Change] = []
+        prescriptions: list[Change] = []
         for change in page.changes:
             if change.kind not in _KNOWN:
                 continue  # kinds this version does not know yet stay on the server; the cursor moves on
@@ -64,6 +67,9 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
                 clock.update(decode(change.hlc))
             except ClockSkewError as exc:
                 raise ClockTooSlow(exc.message) from exc
+            if change.kind in RX_KINDS:
+                prescriptions.append(change)  # applied once the page's encounters are stored
+                continue
             if change.kind is not RecordKind.PATIENT:
                 encounters.append(change)  # merged once the page's patients are stored (they may be new)
                 continue
@@ -91,6 +97,9 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
         enc = apply_encounters(uow, encounters, clinic_id=clinic_id, now=now)
         stats.inserted, stats.updated = stats.inserted + enc.inserted, stats.updated + enc.updated
         stats.unchanged, stats.conflicts = stats.unchanged + enc.unchanged, stats.conflicts + enc.conflicts
+        rx = apply_prescriptions(uow, prescriptions, clinic_id=clinic_id, now=now)
+        stats.inserted, stats.updated = stats.inserted + rx.inserted, stats.updated + rx.updated
+        stats.unchanged, stats.conflicts = stats.unchanged + rx.unchanged, stats.conflicts + rx.conflicts
         uow.sync_state.set_pull_cursor(page.next_cursor)
         uow.sync_state.remember_stamp(decode(page.server_hlc))
         uow.sync_state.set_last_pull_at(now)

@@ -26,6 +26,7 @@ from desktop.rx.revocations import RevocationImportError, import_list
 from desktop.store.outbox import OutboxEntry
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.sync.apply import ApplyStats, apply_page
+from desktop.sync.apply_prescriptions import note_refused_drafts
 from desktop.sync.transport import EncodedBody, Transport, encode_body
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, ClockSkewError, decode
@@ -241,6 +242,7 @@ class SyncClient:
                 uow.outbox.ack(batch_id, done)
             if retry:
                 uow.outbox.release(batch_id, retry)
+            note_refused_drafts(uow, entries, response.results)  # shown in the Rx pad; the draft stays local
             try:
                 self._clock.update(decode(response.server_hlc))
             except ClockSkewError:

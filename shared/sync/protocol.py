@@ -92,7 +92,19 @@ class RecordKind(StrEnum):
     ``qr_payload``, ``content_hash``, ``signed_at``, medications, ayush_medications, advisories,
     policy_version (`sync_server.services.rx_sync`). The server verifies every signature against its own
     issuer and refuses a bad one with ``bad_signature`` (the message starts with the verifier's reason code);
-    the same id with another signature is ``signed_immutable``; a replay is ``applied``.
+    the same id with another signature is ``signed_immutable``; a replay is ``applied``. The pull feed brings
+    signed prescriptions to the clinic's other PCs in the same form; a PC verifies the signature before it
+    stores one.
+
+    ``prescription_draft`` merges as `shared.sync.prescription_merge` says: owner fields ``encounter_id`` and
+    ``patient_id`` (never changed), the content (`CONTENT_FIELDS`: prescriber, typed lines, medication and AYUSH
+    lines, advisories, overrides, knowledge versions) as one unit stamped once (the later stamp wins the whole
+    list; the loser is kept in history), and ``deleted`` (op ``delete`` discards the draft; an upsert with
+    ``deleted = false`` restores it). The server re-runs the prescribing policy and the interaction gate on the
+    merged draft (`sync_server.services.rx_sync`): a refused draft is ``rejected`` ``invalid_record`` with the
+    rule's reason (``rx.contraindicated: … (rule DDI-018)``, ``rx.override_required: …``, ``rx.not_permitted:
+    … (rule SP-…; source)``); an edit
+    of a signed prescription is ``signed_immutable``.
     """
 
     PATIENT = "patient"
@@ -100,6 +112,7 @@ class RecordKind(StrEnum):
     ENCOUNTER = "encounter"
     ENCOUNTER_ADDENDUM = "encounter_addendum"
     SIGNED_PRESCRIPTION = "signed_prescription"
+    PRESCRIPTION_DRAFT = "prescription_draft"
 
 
 class Op(StrEnum):

@@ -258,7 +258,8 @@ async def feed_page(conn: asyncpg.Connection, clinic_id: uuid.UUID, after: int, 
             SELECT f.seq, f.kind, f.record_id, f.batch_id, p.*
             FROM change_feed f LEFT JOIN patients p ON p.id = f.record_id AND f.kind = 'patient'
             WHERE f.clinic_id = $1 AND f.seq > $2
-              AND (f.kind IN ('reading', 'encounter', 'encounter_addendum')
+              AND (f.kind IN ('reading', 'encounter', 'encounter_addendum', 'prescription_draft',
+                              'signed_prescription')
                    OR (f.kind = 'patient' AND p.id IS NOT NULL))
             ORDER BY f.seq
             LIMIT $3

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import asyncpg
 
+from shared.clock import HLC, Stamp, encode, system_wall_ms
 from shared.errors import FieldProblem, RuleViolation
 from shared.ids import uuid7
 from shared.records.encounter import EncounterType
@@ -29,13 +30,19 @@ from shared.rx.qualification import (
     item_from_resolved,
     may_prescribe,
 )
+from shared.sync.prescription_merge import CONTENT_FIELDS, OWNER_FIELDS
+from shared.sync.protocol import DELETED_FIELD, RecordKind
 from sync_server import errors
 from sync_server.db import encounters as encounters_db
 from sync_server.db import prescriptions as prescriptions_db
+from sync_server.db import sync as sync_db
 from sync_server.services import audit as audit_service
 from sync_server.services import prescribing
 from sync_server.services import signing as signing_service
 from sync_server.services.context import Actor
+
+SYNCED_FIELDS = (*OWNER_FIELDS, *CONTENT_FIELDS, DELETED_FIELD)
+"""The fields of a ``prescription_draft`` record (`shared.sync.prescription_merge`)."""
 
 PrescribingRefused = errors.PrescribingRefused  # the problem type lives with the others; kept here for callers
 
@@ -67,7 +74,18 @@ async def _audit(
 
 
 async def _prescriber(conn: asyncpg.Connection, actor: Actor, encounter_type: str) -> Prescriber:
-    row = await prescriptions_db.prescriber(conn, actor.clinic_id, actor.user_id)
+    return await prescriber_of(conn, actor.clinic_id, actor.user_id, encounter_type)
+
+
+async def prescriber_of(
+    conn: asyncpg.Connection, clinic_id: uuid.UUID, user_id: uuid.UUID, encounter_type: str
+) -> Prescriber:
+    """The policy's prescriber for a user of the clinic, from his registration as stored from HPR.
+
+    Raises:
+        PrescribingRefused: the user has no system of medicine and qualification the policy covers.
+    """
+    row = await prescriptions_db.prescriber(conn, clinic_id, user_id)
     system = _POLICY_SYSTEM.get((row["system_of_medicine"] or "") if row else "")
     if row is None or system is None or not row["qualification"]:
         raise PrescribingRefused(
@@ -198,7 +216,7 @@ def gate_findings(result: CheckResult, overrides: list[AlertOverride]) -> list[A
     return list(kept.values())
 
 
-async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate) -> Draft:
+async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate, clock: HLC | None = None) -> Draft:
     encounter = await encounters_db.get(conn, actor.clinic_id, body.encounter_id)
     if encounter is None:
         raise errors.NotFound("No encounter with this id in your clinic")
@@ -237,6 +255,12 @@ async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate
         str(prescription_id),
         {"encounter_id": str(body.encounter_id), "lines": len(body.medications) + len(body.ayush_medications)},
     )
+    # The draft enters the clinic's feed (kind prescription_draft), stamped like a synced edit, so the
+    # clinic's PCs get it in the encounter's Rx pad (sync_server.services.rx_sync). Last: the feed bump holds
+    # the clinic's feed lock until commit.
+    stamp = encode(clock.now()) if clock is not None else encode(Stamp(system_wall_ms(), 0, "srv-api"))
+    await prescriptions_db.stamp_api_draft(conn, prescription_id, stamp, list(SYNCED_FIELDS))
+    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.PRESCRIPTION_DRAFT, [prescription_id], None)
     return Draft.model_validate(row)
 
 

@@ -18,7 +18,26 @@ encounters, which it needs), the answer is:
   the encounter first), or a server without signing keys (it cannot verify anything).
 * ``rejected`` ``not_in_scope``: the prescription or its encounter belongs to another clinic.
 
-Nothing of a rejected change is stored.
+Nothing of a rejected change is stored. A stored signed prescription enters the clinic's feed (kind
+``signed_prescription``), so the clinic's other PCs get it exactly as signed and verify it before storing it.
+
+**Drafts** (``prescription_draft``, `shared.sync.prescription_merge`), decided before the signed ones of the
+batch (a PC queues a draft before its signature):
+
+* ``applied`` / ``merged``: merged into the stored draft (a new one is created); the losing line list is kept
+  in ``record_history`` (kind ``prescription_draft``) with the stamp that beat it.
+* ``rejected`` ``invalid_record`` with the rule's reason: when the incoming list wins, the merged draft is
+  checked as a REST draft is (`services.prescriptions`): every line must resolve in the formulary, the
+  prescribing policy must allow each medicine for the prescriber's registration as stored from HPR
+  (``rx.not_permitted <rule>: …``), and the interaction gate must pass over the encounter's coded diagnoses
+  (``rx.contraindicated: …``; ``rx.override_required: …`` for a major alert the draft does not override with
+  a reason). The refusal is audited (``prescription.refused``); overrides that let a draft through are
+  audited (``prescription.override``). Also malformed or non-canonical fields, an unknown field, a changed
+  encounter or patient, an encounter the server does not hold or whose patient is another, a prescriber who
+  is not a user of the clinic.
+* ``rejected`` ``signed_immutable``: the prescription is signed (its signed record supersedes the draft).
+* ``rejected`` ``not_in_scope``: the draft or its encounter belongs to another clinic; ``clock_skew`` as for
+  patients.
 """
 
 from __future__ import annotations
@@ -27,17 +46,40 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from shared.clock import HLC, check_incoming, decode, system_wall_ms
+from shared.audit import canonical_json
+from shared.clock import HLC, Stamp, check_incoming, decode, encode, system_wall_ms
+from shared.errors import RuleViolation
+from shared.records.prescription import AlertOverride, DraftCreate
 from shared.records.validation import violation_from
 from shared.signing import cose as cose_codec
 from shared.signing.rx import encode_qr_payload
-from shared.sync.protocol import Change, ChangeResult, ChangeStatus, JsonValue, Op, PushRequest, RecordKind, RejectCode
+from shared.sync.merge import MergeResult, Side, edits_of
+from shared.sync.prescription_merge import CONTENT_FIELDS, DraftConflict, is_deleted, merge_draft
+from shared.sync.protocol import (
+    DELETED_FIELD,
+    Change,
+    ChangeResult,
+    ChangeStatus,
+    JsonValue,
+    Op,
+    PulledChange,
+    PushRequest,
+    RecordKind,
+    RejectCode,
+)
+from sync_server import errors
 from sync_server.db import audit
+from sync_server.db import encounters as encounters_db
+from sync_server.db import prescriptions as prescriptions_db
+from sync_server.db import sync as sync_db
+from sync_server.services import prescriptions as prescriptions_service
 from sync_server.services import signing as signing_service
 from sync_server.services.change_results import RejectChange as _Reject
 from sync_server.services.change_results import rejected as _rejected
@@ -69,9 +111,10 @@ class SignedFields(BaseModel):
 async def push(
     conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC, ctx: SigningContext | None
 ) -> list[tuple[int, ChangeResult]]:
-    """Verify and store the batch's signed prescriptions; (index in the batch, result) for each of them."""
-    out: list[tuple[int, ChangeResult]] = []
+    """Decide the batch's drafts, then verify and store its signed prescriptions; (index, result) for each."""
+    out = await push_drafts(conn, actor, req, clock)
     entries: list[dict[str, Any]] = []
+    stored: list[uuid.UUID] = []
     for index, change in enumerate(req.changes):
         if change.kind is not RecordKind.SIGNED_PRESCRIPTION:
             continue
@@ -86,6 +129,7 @@ async def push(
         )
         out.append((index, result))
         if new:
+            stored.append(change.id)
             entries.append(_entry("sync.signed_prescription.store", change, {"batch": str(req.batch_id)}))
     if entries:
         await audit.append_many(
@@ -97,6 +141,7 @@ async def push(
             user_agent=actor.meta.user_agent,
             entries=entries,
         )
+    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.SIGNED_PRESCRIPTION, stored, req.batch_id)
     return out
 
 
@@ -137,7 +182,7 @@ async def _one(conn: asyncpg.Connection, actor: Actor, change: Change, clock: HL
         raise _Reject(RejectCode.SIGNED_IMMUTABLE, f"Prescription {change.id} is already signed with another signature")
     kid, signature = await _verify(conn, ctx, change.id, fields, cose_bytes, await _author(conn, actor))
     await _check_encounter(conn, actor, fields)
-    await _store(conn, actor, change.id, fields, cose_bytes, kid, signature, exists=stored is not None)
+    await _store(conn, actor, change.id, fields, cose_bytes, kid, signature, change.hlc, exists=stored is not None)
     return True
 
 
@@ -192,6 +237,7 @@ async def _store(
     cose_bytes: bytes,
     kid: str,
     signature: bytes,
+    hlc: str,
     *,
     exists: bool,
 ) -> None:
@@ -206,13 +252,14 @@ async def _store(
         cose_bytes,
         fields.qr_payload,
         kid,
+        hlc,
     )
     if exists:  # a server-side draft of the same id becomes the signed prescription (drafts may change)
         await conn.execute(
             """
             UPDATE prescriptions SET status = 'signed', medications = $2::jsonb, ayush_medications = $3::jsonb,
                 advisories = $4::jsonb, policy_version = $5, signed_at = $6, content_hash = $7, signature = $8,
-                cose = $9, qr_payload = $10, signer_kid = $11, updated_at = now()
+                cose = $9, qr_payload = $10, signer_kid = $11, hlc = $12, deleted = false, updated_at = now()
             WHERE id = $1 AND status = 'draft'
             """,
             rx_id,
@@ -223,8 +270,9 @@ async def _store(
         """
         INSERT INTO prescriptions (id, clinic_id, encounter_id, patient_id, prescriber_id, status, medications,
                                    ayush_medications, advisories, policy_version, signed_at, content_hash,
-                                   signature, cose, qr_payload, signer_kid)
-        VALUES ($1, $2, $3, $4, $5, 'signed', $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14, $15)
+                                   signature, cose, qr_payload, signer_kid, hlc)
+        VALUES ($1, $2, $3, $4, $5, 'signed', $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11, $12, $13, $14, $15,
+                $16)
         """,
         rx_id,
         actor.clinic_id,
@@ -233,3 +281,350 @@ async def _store(
         fields.prescriber_id,
         *values,
     )
+
+
+# --- prescription drafts --------------------------------------------------------------------------------
+
+_DRAFT_HISTORY_KIND = str(RecordKind.PRESCRIPTION_DRAFT)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def draft_state(row: asyncpg.Record) -> tuple[dict[str, JsonValue], dict[str, str]]:
+    """A stored draft as synced fields and stamps (a draft the REST API wrote before it was stamped counts as
+    stamped at its ``updated_at``, by the server)."""
+    check = _loads(row["interaction_check"]) or {}
+    fields: dict[str, JsonValue] = {
+        "encounter_id": str(row["encounter_id"]),
+        "patient_id": str(row["patient_id"]),
+        "prescriber_id": str(row["prescriber_id"]),
+        "lines": _loads(row["lines"]),
+        "medications": _loads(row["medications"]),
+        "ayush_medications": _loads(row["ayush_medications"]),
+        "advisories": _loads(row["advisories"]),
+        "overrides": _loads(row["overrides"]) or [],
+        "kb_version": row["kb_version"] if row["kb_version"] is not None else check.get("kb_version"),
+        "policy_version": row["policy_version"],
+        DELETED_FIELD: bool(row["deleted"]),
+    }
+    stamps: dict[str, str] = _loads(row["field_hlcs"]) or {}
+    default = row["hlc"] or encode(Stamp(int(row["updated_at"].timestamp() * 1000), 0, "server"))
+    return fields, {name: stamps.get(name, default) for name in fields}
+
+
+async def push_drafts(
+    conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC
+) -> list[tuple[int, ChangeResult]]:
+    """Decide and store the batch's prescription drafts; (index in the batch, result) for each of them."""
+    out: list[tuple[int, ChangeResult]] = []
+    entries: list[dict[str, Any]] = []
+    history: list[tuple[Any, ...]] = []
+    changed: list[uuid.UUID] = []
+    for index, change in enumerate(req.changes):
+        if change.kind is not RecordKind.PRESCRIPTION_DRAFT:
+            continue
+        try:
+            result, lost, audits = await _one_draft(conn, actor, change, clock)
+        except _Refused as refusal:
+            out.append((index, _rejected(change, RejectCode.INVALID_RECORD, refusal.message[:2000])))
+            entries.append(refusal.audit(change, req.batch_id))
+            continue
+        except _Reject as rej:
+            out.append((index, _rejected(change, rej.code, rej.message[:2000])))
+            continue
+        out.append((index, result))
+        history += lost
+        if audits:
+            changed.append(change.id)
+            entries += [e | {"details": {**e["details"], "batch": str(req.batch_id)}} for e in audits]
+    await sync_db.add_history(conn, history)
+    if entries:
+        await audit.append_many(
+            conn,
+            clinic_id=actor.clinic_id,
+            actor_id=actor.user_id,
+            actor_role=actor.role,
+            client_ip=actor.meta.client_ip,
+            user_agent=actor.meta.user_agent,
+            entries=entries,
+        )
+    await sync_db.bump_feed(
+        conn, actor.clinic_id, RecordKind.PRESCRIPTION_DRAFT, list(dict.fromkeys(changed)), req.batch_id
+    )
+    return out
+
+
+class _Refused(_Reject):
+    """The prescribing policy or the interaction gate refuses the merged draft (audited as a refusal)."""
+
+    def __init__(self, problem: errors.ProblemError) -> None:
+        rules = [str(problem.extra["rule_id"])] if problem.extra.get("rule_id") else []
+        rules += [str(f["rule_id"]) for f in problem.extra.get("findings") or [] if f.get("rule_id")]
+        cited = f" (rule {', '.join(rules)}" + (f"; {problem.extra['source']}" if problem.extra.get("source") else "")
+        super().__init__(
+            RejectCode.INVALID_RECORD, f"{problem.code}: {problem.detail}" + (f"{cited})" if rules else "")
+        )
+        self.problem = problem
+
+    def audit(self, change: Change, batch_id: uuid.UUID) -> dict[str, Any]:
+        keep = ("field", "rule_id", "source", "policy_version", "findings")
+        details = {"reason": self.problem.detail, "code": self.problem.code, "batch": str(batch_id)}
+        details |= {k: v for k, v in self.problem.extra.items() if k in keep}
+        return {"action": "prescription.refused", "entity_type": "prescription", "entity_id": str(change.id),
+                "details": details}  # fmt: skip
+
+
+async def _one_draft(
+    conn: asyncpg.Connection, actor: Actor, change: Change, clock: HLC
+) -> tuple[ChangeResult, list[tuple[Any, ...]], list[dict[str, Any]]]:
+    stamp = decode(change.hlc)
+    verdict = check_incoming(stamp, system_wall_ms())
+    if not verdict.accepted:
+        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
+    clock.update(stamp)
+    row = await prescriptions_db.lock_for_sync(conn, change.id)
+    if row is not None and row["clinic_id"] != actor.clinic_id:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "This prescription belongs to another clinic")
+    if row is not None and row["status"] == "signed":
+        raise _Reject(
+            RejectCode.SIGNED_IMMUTABLE,
+            f"Prescription {change.id} is signed: its content is frozen and the signed record supersedes the draft",
+        )
+    current, current_hlcs = draft_state(row) if row is not None else ({}, {})
+    incoming, incoming_hlcs = edits_of(change)
+    try:
+        merged = merge_draft(current, current_hlcs, incoming, incoming_hlcs)
+    except DraftConflict as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, str(exc)) from None
+    fields = merged.fields
+    if row is None and not all(name in fields for name in (*CONTENT_FIELDS, "encounter_id", "patient_id")):
+        raise _Reject(RejectCode.INVALID_RECORD, f"no prescription draft {change.id} to discard or edit; push it first")
+    content_won = row is None or any(
+        merged.field_hlcs[n] != current_hlcs.get(n) for n in CONTENT_FIELDS if n in merged.field_hlcs
+    )
+    wrote = merged.fields != current or merged.field_hlcs != current_hlcs
+    version = row["version"] if row is not None else 0
+    audits: list[dict[str, Any]] = []
+    if wrote:
+        encounter = await _draft_encounter(conn, actor, fields)
+        body = _draft_body(change.id, fields)
+        check: Any = _loads(row["interaction_check"]) if row is not None else None
+        overrides = body.overrides
+        # Live content is always content the gate passed: a winning list, and a list a restore brings back.
+        gated = not is_deleted(fields) and (content_won or is_deleted(current))
+        if gated:
+            check, overrides = await _gate(conn, actor, fields, body, encounter)
+        version = await prescriptions_db.write_synced_draft(
+            conn,
+            exists=row is not None,
+            prescription_id=change.id,
+            clinic_id=actor.clinic_id,
+            values={
+                "encounter_id": body.encounter_id,
+                "patient_id": uuid.UUID(str(fields["patient_id"])),
+                "prescriber_id": uuid.UUID(str(fields["prescriber_id"])),
+                "medications": fields["medications"],
+                "ayush_medications": fields["ayush_medications"],
+                "advisories": fields["advisories"],
+                "policy_version": fields["policy_version"],
+                "interaction_check": check,
+                "overrides": fields["overrides"],
+                "lines": fields["lines"],
+                "kb_version": fields["kb_version"],
+                "deleted": is_deleted(fields),
+                "hlc": max(merged.field_hlcs.values()),
+                "field_hlcs": merged.field_hlcs,
+            },
+        )
+        status = "discard" if is_deleted(fields) and not is_deleted(current) else "upsert"
+        audits.append(
+            {"action": f"sync.prescription_draft.{status}", "entity_type": "prescription",
+             "entity_id": str(change.id), "details": {"status": str(merged.change_status)}}
+        )  # fmt: skip
+        if gated:
+            audits += [
+                {"action": "prescription.override", "entity_type": "prescription", "entity_id": str(change.id),
+                 "details": o.model_dump(mode="json")}
+                for o in overrides
+            ]  # fmt: skip
+    result = ChangeResult(
+        kind=RecordKind.PRESCRIPTION_DRAFT, id=change.id, status=merged.change_status, server_version=max(version, 1)
+    )
+    if row is None and not wrote:  # cannot happen (a new draft always writes); keeps the version honest
+        raise _Reject(RejectCode.INVALID_RECORD, "nothing to store")
+    return result, _draft_history(actor, change, merged), audits
+
+
+async def _draft_encounter(conn: asyncpg.Connection, actor: Actor, fields: dict[str, JsonValue]) -> dict[str, Any]:
+    try:
+        encounter_id = uuid.UUID(str(fields["encounter_id"]))
+        patient_id = uuid.UUID(str(fields["patient_id"]))
+        prescriber_id = uuid.UUID(str(fields["prescriber_id"]))
+    except ValueError:
+        raise _Reject(RejectCode.INVALID_RECORD, "encounter_id, patient_id and prescriber_id must be UUIDs") from None
+    clinic = await conn.fetchval("SELECT clinic_id FROM encounters WHERE id = $1", encounter_id)
+    if clinic is None:
+        raise _Reject(RejectCode.INVALID_RECORD, f"encounter_id: no encounter {encounter_id}; push it first")
+    if clinic != actor.clinic_id:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "This encounter belongs to another clinic")
+    encounter = await encounters_db.get(conn, actor.clinic_id, encounter_id)
+    assert encounter is not None
+    if encounter["patient_id"] != patient_id:
+        raise _Reject(RejectCode.INVALID_RECORD, "patient_id: not the encounter's patient")
+    if await conn.fetchval("SELECT clinic_id FROM users WHERE id = $1", prescriber_id) != actor.clinic_id:
+        raise _Reject(RejectCode.INVALID_RECORD, f"prescriber_id: {prescriber_id} is not a user of this clinic")
+    return encounter
+
+
+def _draft_body(rx_id: uuid.UUID, fields: dict[str, JsonValue]) -> DraftCreate:
+    """The merged lines as the REST API's draft body (validated, and in the form the app stores them)."""
+    raw = fields["overrides"]
+    raw_overrides = [o for o in raw if isinstance(o, dict)] if isinstance(raw, list) else None
+    if raw_overrides is None or len(raw_overrides) != len(raw if isinstance(raw, list) else []):
+        raise _Reject(RejectCode.INVALID_RECORD, "overrides: a list of {rule_id, reason}")
+    lines = fields["lines"]
+    if lines is not None and not (
+        isinstance(lines, list)
+        and len(lines) <= 100
+        and all(
+            isinstance(line, dict)
+            and isinstance(line.get("text"), str)
+            and isinstance(line.get("expanded"), dict | None)
+            and set(line) <= {"text", "expanded"}
+            for line in lines
+        )
+    ):
+        raise _Reject(RejectCode.INVALID_RECORD, "lines: a list of {text, expanded} (at most 100)")
+    if not isinstance(fields["advisories"], list):
+        raise _Reject(RejectCode.INVALID_RECORD, "advisories: a list")
+    for name in ("kb_version", "policy_version"):  # kb_version is null for drafts written through the REST API
+        value = fields[name]
+        if (value is not None or name == "policy_version") and not (isinstance(value, str) and 0 < len(value) <= 100):
+            raise _Reject(RejectCode.INVALID_RECORD, f"{name}: a version text")
+    try:
+        body = DraftCreate.model_validate(
+            {
+                "encounter_id": fields["encounter_id"],
+                "medications": fields["medications"],
+                "ayush_medications": fields["ayush_medications"],
+                "overrides": [{"rule_id": o.get("rule_id"), "reason": o.get("reason")} for o in raw_overrides],
+            }
+        )
+    except ValidationError as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
+    for name, typed in (("medications", body.medications), ("ayush_medications", body.ayush_medications)):
+        if canonical_json([m.model_dump(mode="json") for m in typed]) != canonical_json(fields[name]):
+            raise _Reject(RejectCode.INVALID_RECORD, f"{name}: not in the form the app stores; update the app")
+    return body
+
+
+async def _gate(
+    conn: asyncpg.Connection, actor: Actor, fields: dict[str, JsonValue], body: DraftCreate, encounter: dict[str, Any]
+) -> tuple[dict[str, Any], list[AlertOverride]]:
+    """The REST draft's checks on the merged lines; (the interaction check, the overrides that let it through).
+
+    Raises:
+        _Refused: the policy refuses a line, a contraindicated finding, or a major one without an override.
+        _Reject: a line names no medicine in the formulary, or an override names a rule that did not fire.
+    """
+    prescriber_id = uuid.UUID(str(fields["prescriber_id"]))
+    try:
+        prescriber = await prescriptions_service.prescriber_of(
+            conn, actor.clinic_id, prescriber_id, encounter["encounter_type"]
+        )
+        prescriptions_service.check_lines(body, prescriber)
+        result = prescriptions_service.check_draft_interactions(
+            body, prescriptions_service.encounter_conditions(encounter.get("soap_note"))
+        )
+        # An override of a rule that does not fire here (the PC also checks uncoded diagnoses by their text) is
+        # kept in the draft as sent, not held against it.
+        major = {f.rule_id for f in (*result.interactions, *result.contraindications) if f.severity == "major"}
+        overrides = prescriptions_service.gate_findings(result, [o for o in body.overrides if o.rule_id in major])
+    except (errors.PrescribingRefused, errors.InteractionContraindicated, errors.OverrideRequired) as problem:
+        raise _Refused(problem) from None
+    except RuleViolation as exc:
+        reasons = "; ".join(f"{p.code}: {p.field}: {p.message}" for p in exc.problems)
+        raise _Reject(RejectCode.INVALID_RECORD, reasons) from None
+    return result.model_dump(mode="json"), overrides
+
+
+def _draft_history(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:
+    """Every value that lost by stamp (a whole line list, field by field), with the stamp that beat it."""
+    return [
+        (
+            actor.clinic_id,
+            _DRAFT_HISTORY_KIND,
+            change.id,
+            lost.field,
+            json.dumps(lost.value),
+            lost.hlc,
+            merged.field_hlcs[lost.field],
+            lost.side is Side.INCOMING,
+            str(actor.user_id),
+        )
+        for lost in merged.lost
+    ]
+
+
+# --- the pull feed ---------------------------------------------------------------------------------------
+
+KINDS = frozenset({RecordKind.PRESCRIPTION_DRAFT, RecordKind.SIGNED_PRESCRIPTION})
+"""The feed kinds this module builds."""
+
+
+def signed_fields(row: asyncpg.Record) -> dict[str, JsonValue]:
+    """A stored signed prescription as the fields of its change (as the signing PC pushed them)."""
+    return {
+        "encounter_id": str(row["encounter_id"]),
+        "patient_id": str(row["patient_id"]),
+        "prescriber_id": str(row["prescriber_id"]),
+        "cose": base64.b64encode(bytes(row["cose"])).decode("ascii"),
+        "qr_payload": row["qr_payload"],
+        "content_hash": row["content_hash"],
+        "signed_at": _iso(row["signed_at"]),
+        "medications": _loads(row["medications"]),
+        "ayush_medications": _loads(row["ayush_medications"]),
+        "advisories": _loads(row["advisories"]),
+        "policy_version": row["policy_version"],
+    }
+
+
+async def pulled(
+    conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]
+) -> dict[tuple[str, uuid.UUID], PulledChange]:
+    """The pull-feed change of each draft and signed prescription among these feed rows, by (kind, id).
+
+    A draft's entry of a prescription signed since is left out: the signed record supersedes it.
+    """
+    wanted = {(str(r["kind"]), r["record_id"]): r for r in feed_rows if r["kind"] in KINDS}
+    if not wanted:
+        return {}
+    rows = {r["id"]: r for r in await prescriptions_db.sync_rows(conn, list({rid for _, rid in wanted}))}
+    out: dict[tuple[str, uuid.UUID], PulledChange] = {}
+    for (kind, record_id), feed in wanted.items():
+        row = rows.get(record_id)
+        if row is None:
+            continue
+        if kind == RecordKind.SIGNED_PRESCRIPTION:
+            if row["status"] != "signed":
+                continue
+            fields = signed_fields(row)
+            hlc = row["hlc"] or encode(Stamp(int(row["signed_at"].timestamp() * 1000), 0, "server"))
+            stamps = dict.fromkeys(fields, hlc)
+            version = SERVER_VERSION
+        else:
+            if row["status"] != "draft":
+                continue
+            fields, stamps = draft_state(row)
+            hlc, version = max(stamps.values()), row["version"]
+        out[(kind, record_id)] = PulledChange(
+            kind=RecordKind(kind), id=record_id, op=Op.UPSERT, hlc=hlc, fields=fields, field_hlcs=stamps,
+            seq=feed["seq"], server_version=version, batch_id=feed["batch_id"],
+        )  # fmt: skip
+    return out

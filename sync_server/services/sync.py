@@ -60,7 +60,7 @@ _MATCH_KEYS = ("abha_number", "abha_address", "mobile")
 """Fields at least one of which two patients must share to be flagged as duplicates (`sync_db.detect_duplicates`)."""
 
 
-_OWN_MODULE = {RecordKind.READING, RecordKind.SIGNED_PRESCRIPTION, *encounter_sync.KINDS}
+_OWN_MODULE = {RecordKind.READING, *rx_sync.KINDS, *encounter_sync.KINDS}
 """Kinds pushed through their own module (services.readings, services.encounter_sync), after the patients."""
 
 
@@ -370,7 +370,12 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
     changes = []
     pulled_readings = await readings.pulled(conn, page)
     pulled_encounters = await encounter_sync.pulled(conn, page)
+    pulled_rx = await rx_sync.pulled(conn, page)
     for row in page:
+        if row["kind"] in rx_sync.KINDS:
+            if (row["kind"], row["record_id"]) in pulled_rx:
+                changes.append(pulled_rx[(row["kind"], row["record_id"])])
+            continue
         if row["kind"] in encounter_sync.KINDS:
             if row["record_id"] in pulled_encounters:
                 changes.append(pulled_encounters[row["record_id"]])

@@ -89,6 +89,7 @@ class TestWireNames:
             "encounter",
             "encounter_addendum",
             "signed_prescription",
+            "prescription_draft",
         ]
         assert [s.value for s in ChangeStatus] == ["applied", "merged", "rejected"]
         assert {c.value for c in RejectCode} == {

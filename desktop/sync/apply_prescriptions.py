@@ -1,0 +1,296 @@
+"""Merge pulled prescription drafts and store pulled signed prescriptions, inside the page's transaction.
+
+* ``prescription_draft`` (`shared.sync.prescription_merge`): a new draft is inserted with its stamps; a known
+  one merges (the later line list wins whole; the loser goes to ``prescription_history``). A draft that is
+  final here (signed, or its encounter completed) never changes: the pulled list is kept in history. A draft
+  whose encounter is not here yet is parked, like an encounter without its patient; one for an encounter
+  that already holds another prescription here is parked too (the PC keeps one prescription per encounter).
+* ``signed_prescription``: the signature is verified on this PC (`shared.signing.rx.verify_qr_payload`,
+  against the shipped trust roots and the revocation lists cached in the data folder, as of its signing
+  time), and the COSE bytes, QR text and content must be
+  this prescription's. A bad one is not stored: its id and reason are kept in the sync state for the sync
+  status (`refused_signed_prescriptions`) and logged. A good one is stored exactly as signed: the prescription
+  row takes the signed lines (a differing local draft list goes to history) and becomes final, the signature
+  row is written once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from desktop.rx.revocations import load_cached
+from desktop.store.encounters import EncounterRepository
+from desktop.store.prescriptions import PrescriptionRepository, StoredPrescription, pad_lines, typed_line
+from desktop.store.signed_prescriptions import SignedPrescriptionRepository, SignedRecord
+from desktop.store.unit_of_work import UnitOfWork
+from shared.audit import canonical_json
+from shared.signing.revocation import RevocationList
+from shared.signing.rx import encode_qr_payload, verify_qr_payload
+from shared.signing.trust import TrustStore, default_trust
+from shared.sync.merge import LostValue, MergeOutcome, Side
+from shared.sync.prescription_merge import CONTENT_FIELDS, DraftConflict, merge_draft
+from shared.sync.protocol import Change, RecordKind
+
+log = logging.getLogger(__name__)
+
+PARKED_KEY = "parked_prescriptions"
+"""Sync-state key: pulled prescription changes waiting for their encounter (JSON list of changes)."""
+REFUSED_KEY = "refused_signed_prescriptions"
+"""Sync-state key: pulled signed prescriptions this PC refused to store, with the reason (JSON object)."""
+KINDS = frozenset({RecordKind.PRESCRIPTION_DRAFT, RecordKind.SIGNED_PRESCRIPTION})
+
+
+@dataclass
+class PrescriptionStats:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    conflicts: int = 0  # incoming line lists that lost to newer local ones
+    refused: list[str] = field(default_factory=list)  # signed prescriptions refused: "id<TAB>reason"
+    stored: set[str] = field(default_factory=set)  # ids of signed prescriptions stored by this page
+    parked: list[Change] = field(default_factory=list)
+
+
+class SignatureRefused(Exception):
+    """A pulled signed prescription does not verify on this PC (the message gives the reason code first)."""
+
+
+def apply_prescriptions(
+    uow: UnitOfWork,
+    changes: list[Change],
+    *,
+    clinic_id: uuid.UUID,
+    now: datetime,
+    trust: TrustStore | None = None,
+) -> PrescriptionStats:
+    """Apply the page's draft and signed-prescription changes (after its encounters), then the parked ones."""
+    stats = PrescriptionStats()
+    parked = [Change.model_validate(c) for c in json.loads(uow.sync_state.get(PARKED_KEY) or "[]")]
+    todo = [*parked, *changes]
+    trust = trust or default_trust()
+    revocations = _revocations(uow, trust) if any(c.kind is RecordKind.SIGNED_PRESCRIPTION for c in todo) else ()
+    for change in todo:
+        if change.kind is RecordKind.SIGNED_PRESCRIPTION:
+            _apply_signed(uow, change, now=now, stats=stats, trust=trust, revocations=revocations)
+        else:
+            _apply_draft(uow, change, now=now, stats=stats)
+    waiting = [c.model_dump(mode="json", include=set(Change.model_fields)) for c in stats.parked]
+    if waiting or parked:
+        uow.sync_state.set(PARKED_KEY, json.dumps(waiting) if waiting else None)
+    known = refused_signed_prescriptions(uow)
+    now_known = {k: v for k, v in known.items() if k not in stats.stored} | dict(
+        r.split("\t", 1) for r in stats.refused
+    )
+    if now_known != known:
+        uow.sync_state.set(REFUSED_KEY, json.dumps(now_known) if now_known else None)
+    return stats
+
+
+def refused_signed_prescriptions(uow: UnitOfWork) -> dict[str, str]:
+    """Signed prescriptions from the feed that did not verify on this PC and were not stored: id → reason.
+
+    For the sync status screen; an entry goes away when a later page brings that prescription and it verifies.
+    """
+    return dict(json.loads(uow.sync_state.get(REFUSED_KEY) or "{}"))
+
+
+def _revocations(uow: UnitOfWork, trust: TrustStore) -> tuple[RevocationList, ...]:
+    """The revocation lists cached in this PC's data folder (the one holding its database), if any."""
+    database = uow.connection.engine.url.database
+    if not database:
+        return ()
+    return load_cached(Path(database).parent, trust).lists
+
+
+def _here(uow: UnitOfWork, encounter_id: uuid.UUID) -> bool:
+    return EncounterRepository(uow.connection).synced_state(encounter_id) is not None
+
+
+def _other_prescription(repo: PrescriptionRepository, encounter_id: uuid.UUID, rx_id: uuid.UUID) -> bool:
+    other = repo.row_for_encounter(encounter_id)
+    return other is not None and other.id != rx_id
+
+
+def _apply_draft(uow: UnitOfWork, change: Change, *, now: datetime, stats: PrescriptionStats) -> None:
+    repo = PrescriptionRepository(uow.connection)
+    fields, stamps = dict(change.fields), dict(change.field_hlcs)
+    if "lines" in fields and fields["lines"] is None:  # a REST draft: as this PC stores it, so echoes merge to nothing
+        fields["lines"] = pad_lines(fields)
+    local = repo.find(change.id)
+    if local is None:
+        encounter_id = uuid.UUID(str(fields["encounter_id"]))
+        if not _here(uow, encounter_id) or _other_prescription(repo, encounter_id, change.id):
+            stats.parked.append(change)
+            return
+        values = repo.values_of(fields, stamps)
+        repo.insert(
+            values
+            | {"id": change.id, "encounter_id": encounter_id, "patient_id": uuid.UUID(str(fields["patient_id"])),
+               "status": "draft", "created_at": now, "updated_at": now}
+        )  # fmt: skip
+        stats.inserted += 1
+        return
+    current, current_hlcs = repo.synced_state(local)
+    try:
+        merged = merge_draft(current, current_hlcs, fields, stamps)
+    except DraftConflict as exc:  # the server validated it: only a hand-edited local row can get here
+        log.error("pulled prescription draft %s does not merge with this PC's copy: %s", change.id, exc)
+        stats.unchanged += 1
+        return
+    result = merged
+    if local.status != "draft":  # final here (signed or completed): frozen; the pulled list is kept in history
+        kept = [
+            LostValue(n, fields[n], stamps[n], Side.INCOMING)
+            for n in CONTENT_FIELDS
+            if n in fields and canonical_json(fields[n]) != canonical_json(current[n])
+        ]
+        if kept:
+            repo.add_history(local.id, kept, {n: current_hlcs[n] for n in CONTENT_FIELDS}, now=now)
+            stats.conflicts += 1
+        stats.unchanged += 1
+        return
+    repo.add_history(local.id, result.lost, result.field_hlcs, now=now)
+    stats.conflicts += 1 if any(lv.side is Side.INCOMING for lv in result.lost) else 0
+    if result.outcome is MergeOutcome.NOOP:
+        stats.unchanged += 1
+        return
+    repo.update(local.id, repo.values_of(result.fields, result.field_hlcs) | {"updated_at": now})
+    stats.updated += 1
+
+
+def _verify(
+    change: Change, trust: TrustStore, revocations: tuple[RevocationList, ...]
+) -> tuple[SignedRecord, dict[str, Any]]:
+    """Check a pulled signed prescription as a pharmacist's verifier would; the record to store and its fields.
+
+    Raises:
+        SignatureRefused: it does not verify, or it is not this prescription.
+    """
+    f = change.fields
+    try:
+        cose = base64.b64decode(str(f["cose"]), validate=True)
+    except (binascii.Error, ValueError, KeyError):
+        raise SignatureRefused("malformed: cose is not base64") from None
+    qr = str(f.get("qr_payload") or "")
+    try:
+        same_qr = encode_qr_payload(cose, limit=None) == qr
+    except Exception:
+        same_qr = False
+    if not same_qr:
+        raise SignatureRefused("content_mismatch: the QR text is not the QR of this signature")
+    signed_at = datetime.fromisoformat(str(f["signed_at"]))
+    check = verify_qr_payload(qr, trust, revocations, now=signed_at)
+    if not check.valid or check.content is None or check.doctor is None:
+        raise SignatureRefused(f"{check.reason}: {check.message}")
+    if str(check.content.rx_id) != str(change.id):
+        raise SignatureRefused("content_mismatch: the signed content is another prescription")
+    if check.content_hash != f.get("content_hash"):
+        raise SignatureRefused("content_mismatch: content_hash is not the hash of the signed content")
+    record = SignedRecord(
+        prescription_id=change.id,
+        signer_id=uuid.UUID(str(f["prescriber_id"])),
+        signer_kid=check.doctor.kid,
+        signed_at=signed_at,
+        expires_at=check.content.expires_at,
+        content_hash=str(f["content_hash"]),
+        cose=cose,
+        qr_payload=qr,
+        sandbox=check.sandbox,
+    )
+    return record, dict(f)
+
+
+def _apply_signed(
+    uow: UnitOfWork,
+    change: Change,
+    *,
+    now: datetime,
+    stats: PrescriptionStats,
+    trust: TrustStore,
+    revocations: tuple[RevocationList, ...],
+) -> None:
+    signed = SignedPrescriptionRepository(uow.connection)
+    known = signed.find(change.id)
+    if known is not None:
+        if known.cose != base64.b64decode(str(change.fields.get("cose", ""))):
+            log.error("pulled signed prescription %s differs from the one signed here; kept this PC's", change.id)
+        stats.unchanged += 1
+        return
+    try:
+        record, f = _verify(change, trust, revocations)
+    except SignatureRefused as exc:
+        log.error("pulled signed prescription %s refused: %s", change.id, exc)
+        stats.refused.append(f"{change.id}\t{exc}")
+        return
+    repo = PrescriptionRepository(uow.connection)
+    encounter_id = uuid.UUID(str(f["encounter_id"]))
+    local = repo.find(change.id)
+    if local is None and (not _here(uow, encounter_id) or _other_prescription(repo, encounter_id, change.id)):
+        stats.parked.append(change)
+        return
+    content = {
+        "prescriber_id": uuid.UUID(str(f["prescriber_id"])),
+        "medications": f["medications"],
+        "ayush_medications": f["ayush_medications"],
+        "advisories": f["advisories"],
+        "policy_version": f["policy_version"],
+        "deleted": False,
+        "sync_refusal": None,
+    }
+    if local is None:
+        lines = [{"text": t, "expanded": None} for t in _texts(f)]
+        repo.insert(
+            content
+            | {"id": change.id, "encounter_id": encounter_id, "patient_id": uuid.UUID(str(f["patient_id"])),
+               "status": "draft", "lines": lines, "kb_version": "", "created_at": now, "updated_at": now}
+        )  # fmt: skip
+        stats.inserted += 1
+    elif local.status == "draft":
+        _keep_local_list(repo, local, f, change.hlc, now)
+        repo.update(local.id, content | {"updated_at": now})
+        stats.updated += 1
+    signed.add(record, finalised_at=now)
+    stats.stored.add(str(change.id))
+
+
+def _texts(f: dict[str, Any]) -> list[str]:
+    return [typed_line(m) for m in [*f["medications"], *f["ayush_medications"]] if isinstance(m, dict)]
+
+
+def _keep_local_list(
+    repo: PrescriptionRepository, local: StoredPrescription, f: dict[str, Any], hlc: str, now: datetime
+) -> None:
+    """A local draft list that differs from what was signed is kept in history (the signed one supersedes it)."""
+    current, stamps = repo.synced_state(local)
+    differs = [
+        LostValue(n, current[n], stamps[n], Side.CURRENT)
+        for n in ("medications", "ayush_medications")
+        if canonical_json(current[n]) != canonical_json(f[n])
+    ]
+    repo.add_history(local.id, differs, dict.fromkeys(current, hlc), now=now)
+
+
+def note_refused_drafts(uow: UnitOfWork, entries: list[Any], results: list[Any]) -> None:
+    """Record on each local draft the server's refusal of its pushed edit (in the push answer's transaction).
+
+    The draft itself is not touched: it stays on this PC as the doctor saved it, and the Rx pad shows the
+    refusal (`PrescribingService.sync_refusal`) until the next save. A refusal of an older edit than the
+    draft's latest is not recorded (the newer edit is still on its way).
+    """
+    repo = PrescriptionRepository(uow.connection)
+    for entry, result in zip(entries, results, strict=True):
+        if entry.kind != RecordKind.PRESCRIPTION_DRAFT or result.reason is None:
+            continue
+        local = repo.find(entry.record_id)
+        if local is None or entry.hlc < max(local.field_hlcs.values(), default=""):
+            continue
+        refusal = {"reason": str(result.reason), "message": result.message or "", "hlc": entry.hlc}
+        repo.set_sync_refusal(entry.record_id, refusal)

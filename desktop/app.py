@@ -226,7 +226,7 @@ class DesktopApp:
         self.patients = PatientService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.sync_status = SyncStatusService(store.uow)
         self.encounters = EncounterService(writer=store.writer, uow=store.uow, clock=store.clock)
-        self.prescribing = PrescribingService(writer=store.writer, uow=store.uow)
+        self.prescribing = PrescribingService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.readings = ReadingService(store.uow, store.clock, open_encounter=self._open_encounter)
         self.ble_worker = BleWorker(self.readings)  # the BLE thread starts on the first scan or read
         self.runner = Runner(store.writer.executor, error_presenter=error_presenter)

@@ -68,7 +68,7 @@ Prescriber = Annotated[Actor, require_roles(Role.DOCTOR)]
 )
 async def create_draft(body: DraftCreate, actor: Prescriber, db: Db, st: State) -> Draft:
     try:
-        return await prescriptions_service.create_draft(db, actor, body)
+        return await prescriptions_service.create_draft(db, actor, body, st.clock)
     except (errors.PrescribingRefused, errors.InteractionContraindicated) as refusal:
         await prescriptions_service.record_refusal(st.pool, actor, body, refusal)
         raise

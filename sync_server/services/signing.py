@@ -42,9 +42,11 @@ from shared.signing.rx import (
     verify_qr_payload,
 )
 from shared.signing.rx import sign_prescription as sign_content
+from shared.sync.protocol import RecordKind
 from sync_server import errors
 from sync_server.db import encounters as encounters_db
 from sync_server.db import signing as signing_db
+from sync_server.db import sync as sync_db
 from sync_server.services import audit as audit_service
 from sync_server.services import doctor_keys
 from sync_server.services.context import Actor
@@ -269,6 +271,8 @@ async def sign_prescription(
         str(prescription_id),
         {"kid": key_row["kid"], "content_hash": signed["content_hash"]},
     )
+    # Last in the transaction (it holds the clinic's feed lock until commit): the clinic's PCs pull it.
+    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.SIGNED_PRESCRIPTION, [prescription_id], None)
     return await _answer(conn, rx, already_signed=False)
 
 

@@ -147,6 +147,17 @@ def test_signed_prescription_is_frozen_in_the_api_and_in_the_database(
     assert got["status"] == "signed" and got["medications"] == [METFORMIN_LINE]
 
 
+def test_a_prescription_signed_through_the_api_reaches_the_clinics_pcs(api: TestClient, doctor: SignedIn) -> None:
+    from tests.sync_server.test_sync_api import Device
+
+    rx = signed_draft(api, doctor)
+    before = [c for c in Device(api, doctor, "PC A").pull_all()[0] if c["kind"] == "signed_prescription"]
+    answer = sign(api, doctor, rx["id"]).json()
+    pulled = [c for c in Device(api, doctor, "PC B").pull_all()[0] if c["kind"] == "signed_prescription"]
+    assert before == [] and [c["id"] for c in pulled] == [rx["id"]]
+    assert pulled[0]["fields"]["qr_payload"] == answer["qr_payload"]
+
+
 def test_status_events_are_signed_and_monotonic(api: TestClient, doctor: SignedIn, settings: Settings) -> None:
     rx = signed_draft(api, doctor)
     url = f"/api/v1/prescriptions/{rx['id']}/status"

@@ -31,7 +31,7 @@ from desktop.store.sync_state import UNENROLLED_CLINIC_ID
 from desktop.store.tables import SEARCH_TABLE, patient_history, patient_search_docs, patients
 from shared.audit import canonical_json
 from shared.records.patient import Patient, PatientFields
-from shared.sync.merge import MergeOutcome, MergeResult, merge_patient
+from shared.sync.merge import MergeOutcome, MergeResult, Side, merge_patient
 from shared.sync.protocol import DELETED_FIELD, JsonValue
 
 RECORD_FIELDS: tuple[str, ...] = tuple(PatientFields.model_fields)
@@ -279,6 +279,14 @@ def _seen(
         and canonical_json(stored_values[name]) == canonical_json(fields[name])
         for name, stamp in stamps.items()
     )
+
+
+def _won(stored_hlcs: Mapping[str, str], result: MergeResult) -> set[str]:
+    """The fields an incoming edit changed: those with a new stamp, and those whose stored value lost to another
+    value under the same stamp (a reused clock, see `shared.sync.merge`), which keep their stamp."""
+    won = {name for name, stamp in result.field_hlcs.items() if stored_hlcs.get(name) != stamp}
+    won.update(lost.field for lost in result.lost if lost.side is Side.CURRENT)
+    return won
 
 
 def _columns(fields: Mapping[str, JsonValue]) -> dict[str, object]:
@@ -780,7 +788,7 @@ class PatientRepository:
             )
         if result.outcome is MergeOutcome.NOOP:
             return result
-        won = {name for name, stamp in result.field_hlcs.items() if stored_hlcs.get(name) != stamp}
+        won = _won(stored_hlcs, result)
         params = {f"v_{name}": value for name, value in _columns({name: result.fields[name] for name in won}).items()}
         params |= {
             "p_id": patient_id,
@@ -849,7 +857,7 @@ class PatientRepository:
             )
             if result.outcome is MergeOutcome.NOOP:
                 continue
-            won = {name for name, stamp in result.field_hlcs.items() if stored_hlcs.get(name) != stamp}
+            won = _won(stored_hlcs, result)
             before, count = edited.get(patient_id, (set(), 0))
             edited[patient_id] = (before | won, count + 1)
             current[patient_id] = (dict(result.field_hlcs), {n: result.fields[n] for n in result.field_hlcs})

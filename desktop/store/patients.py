@@ -273,12 +273,12 @@ def _seen(
     """Every incoming field is stored already with the same stamp and value (our own echo, or an edit seen
     before): `merge_patient` would change nothing and lose nothing (``noop``), so `merge_many` skips it."""
     stored_stamps, stored_values = stored
-    return all(
-        stored_stamps.get(name) == stamp
-        and name in stored_values
-        and canonical_json(stored_values[name]) == canonical_json(fields[name])
-        for name, stamp in stamps.items()
-    )
+    for name, stamp in stamps.items():
+        if stored_stamps.get(name) != stamp or name not in stored_values:
+            return False
+        if canonical_json(stored_values[name]) != canonical_json(fields[name]):
+            return False
+    return True
 
 
 def _won(stored_hlcs: Mapping[str, str], result: MergeResult) -> set[str]:
@@ -329,17 +329,19 @@ _COLUMNS: tuple[str, ...] = tuple(patients.c.keys())
 
 
 @functools.cache
-def _processors(dialect: sa.Dialect, names: tuple[str, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
-    return tuple(patients.c[name].type.bind_processor(dialect) for name in names)
+def _processors(
+    dialect: sa.Dialect, names: tuple[str, ...], table: sa.Table = patients
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    return tuple(table.c[name].type.bind_processor(dialect) for name in names)
 
 
 def _driver_rows(
-    dialect: sa.Dialect, names: tuple[str, ...], rows: Iterable[Mapping[str, Any]]
+    dialect: sa.Dialect, names: tuple[str, ...], rows: Iterable[Mapping[str, Any]], table: sa.Table = patients
 ) -> list[tuple[Any, ...]]:
     """Parameter tuples for a driver-level ``executemany`` over ``patients``, each value converted by its column's
     own type (`desktop.store.tables`): what SQLAlchemy does per row, without its per-row parameter dicts, which
     cost as much as the SQLite work on a pulled page."""
-    processors = _processors(dialect, names)
+    processors = _processors(dialect, names, table)
     return [
         tuple(
             value if proc is None else proc(value)
@@ -390,6 +392,12 @@ def _insert_params(
     )
 
 
+_HISTORY_COLUMNS = ("patient_id", "field", "value", "hlc", "replaced_by_hlc", "side", "source", "recorded_at")
+# `_HISTORY_INSERT` (ON CONFLICT DO NOTHING: a replayed page lists a losing value once) at the driver level.
+_HISTORY_SQL = (
+    f"INSERT INTO patient_history ({', '.join(_HISTORY_COLUMNS)}) VALUES ({', '.join('?' * len(_HISTORY_COLUMNS))})"
+    " ON CONFLICT DO NOTHING"
+)
 _INSERT_SQL = f"INSERT INTO patients ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
@@ -434,8 +442,16 @@ _HISTORY_INSERT = sqlite_insert(patient_history).on_conflict_do_nothing()
 _FIND_STATE = sa.select(patients).where(patients.c.id == sa.bindparam("p_id", type_=patients.c.id.type))
 
 
-# Only what `_stamped` reads: the timestamps and the clinic id cost a parse per row and are not needed.
-_STAMPED = sa.select(patients.c.id, patients.c.field_hlcs, patients.c.deleted, *(patients.c[n] for n in RECORD_FIELDS))
+# Only what `_stamped` reads (the timestamps and the clinic id cost a parse per row), read at the driver level.
+_STAMPED_COLUMNS = ("id", "field_hlcs", DELETED_FIELD, *RECORD_FIELDS)
+
+
+@functools.cache
+def _readers(dialect: sa.Dialect, names: tuple[str, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
+    """The result conversions of these columns of ``patients`` (their `desktop.store.tables` types)."""
+    return tuple(patients.c[name].type.result_processor(dialect, None) for name in names)
+
+
 _SEARCH_UPDATE_TRIGGER = "patients_search_update"
 _SEARCHED = frozenset({"name", "mobile", "abha_number"})
 """The columns whose update rewrites the search document (the ``AFTER UPDATE OF`` list of that trigger)."""
@@ -507,9 +523,20 @@ class PatientRepository:
         apart, read in one query per 500 ids and without validating the records.
         """
         found: dict[uuid.UUID, tuple[dict[str, str], dict[str, JsonValue]]] = {}
+        dialect = self._conn.dialect
+        keys = _processors(dialect, ("id",))[0]
+        readers = _readers(dialect, _STAMPED_COLUMNS)
         for chunk in _chunks(list(set(ids))):
-            for row in self._conn.execute(_STAMPED.where(patients.c.id.in_(chunk))):
-                found[row.id] = _stamped(row._mapping)
+            sql = f"SELECT {', '.join(_STAMPED_COLUMNS)} FROM patients WHERE id IN ({', '.join('?' * len(chunk))})"
+            for raw in self._conn.exec_driver_sql(sql, tuple(keys(pid) if keys else pid for pid in chunk)):
+                row = dict(
+                    zip(
+                        _STAMPED_COLUMNS,
+                        (v if r is None else r(v) for r, v in zip(readers, raw, strict=True)),
+                        strict=True,
+                    )
+                )
+                found[row["id"]] = _stamped(row)
         return found
 
     def known_ids(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
@@ -840,7 +867,11 @@ class PatientRepository:
             if _seen(state, fields, field_hlcs):
                 results.append(MergeResult(dict(stored), dict(stored_hlcs), (), MergeOutcome.NOOP))
                 continue
-            result = merge_patient(stored, stored_hlcs, fields, field_hlcs)
+            # Only the stored fields the edit names take part (a merge decides field by field): the others are
+            # copied, which spares decoding each of their stamps for every edit.
+            named = {name: stored[name] for name in fields if name in stored_hlcs}
+            part = merge_patient(named, {name: stored_hlcs[name] for name in named}, fields, field_hlcs)
+            result = MergeResult(stored | part.fields, stored_hlcs | part.field_hlcs, part.lost, part.outcome)
             results.append(result)
             history += (
                 {
@@ -862,7 +893,8 @@ class PatientRepository:
             edited[patient_id] = (before | won, count + 1)
             current[patient_id] = (dict(result.field_hlcs), {n: result.fields[n] for n in result.field_hlcs})
         if history:
-            self._conn.execute(_HISTORY_INSERT, history)
+            rows = _driver_rows(self._conn.dialect, _HISTORY_COLUMNS, history, patient_history)
+            self._conn.exec_driver_sql(_HISTORY_SQL, rows)
         groups: dict[frozenset[str], list[dict[str, Any]]] = {}
         for patient_id, (changed, count) in edited.items():
             stamps, values = current[patient_id]

@@ -893,8 +893,8 @@ class PatientRepository:
             edited[patient_id] = (before | won, count + 1)
             current[patient_id] = (dict(result.field_hlcs), {n: result.fields[n] for n in result.field_hlcs})
         if history:
-            rows = _driver_rows(self._conn.dialect, _HISTORY_COLUMNS, history, patient_history)
-            self._conn.exec_driver_sql(_HISTORY_SQL, rows)
+            lost_rows = _driver_rows(self._conn.dialect, _HISTORY_COLUMNS, history, patient_history)
+            self._conn.exec_driver_sql(_HISTORY_SQL, lost_rows)
         groups: dict[frozenset[str], list[dict[str, Any]]] = {}
         for patient_id, (changed, count) in edited.items():
             stamps, values = current[patient_id]

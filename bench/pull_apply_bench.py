@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--edits", action="store_true", help="then as many pages editing the stored patients")
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--cache-mib", type=int, default=0, help="PRAGMA cache_size on the writer's connection")
     args = parser.parse_args()
     wall = int(time.time() * 1000) - 60_000
     ids = [uuid7() for _ in range(args.pages * args.page_size)]
@@ -122,6 +123,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_local_store(Path(tmp) / "pc.sqlite", backups_dir=Path(tmp) / "backups")
         clock = HLC("pc-b")
+        if args.cache_mib:
+
+            def pragma() -> None:
+                with store.uow.write() as uow:
+                    uow.connection.exec_driver_sql(f"PRAGMA cache_size=-{args.cache_mib * 1024}")
+
+            store.writer.run(pragma)
         profiler = cProfile.Profile() if args.profile else None
         try:
             for label, pages in (("new", bodies), ("edits", edit_bodies)):

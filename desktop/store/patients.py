@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from desktop.errors import NotFound
 from desktop.store.sync_state import UNENROLLED_CLINIC_ID
-from desktop.store.tables import SEARCH_TABLE, patient_history, patient_search_docs, patients
+from desktop.store.tables import SEARCH_TABLE, JsonText, patient_history, patient_search_docs, patients
 from shared.audit import canonical_json
 from shared.records.patient import Patient, PatientFields
 from shared.sync.merge import MergeOutcome, MergeResult, Side, merge_patient
@@ -38,6 +38,8 @@ RECORD_FIELDS: tuple[str, ...] = tuple(PatientFields.model_fields)
 """The patient's own fields, as stored in columns of the same names and carried by sync changes."""
 
 _IN_CHUNK = 500
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+"""`desktop.store.tables.JsonText` of a value that is not ``None`` (the same encoder settings)."""
 _MAX_CHAR = "\U0010ffff"  # sorts after every other character (SQLite compares text as UTF-8 bytes)
 _fts = sa.table(SEARCH_TABLE, sa.column("rowid"))
 _fts_ref: sa.ColumnClause[Any] = sa.literal_column(SEARCH_TABLE)
@@ -332,7 +334,15 @@ _COLUMNS: tuple[str, ...] = tuple(patients.c.keys())
 def _processors(
     dialect: sa.Dialect, names: tuple[str, ...], table: sa.Table = patients
 ) -> tuple[Callable[[Any], Any] | None, ...]:
-    return tuple(table.c[name].type.bind_processor(dialect) for name in names)
+    return tuple(_processor(table.c[name].type, dialect) for name in names)
+
+
+def _processor(column_type: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, JsonText):  # its own conversion, with one encoder instead of one per value
+        if column_type.none_as_null:
+            return lambda value: None if value is None else _JSON_TEXT(value)
+        return _JSON_TEXT
+    return column_type.bind_processor(dialect)  # type: ignore[no-any-return]
 
 
 def _driver_rows(
@@ -351,8 +361,6 @@ def _driver_rows(
     ]
 
 
-_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
-"""`desktop.store.tables.JsonText` of a value that is not ``None`` (the same encoder settings)."""
 _NEW_FIELDS = frozenset(RECORD_FIELDS) | {DELETED_FIELD}
 
 

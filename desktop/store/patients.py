@@ -394,7 +394,7 @@ def _insert_params(
         now_text,
         now_text,
         max(field_hlcs.values()),
-        _JSON_TEXT(dict(field_hlcs)),
+        _JSON_TEXT(field_hlcs if isinstance(field_hlcs, dict) else dict(field_hlcs)),
         1 if get(DELETED_FIELD) else 0,
         1,
     )

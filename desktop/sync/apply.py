@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.sync.apply_encounters import apply_encounters
 from shared.clock import HLC, ClockSkewError, decode
 from shared.sync.merge import MergeOutcome, edits_of
-from shared.sync.protocol import Change, JsonValue, PullResponse, RecordKind
+from shared.sync.protocol import Change, JsonValue, Op, PullResponse, RecordKind
 
 _KNOWN = frozenset({RecordKind.PATIENT, RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM})
 """Kinds this version applies; encounters and their addenda go to `desktop.sync.apply_encounters`."""
@@ -50,14 +51,17 @@ def apply_page(uows: UnitOfWorkFactory, page: PullResponse, clock: HLC) -> Apply
                 raise ClockTooSlow(exc.message) from exc
         clinic_id = uow.sync_state.clinic_id_or_unenrolled()
         stored = uow.patients.stored_stamps(c.id for c in changes if c.kind is RecordKind.PATIENT)
-        new: list[tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]] = []
-        edits: list[tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]] = []
+        new: list[tuple[uuid.UUID, Mapping[str, JsonValue], Mapping[str, str]]] = []
+        edits: list[tuple[uuid.UUID, Mapping[str, JsonValue], Mapping[str, str]]] = []
         encounters: list[Change] = []
         for change in changes:
             if change.kind is not RecordKind.PATIENT:
                 encounters.append(change)  # merged once the page's patients are stored (they may be new)
                 continue
-            fields, stamps = edits_of(change)
+            if change.op is Op.DELETE:
+                fields, stamps = edits_of(change)
+            else:  # `edits_of` without its copies (nothing below changes them): a page of 5000 held them twice
+                fields, stamps = change.fields, change.field_hlcs
             if change.id in stored:
                 edits.append((change.id, fields, stamps))
             else:

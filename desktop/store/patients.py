@@ -12,11 +12,13 @@ receptionist typed into an FTS5 query and a ranking (see its docstring).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,15 +28,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from desktop.errors import NotFound
 from desktop.store.sync_state import UNENROLLED_CLINIC_ID
-from desktop.store.tables import SEARCH_TABLE, patient_history, patient_search_docs, patients
+from desktop.store.tables import SEARCH_TABLE, JsonText, patient_history, patient_search_docs, patients
+from shared.audit import canonical_json
 from shared.records.patient import Patient, PatientFields
-from shared.sync.merge import MergeOutcome, MergeResult, merge_patient
+from shared.sync.merge import MergeOutcome, MergeResult, Side, merge_patient
 from shared.sync.protocol import DELETED_FIELD, JsonValue
 
 RECORD_FIELDS: tuple[str, ...] = tuple(PatientFields.model_fields)
 """The patient's own fields, as stored in columns of the same names and carried by sync changes."""
 
 _IN_CHUNK = 500
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+"""`desktop.store.tables.JsonText` of a value that is not ``None`` (the same encoder settings)."""
 _MAX_CHAR = "\U0010ffff"  # sorts after every other character (SQLite compares text as UTF-8 bytes)
 _fts = sa.table(SEARCH_TABLE, sa.column("rowid"))
 _fts_ref: sa.ColumnClause[Any] = sa.literal_column(SEARCH_TABLE)
@@ -264,6 +269,28 @@ def _stamped(m: Mapping[Any, Any]) -> tuple[dict[str, str], dict[str, JsonValue]
     return stamps, {name: (bool(m[name]) if name == DELETED_FIELD else m[name]) for name in stamps}
 
 
+def _seen(
+    stored: tuple[dict[str, str], dict[str, JsonValue]], fields: Mapping[str, JsonValue], stamps: Mapping[str, str]
+) -> bool:
+    """Every incoming field is stored already with the same stamp and value (our own echo, or an edit seen
+    before): `merge_patient` would change nothing and lose nothing (``noop``), so `merge_many` skips it."""
+    stored_stamps, stored_values = stored
+    for name, stamp in stamps.items():
+        if stored_stamps.get(name) != stamp or name not in stored_values:
+            return False
+        if canonical_json(stored_values[name]) != canonical_json(fields[name]):
+            return False
+    return True
+
+
+def _won(stored_hlcs: Mapping[str, str], result: MergeResult) -> set[str]:
+    """The fields an incoming edit changed: those with a new stamp, and those whose stored value lost to another
+    value under the same stamp (a reused clock, see `shared.sync.merge`), which keep their stamp."""
+    won = {name for name, stamp in result.field_hlcs.items() if stored_hlcs.get(name) != stamp}
+    won.update(lost.field for lost in result.lost if lost.side is Side.CURRENT)
+    return won
+
+
 def _columns(fields: Mapping[str, JsonValue]) -> dict[str, object]:
     unknown = fields.keys() - set(RECORD_FIELDS) - {DELETED_FIELD}
     if unknown:
@@ -300,6 +327,97 @@ def _new_row(
     }
 
 
+_COLUMNS: tuple[str, ...] = tuple(patients.c.keys())
+
+
+@functools.cache
+def _processors(
+    dialect: sa.Dialect, names: tuple[str, ...], table: sa.Table = patients
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    return tuple(_processor(table.c[name].type, dialect) for name in names)
+
+
+def _processor(column_type: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, JsonText):  # its own conversion, with one encoder instead of one per value
+        if column_type.none_as_null:
+            return lambda value: None if value is None else _JSON_TEXT(value)
+        return _JSON_TEXT
+    return column_type.bind_processor(dialect)  # type: ignore[no-any-return]
+
+
+def _driver_rows(
+    dialect: sa.Dialect, names: tuple[str, ...], rows: Iterable[Mapping[str, Any]], table: sa.Table = patients
+) -> list[tuple[Any, ...]]:
+    """Parameter tuples for a driver-level ``executemany`` over ``patients``, each value converted by its column's
+    own type (`desktop.store.tables`): what SQLAlchemy does per row, without its per-row parameter dicts, which
+    cost as much as the SQLite work on a pulled page."""
+    processors = _processors(dialect, names, table)
+    return [
+        tuple(
+            value if proc is None else proc(value)
+            for proc, value in zip(processors, [row[n] for n in names], strict=True)
+        )
+        for row in rows
+    ]
+
+
+_NEW_FIELDS = frozenset(RECORD_FIELDS) | {DELETED_FIELD}
+
+
+def _insert_params(
+    patient_id: uuid.UUID,
+    clinic_text: str,
+    fields: Mapping[str, JsonValue],
+    field_hlcs: Mapping[str, str],
+    now_text: str,
+) -> tuple[Any, ...]:
+    """`_driver_rows` of `_new_row` for `_INSERT_SQL`, built straight (a pulled page of 1000 new patients spent
+    12 ms converting them column by column, more than SQLite's insert); ``clinic_text`` and ``now_text`` come
+    converted. tests/desktop/store/test_patient_merge_many.py checks that both give the same tuples."""
+    if fields.keys() != field_hlcs.keys() or not field_hlcs:
+        raise ValueError("a new patient needs one stamp per field")
+    if not fields.keys() <= _NEW_FIELDS:
+        _columns(fields)  # raises, naming the unknown fields
+    get = fields.get
+    address = get("address")
+    return (
+        str(patient_id if isinstance(patient_id, uuid.UUID) else uuid.UUID(patient_id)),
+        clinic_text,
+        get("name"),
+        get("gender"),
+        get("year_of_birth"),
+        get("date_of_birth"),
+        get("mobile"),
+        get("abha_number"),
+        get("abha_address"),
+        None if address is None else _JSON_TEXT(address),
+        now_text,
+        now_text,
+        max(field_hlcs.values()),
+        _JSON_TEXT(field_hlcs if isinstance(field_hlcs, dict) else dict(field_hlcs)),
+        1 if get(DELETED_FIELD) else 0,
+        1,
+    )
+
+
+_HISTORY_COLUMNS = ("patient_id", "field", "value", "hlc", "replaced_by_hlc", "side", "source", "recorded_at")
+# `_HISTORY_INSERT` (ON CONFLICT DO NOTHING: a replayed page lists a losing value once) at the driver level.
+_HISTORY_SQL = (
+    f"INSERT INTO patient_history ({', '.join(_HISTORY_COLUMNS)}) VALUES ({', '.join('?' * len(_HISTORY_COLUMNS))})"
+    " ON CONFLICT DO NOTHING"
+)
+_INSERT_SQL = f"INSERT INTO patients ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+@functools.cache
+def _update_sql(won: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    """``UPDATE patients`` of ``won`` and the stamps and time, ``version`` up by a count (`merge_many`), with the
+    parameter names in order (the last two are the count and the id)."""
+    names = (*sorted(won), "field_hlcs", "hlc", "updated_at")
+    sets = ", ".join(f"{name} = ?" for name in names)
+    return f"UPDATE patients SET {sets}, version = version + ? WHERE id = ?", (*names, "version", "id")
+
+
 BULK_INDEX_FROM = 64
 """From this many new patients on, `PatientRepository.insert_many` adds their search documents set-wise."""
 
@@ -332,6 +450,21 @@ _HISTORY_INSERT = sqlite_insert(patient_history).on_conflict_do_nothing()
 _FIND_STATE = sa.select(patients).where(patients.c.id == sa.bindparam("p_id", type_=patients.c.id.type))
 
 
+# Only what `_stamped` reads (the timestamps and the clinic id cost a parse per row), read at the driver level.
+_STAMPED_COLUMNS = ("id", "field_hlcs", DELETED_FIELD, *RECORD_FIELDS)
+
+
+@functools.cache
+def _readers(dialect: sa.Dialect, names: tuple[str, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
+    """The result conversions of these columns of ``patients`` (their `desktop.store.tables` types)."""
+    return tuple(patients.c[name].type.result_processor(dialect, None) for name in names)
+
+
+_SEARCH_UPDATE_TRIGGER = "patients_search_update"
+_SEARCHED = frozenset({"name", "mobile", "abha_number"})
+"""The columns whose update rewrites the search document (the ``AFTER UPDATE OF`` list of that trigger)."""
+
+
 @functools.cache
 def _update_statement(won: frozenset[str]) -> sa.Update:
     """``UPDATE patients`` of the fields in ``won`` plus the stamps, version and time (`update_fields`)."""
@@ -343,6 +476,17 @@ def _update_statement(won: frozenset[str]) -> sa.Update:
             {name: sa.bindparam(f"v_{name}", type_=patients.c[name].type) for name in columns}
             | {"version": patients.c.version + 1}
         )
+    )
+
+
+def _update_search_docs(ids: list[uuid.UUID]) -> sa.Update:
+    """``UPDATE patient_search_docs`` of these patients from their rows: what the trigger
+    ``patients_search_update`` does for each (tests/desktop/store/test_patient_merge_many.py compares the two)."""
+    docs = patient_search_docs
+    return (
+        docs.update()
+        .where(docs.c.patient_id == patients.c.id, docs.c.patient_id.in_(ids))
+        .values(name=patients.c.name, digits=_DIGITS)
     )
 
 
@@ -387,9 +531,20 @@ class PatientRepository:
         apart, read in one query per 500 ids and without validating the records.
         """
         found: dict[uuid.UUID, tuple[dict[str, str], dict[str, JsonValue]]] = {}
+        dialect = self._conn.dialect
+        keys = _processors(dialect, ("id",))[0]
+        readers = _readers(dialect, _STAMPED_COLUMNS)
         for chunk in _chunks(list(set(ids))):
-            for row in self._conn.execute(sa.select(patients).where(patients.c.id.in_(chunk))):
-                found[row.id] = _stamped(row._mapping)
+            sql = f"SELECT {', '.join(_STAMPED_COLUMNS)} FROM patients WHERE id IN ({', '.join('?' * len(chunk))})"
+            for raw in self._conn.exec_driver_sql(sql, tuple(keys(pid) if keys else pid for pid in chunk)):
+                row = dict(
+                    zip(
+                        _STAMPED_COLUMNS,
+                        (v if r is None else r(v) for r, v in zip(readers, raw, strict=True)),
+                        strict=True,
+                    )
+                )
+                found[row["id"]] = _stamped(row)
         return found
 
     def known_ids(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
@@ -579,36 +734,31 @@ class PatientRepository:
         Returns:
             How many were stored.
         """
-        rows = [_new_row(pid, clinic_id=clinic_id, fields=f, field_hlcs=h, now=now) for pid, f, h in new]
+        clinic_text, now_text = _driver_rows(
+            self._conn.dialect, ("clinic_id", "created_at"), [{"clinic_id": clinic_id, "created_at": now}]
+        )[0]
+        rows = [_insert_params(pid, clinic_text, f, h, now_text) for pid, f, h in new]
         if len(rows) >= BULK_INDEX_FROM:
             self._insert_then_index(rows)
         elif rows:
-            self._conn.execute(_INSERT, rows)
+            self._conn.exec_driver_sql(_INSERT_SQL, rows)
         return len(rows)
 
-    def _insert_then_index(self, rows: list[dict[str, Any]]) -> None:
-        """Insert many new patients, then add their search documents in one statement, in this transaction.
+    def _insert_then_index(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert many new patients (`_INSERT_SQL` parameters), then add their search documents in one statement,
+        in this transaction.
 
         The per-row trigger ``patients_search_insert`` (first desktop migration) interleaves three B-trees per
         row; a page of 1000 went in at 4-10k rows/s with it and 24k rows/s with the documents added after the
         rows (BENCHMARKS.md, P2). So the trigger is dropped for these inserts and created again from its own
-        stored SQL before this returns. DDL in SQLite is transactional: every other connection sees the trigger
-        and the documents of every committed row at all times, and a failure rolls all of it back. The FTS
-        index itself is still filled by the documents' own trigger, row by row, inside the same transaction.
+        stored SQL before this returns (`_search_trigger_off`). The FTS index itself is still filled by the
+        documents' own trigger, row by row, inside the same transaction.
         """
-        trigger = self._conn.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (_SEARCH_INSERT_TRIGGER,)
-        ).scalar_one_or_none()
-        if trigger is None:  # a store without the trigger (cannot happen at head): nothing to keep in step
-            self._conn.execute(_INSERT, rows)
-            return
-        self._conn.exec_driver_sql(f"DROP TRIGGER {_SEARCH_INSERT_TRIGGER}")
-        try:
-            self._conn.execute(_INSERT, rows)
-            for chunk in _chunks([row["id"] for row in rows]):
-                self._conn.execute(_insert_search_docs(chunk))
-        finally:
-            self._conn.exec_driver_sql(str(trigger))
+        with self._search_trigger_off(_SEARCH_INSERT_TRIGGER, True) as off:
+            self._conn.exec_driver_sql(_INSERT_SQL, rows)
+            if off:
+                for chunk in _chunks([row[0] for row in rows]):
+                    self._conn.execute(_insert_search_docs(chunk))
 
     def get_any(self, patient_id: uuid.UUID) -> Patient:
         """The patient even when tombstoned; raises `NotFound` when unknown."""
@@ -673,7 +823,7 @@ class PatientRepository:
             )
         if result.outcome is MergeOutcome.NOOP:
             return result
-        won = {name for name, stamp in result.field_hlcs.items() if stored_hlcs.get(name) != stamp}
+        won = _won(stored_hlcs, result)
         params = {f"v_{name}": value for name, value in _columns({name: result.fields[name] for name in won}).items()}
         params |= {
             "p_id": patient_id,
@@ -683,6 +833,116 @@ class PatientRepository:
         }
         self._conn.execute(_update_statement(frozenset(won)), params)
         return result
+
+    def merge_many(
+        self,
+        edits: Iterable[tuple[uuid.UUID, Mapping[str, JsonValue], Mapping[str, str]]],
+        current: dict[uuid.UUID, tuple[dict[str, str], dict[str, JsonValue]]],
+        *,
+        source: str,
+        now: datetime,
+    ) -> list[MergeResult]:
+        """`update_fields` of many edits of stored patients (a pulled page), in order, written set-wise.
+
+        Each edit is merged into the state the edits before it left (``current``, as `stored_stamps` read it in
+        this transaction; updated here), exactly as `update_fields` one after the other would. The writes then
+        go out together: the losing values in one ``executemany`` (in the same order), and one ``UPDATE`` per
+        edited patient, of every field any of its edits won, with ``version`` raised once per edit that changed
+        it, grouped into one ``executemany`` per set of columns. From `BULK_INDEX_FROM` patients whose name or
+        numbers changed, their search documents are rewritten in one statement instead of by the per-row
+        trigger (dropped and re-created inside this transaction, as `insert_many` does).
+
+        Args:
+            edits: (patient id, fields, field stamps) of each edit, in page order.
+            current: (field stamps, stamped values) of every patient the edits touch.
+            source: recorded in history (``sync``).
+            now: time of the writes.
+
+        Returns:
+            The merge result of each edit, in order.
+
+        Raises:
+            NotFound: when an edit's patient is not in ``current``.
+        """
+        results: list[MergeResult] = []
+        history: list[dict[str, Any]] = []
+        edited: dict[uuid.UUID, tuple[set[str], int]] = {}
+        for patient_id, fields, field_hlcs in edits:
+            state = current.get(patient_id)
+            if state is None:
+                raise NotFound("This patient is not on this computer.")
+            stored_hlcs, stored = state
+            if _seen(state, fields, field_hlcs):
+                results.append(MergeResult(dict(stored), dict(stored_hlcs), (), MergeOutcome.NOOP))
+                continue
+            # Only the stored fields the edit names take part (a merge decides field by field): the others are
+            # copied, which spares decoding each of their stamps for every edit.
+            named = {name: stored[name] for name in fields if name in stored_hlcs}
+            part = merge_patient(named, {name: stored_hlcs[name] for name in named}, fields, field_hlcs)
+            result = MergeResult(stored | part.fields, stored_hlcs | part.field_hlcs, part.lost, part.outcome)
+            results.append(result)
+            history += (
+                {
+                    "patient_id": patient_id,
+                    "field": lost.field,
+                    "value": lost.value,
+                    "hlc": lost.hlc,
+                    "replaced_by_hlc": result.field_hlcs[lost.field],
+                    "side": str(lost.side),
+                    "source": source,
+                    "recorded_at": now,
+                }
+                for lost in result.lost
+            )
+            if result.outcome is MergeOutcome.NOOP:
+                continue
+            won = _won(stored_hlcs, result)
+            before, count = edited.get(patient_id, (set(), 0))
+            edited[patient_id] = (before | won, count + 1)
+            current[patient_id] = (dict(result.field_hlcs), {n: result.fields[n] for n in result.field_hlcs})
+        if history:
+            lost_rows = _driver_rows(self._conn.dialect, _HISTORY_COLUMNS, history, patient_history)
+            self._conn.exec_driver_sql(_HISTORY_SQL, lost_rows)
+        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for patient_id, (changed, count) in edited.items():
+            stamps, values = current[patient_id]
+            params = _columns({name: values[name] for name in changed})
+            params |= {
+                "id": patient_id,
+                "version": count,
+                "field_hlcs": stamps,
+                "hlc": max(stamps.values()),
+                "updated_at": now,
+            }
+            groups.setdefault(frozenset(changed), []).append(params)
+        reindex = [pid for pid, (changed, _) in edited.items() if changed & _SEARCHED]
+        with self._search_trigger_off(_SEARCH_UPDATE_TRIGGER, len(reindex) >= BULK_INDEX_FROM) as off:
+            for columns, rows in groups.items():
+                sql, names = _update_sql(columns)
+                self._conn.exec_driver_sql(sql, _driver_rows(self._conn.dialect, names, rows))
+            if off:
+                for chunk in _chunks(reindex):
+                    self._conn.execute(_update_search_docs(chunk))
+        return results
+
+    @contextlib.contextmanager
+    def _search_trigger_off(self, name: str, wanted: bool) -> Iterator[bool]:
+        """Drop the trigger ``name`` for the block when ``wanted`` and it exists, and create it again from its own
+        stored SQL after the block, in this transaction (DDL in SQLite is transactional: other connections see the
+        trigger at all times, and a failure rolls all of it back). Yields whether it is off."""
+        trigger = None
+        if wanted:
+            trigger = self._conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)
+            ).scalar_one_or_none()
+        if trigger is None:
+            yield False
+            return
+        self._conn.exec_driver_sql(f"DROP TRIGGER {name}")
+        try:
+            yield True
+        finally:
+            self._conn.exec_driver_sql(str(trigger))
 
     def adopt_clinic(self, clinic_id: uuid.UUID) -> int:
         """Give records made before enrolment (clinic `UNENROLLED_CLINIC_ID`) their clinic.

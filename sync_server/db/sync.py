@@ -73,14 +73,15 @@ async def store_batch(
     batch_id: uuid.UUID,
     device_id: uuid.UUID,
     clinic_id: uuid.UUID,
-    response: dict[str, Any],
+    response: str,
 ) -> None:
+    """Keep a push's answer (its JSON text) under the batch id, for a retried batch."""
     await conn.execute(
         "INSERT INTO sync_batches (batch_id, device_id, clinic_id, response) VALUES ($1, $2, $3, $4::jsonb)",
         batch_id,
         device_id,
         clinic_id,
-        json.dumps(response),
+        response,
     )
 
 

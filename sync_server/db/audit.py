@@ -132,9 +132,9 @@ async def for_entity(
     )
 
 
-def _json(value: object) -> str:
-    """One value as `shared.audit.canonical_json` writes it (sorted keys, no spaces, UTF-8 kept)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+"""One value as `shared.audit.canonical_json` writes it (sorted keys, no spaces, UTF-8 kept): the encoder
+``json.dumps`` would build for those arguments on every call, built once."""
 
 
 _VARYING = ("seq", "action", "entity_type", "entity_id", "details")

@@ -151,6 +151,7 @@ async def push(
     history: list[tuple[Any, ...]] = []
     entries: list[dict[str, Any]] = []
     run = _Run()
+    batch = str(req.batch_id)
     for index, change in enumerate(req.changes):
         if change.kind in _OWN_MODULE:
             results.append(None)  # decided and stored by its own module, after the patients (see below)
@@ -188,7 +189,7 @@ async def push(
                 "action": f"sync.{change.kind}.{change.op}",
                 "entity_type": str(change.kind),
                 "entity_id": str(change.id),
-                "details": {"status": str(write.merged.change_status), "batch": str(req.batch_id)},
+                "details": {"status": str(write.merged.change_status), "batch": batch},
             }
         )
     await _flush(conn, actor, run, states, results)

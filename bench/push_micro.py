@@ -4,9 +4,10 @@
 
 Starts an embedded PostgreSQL in a temporary folder, migrates it, makes a clinic with a doctor and an enrolled
 device, then pushes ``--batches`` batches of ``--batch`` new patients (`bench/indian_patients.py` fields), then
-as many batches editing the mobile of those patients. For each batch it times, as the push route and the
-server see it: parsing the request body (`PushRequest.model_validate_json` of the JSON the desktop sends),
-`sync.push` inside its own transaction including the commit, and writing the answer as JSON; ``cpu`` is this
+as many batches editing the mobile of those patients. For each batch it times: parsing the request body
+(`PushRequest.model_validate_json` of the JSON the desktop sends; the route's FastAPI parse, ``json.loads`` then
+validation, costs a few ms more), `sync.push` inside its own transaction including the commit, and writing the
+answer as JSON (as the route does); ``cpu`` is this
 process's CPU time for all three (PostgreSQL's work is not in it). The first batch of each kind warms caches and
 is left out of the medians. ``--profile`` writes a cProfile of the creates.
 """

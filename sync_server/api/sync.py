@@ -101,9 +101,12 @@ async def device_token(body: DeviceTokenBody, db: Db, st: State, meta: Meta) -> 
         errors.ClientOutdated, errors.ServerOutdated, errors.DeviceInvalid, errors.BatchDeviceMismatch
     ),
 )
-async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State, request: Request) -> PushResponse:
+async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State, request: Request) -> Response:
     signing = getattr(request.app.state, "signing", None)  # None without signing keys (signed records refused)
-    return await sync_service.push(db, device, body, st.clock, signing)
+    answer = await sync_service.push(db, device, body, st.clock, signing)
+    # Serialised straight from the model the service built and validated: returning the model would have FastAPI
+    # dump it, validate the dump against response_model again and dump that (6 ms of 1000 results).
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.get(

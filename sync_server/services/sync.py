@@ -151,6 +151,7 @@ async def push(
     history: list[tuple[Any, ...]] = []
     entries: list[dict[str, Any]] = []
     run = _Run()
+    batch = str(req.batch_id)
     for index, change in enumerate(req.changes):
         if change.kind in _OWN_MODULE:
             results.append(None)  # decided and stored by its own module, after the patients (see below)
@@ -188,7 +189,7 @@ async def push(
                 "action": f"sync.{change.kind}.{change.op}",
                 "entity_type": str(change.kind),
                 "entity_id": str(change.id),
-                "details": {"status": str(write.merged.change_status), "batch": str(req.batch_id)},
+                "details": {"status": str(write.merged.change_status), "batch": batch},
             }
         )
     await _flush(conn, actor, run, states, results)
@@ -208,7 +209,7 @@ async def push(
         batch_id=req.batch_id,
         device_id=actor.user_id,
         clinic_id=actor.clinic_id,
-        response=response.model_dump(mode="json"),
+        response=response.model_dump_json(),
     )
     await audit.append_many(
         conn,
@@ -253,8 +254,14 @@ async def _flush(
         await sync_db.detect_duplicates(conn, actor.clinic_id, searched)  # flagged for a person; never merged
     for w in run.writes:
         states[w.change.id].version = versions[w.change.id]
-        results[w.index] = ChangeResult(
-            kind=w.change.kind, id=w.change.id, status=w.merged.change_status, server_version=versions[w.change.id]
+        # Built without validation: an applied or merged status with the version just written (always >= 1).
+        results[w.index] = ChangeResult.model_construct(
+            kind=w.change.kind,
+            id=w.change.id,
+            status=w.merged.change_status,
+            reason=None,
+            message=None,
+            server_version=versions[w.change.id],
         )
 
 

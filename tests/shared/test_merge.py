@@ -87,6 +87,21 @@ class TestMergePatient:
         )
         assert result.change_status is ChangeStatus.APPLIED
 
+    @given(states)
+    def test_a_new_record_takes_the_incoming_state_as_merging_field_by_field_would(self, incoming: State) -> None:
+        # merge_fields answers an empty current side without comparing; folding the fields one at a time
+        # into the empty state goes through the comparing path from the second field on.
+        fields, stamps = incoming
+        result = merge_fields({}, {}, fields, stamps)
+        step: State = EMPTY
+        for name in sorted(fields):
+            one = merge_fields(*step, {name: fields[name]}, {name: stamps[name]})
+            assert one.lost == ()
+            step = (one.fields, one.field_hlcs)
+        assert (result.fields, result.field_hlcs, result.lost) == (step[0], step[1], ())
+        assert list(result.fields) == sorted(fields) and list(result.field_hlcs) == sorted(stamps)
+        assert result.outcome is (MergeOutcome.APPLIED if fields else MergeOutcome.NOOP)
+
     def test_mixed_stamps_merge_field_by_field_and_keep_both_losers(self) -> None:
         current = {"name": "Asha", "mobile": "+919800000001"}, {"name": h(10), "mobile": h(10)}
         result = merge_patient(*current, {"name": "Asha K", "mobile": "+919800000002"}, {"name": h(20), "mobile": h(5)})

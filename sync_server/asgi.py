@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from sync_server.app import create_app
@@ -9,4 +11,15 @@ from sync_server.settings import Settings
 
 
 def app_from_env() -> FastAPI:
-    return create_app(Settings())
+    """The app of a server process, configured from ``INTEGMED_*``.
+
+    The objects that live as long as the process (modules, the app, its routes and validators) are moved
+    out of the cyclic garbage collector's generations once built: a push batch allocates tens of thousands
+    of objects that survive its request, and each collection they trigger would otherwise walk the whole
+    start-up heap again (measured: 23–36 % of the API's CPU for a 20,000-record push). Memory is unchanged;
+    nothing frozen was garbage.
+    """
+    app = create_app(Settings())
+    gc.collect()
+    gc.freeze()
+    return app

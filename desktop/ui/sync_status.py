@@ -8,6 +8,7 @@ it through the ``on_*`` slots, and the button's `sync_requested` goes back to th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -50,6 +51,15 @@ def last_synced_text(when: datetime | None, now: datetime | None = None) -> str:
     if local.date() == today:
         return f"Last synced {local:%H:%M}"
     return f"Last synced {local.day} {local:%b %H:%M}"
+
+
+def refused_signed_text(refused: Mapping[str, str]) -> tuple[str, str]:
+    """(status bar sentence, tooltip) for signed prescriptions from the server that failed verification here."""
+    n = len(refused)
+    things, verb = ("prescriptions", "were") if n != 1 else ("prescription", "was")
+    short = f"{n} signed {things} from the server failed the signature check and {verb} not saved on this computer."
+    details = "; ".join(f"{rx_id}: {reason}" for rx_id, reason in sorted(refused.items()))
+    return short, f"{short} Tell the clinic's IT team. {details}"
 
 
 def waiting_text(pending: int) -> str:
@@ -176,6 +186,9 @@ class SyncStatusWidget(QWidget):
         if status.last_error and not self._error_short and not self.error_label.text() and not self._syncing:
             # A problem from before this session (or from the CLI), in the words it was stored with.
             self._set_error(status.last_error, status.last_error)
+        elif status.refused_signed and not self._error_short and not self._syncing:
+            short, full = refused_signed_text(status.refused_signed)
+            self._set_error(short, full, color=WARNING_COLOR)
 
     # -- drawing -------------------------------------------------------------------------------------------
 

@@ -16,16 +16,26 @@ readings of a pushed batch, in order, the answer is:
 Nothing of a rejected reading is stored. Validation takes the compiled fast path
 (`shared.records.reading.reading_facts_fast`) for the shape desktops send and the pydantic model for
 anything else and for every refusal's message. After one lookup of the batch's ids and natural keys (under
-the patients' locks), the new readings' rows go with ONE COPY straight into ``wearable_data`` in a savepoint
-and are folded into the daily averages in one statement; should a concurrent push have stored one of the
-same measurements meanwhile, the savepoint is rolled back and the batch goes through the staging table and
-ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING`` with whole days recomputed (`sync_server.db.wearables`). A
-replayed batch adds nothing either way. The new readings then enter the clinic's feed.
+the patients' locks), the new readings' rows go with ONE COPY straight into ``wearable_data`` in a savepoint;
+should a concurrent push have stored one of the same measurements meanwhile, the savepoint is rolled back
+and the batch goes through the staging table and ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING``
+(`sync_server.db.wearables`). A replayed batch adds nothing either way. The new readings then enter the
+clinic's feed.
+
+**Daily averages** (native path) are not updated by the push: it queues the (patient, clinic-local day)
+pairs it stored readings for, one queue row per batch in the same transaction, and `DailyFolder` (a
+background task of the API process) recomputes those whole days from ``wearable_data`` within about
+`FOLD_INTERVAL_S`. A late reading for an old day queues that day, so the day is recomputed with it. A
+health-graph page first recomputes its patient's queued days (`refresh_patient`), so it never shows an
+average that misses a committed reading. Under TimescaleDB the continuous aggregate does all this.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +84,7 @@ FUTURE_LEEWAY = timedelta(days=1)
 SERVER_VERSION = 1
 """A reading is never changed, so its server version is always 1."""
 _METRICS = Metrics.load_default()
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -158,11 +169,6 @@ def _applied(change: Change) -> ChangeResult:
     )
 
 
-_TIME, _PATIENT, _METRIC, _VALUE, _UNIT = (
-    db.COLUMNS.index(c) for c in ("time", "patient_id", "metric", "value", "unit")
-)
-
-
 def _rows(item: _Incoming, clinic_id: uuid.UUID, batch_id: uuid.UUID) -> list[tuple[Any, ...]]:
     r = item.reading
     device_id, characteristic, key_time, key_seq, time = item.key
@@ -219,24 +225,16 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     to_insert = _plan(in_scope, stored, results)
     rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]
     if await db.copy_direct(conn, rows):
-        # Nothing of these was stored (checked under the patients' locks): every row is in, fold them in.
-        new_ids = [i.reading.id for i in to_insert]
-        if rows and layout.mode == db.NATIVE:
-            await db.add_daily(
-                conn,
-                actor.clinic_id,
-                layout.day_zone,
-                [r[_PATIENT] for r in rows],
-                [r[_METRIC] for r in rows],
-                [r[_TIME] for r in rows],
-                [r[_VALUE] for r in rows],
-                [r[_UNIT] for r in rows],
-            )
-    else:  # a concurrent push stored some of the same measurements: ON CONFLICT keeps the first, whole days redone
+        # Nothing of these was stored (checked under the patients' locks): every row is in.
+        stored_now = to_insert
+    else:  # a concurrent push stored some of the same measurements: ON CONFLICT keeps the first
         inserted = await db.insert(conn, rows)
-        if inserted and layout.mode == db.NATIVE:
-            await db.refresh_daily(conn, actor.clinic_id, layout.day_zone)
-        new_ids = [i.reading.id for i in to_insert if i.reading.id in inserted]
+        stored_now = [i for i in to_insert if i.reading.id in inserted]
+    new_ids = [i.reading.id for i in stored_now]
+    if stored_now and layout.mode == db.NATIVE:  # their days, for the daily averages' folder (`fold_daily`)
+        await db.queue_daily(
+            conn, actor.clinic_id, [i.reading.patient_id for i in stored_now], [i.key[4] for i in stored_now]
+        )
     await _audit(conn, actor, req.batch_id, results, len(new_ids))
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.READING, new_ids, req.batch_id)
     return sorted(results.items())
@@ -386,3 +384,62 @@ async def time_series_mode(pool: asyncpg.Pool) -> str | None:
     """How wearable data is stored (``timescaledb`` or ``native_partitions``), for the readiness probe."""
     async with pool.acquire() as conn:
         return await db.time_series_mode(conn)
+
+
+FOLD_INTERVAL_S = 1.0
+"""Longest the daily-averages folder sleeps with nothing queued; a queued day waits at most about this long
+(plus the folding itself) before `wearable_daily_avg` has it. A health-graph page never waits for it."""
+FOLD_CHUNK = 20
+"""Queued batches folded per transaction (about 20,000 readings): short transactions, short lock."""
+
+
+async def fold_daily(pool: asyncpg.Pool, *, chunk: int = FOLD_CHUNK) -> int:
+    """Fold every queued batch's days into ``wearable_daily_avg`` now; how many queued batches were folded.
+
+    Each chunk is its own transaction (the queue rows go with the averages they produced). Safe to run from
+    several processes at once: one refresher holds the fold lock at a time, the others wait for it.
+    """
+    total = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            folded = await db.fold_daily(conn, chunk)
+        total += folded
+        if folded < chunk:
+            return total
+
+
+async def refresh_patient(conn: asyncpg.Connection, patient_id: uuid.UUID) -> None:
+    """Bring the patient's daily averages up to date with every committed reading (before showing them)."""
+    await db.refresh_patient(conn, patient_id)
+
+
+class DailyFolder:
+    """The API process's background task that keeps ``wearable_daily_avg`` up to date (native path).
+
+    A push only queues the days it stored readings for (`db.queue_daily`); this task folds the queue every
+    `FOLD_INTERVAL_S` (and straight again while there is more). An error (database restarting, …) is logged
+    and retried on the next round: the queue keeps the days, nothing is lost.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, interval: float = FOLD_INTERVAL_S) -> None:
+        self._pool = pool
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="wearable-daily-folder")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await fold_daily(self._pool)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                _log.warning("daily averages not folded this round (retried): %s", exc)
+            await asyncio.sleep(self._interval)

@@ -50,7 +50,7 @@ import indian_patients as gen  # sibling module: bench/ is sys.path[0] when this
 import server_patients as sp
 
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
-from shared.clock import HLC, encode
+from shared.clock import HLC, encode, system_wall_ms
 from shared.ids import uuid7
 from shared.records.reading import Reading, ReadingValue, TimeSource, reading_change_fields
 from shared.sync.protocol import MAX_PUSH_CHANGES, Change, Op, PushRequest, RecordKind
@@ -240,7 +240,7 @@ async def raw_copy(dsn: str, fx: dict[str, Any], requests: Iterator[PushRequest]
         for req in requests:
             rows = []
             for change in req.changes:
-                item = readings_service._validate(0, change, HLC("srv-raw"), datetime.now(UTC))
+                item = readings_service._validate(0, change, datetime.now(UTC), system_wall_ms())
                 rows += readings_service._rows(item, fx["clinic_id"], req.batch_id)
             t0 = time.perf_counter()
             async with conn.transaction():

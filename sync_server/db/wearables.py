@@ -178,27 +178,32 @@ async def copy_direct(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]])
 
 
 async def queue_daily(
-    conn: asyncpg.Connection, clinic_id: uuid.UUID, patient_ids: Sequence[uuid.UUID], times: Sequence[datetime]
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    patient_ids: Sequence[uuid.UUID],
+    metrics: Sequence[str],
+    times: Sequence[datetime],
 ) -> None:
-    """Queue the (patient, clinic-local day) of each reading just stored, for `fold_daily` (native path only).
+    """Queue the (patient, metric, clinic-local day) of each row just stored, for `fold_daily` (native path).
 
-    One row for the whole batch (the distinct pairs as two parallel arrays), written in the push's own
+    One row for the whole batch (the distinct triples as three parallel arrays), written in the push's own
     transaction: the days become visible to the folder exactly when the readings do.
     """
     if not patient_ids:
         return
     await conn.execute(
         """
-        INSERT INTO wearable_daily_pending (clinic_id, patient_ids, days)
-        SELECT $1, array_agg(k.patient_id), array_agg(k.day)
+        INSERT INTO wearable_daily_pending (clinic_id, patient_ids, metrics, days)
+        SELECT $1, array_agg(k.patient_id), array_agg(k.metric), array_agg(k.day)
         FROM (
-            SELECT DISTINCT r.patient_id, (r.time AT TIME ZONE s.value)::date AS day
-            FROM unnest($2::uuid[], $3::timestamptz[]) AS r(patient_id, time)
+            SELECT DISTINCT r.patient_id, r.metric, (r.time AT TIME ZONE s.value)::date AS day
+            FROM unnest($2::uuid[], $3::text[], $4::timestamptz[]) AS r(patient_id, metric, time)
             CROSS JOIN wearable_settings s WHERE s.key = 'day_zone'
         ) AS k
         """,
         clinic_id,
         patient_ids,
+        metrics,
         times,
     )
 
@@ -207,20 +212,25 @@ FOLD_LOCK = 571_701
 """Advisory lock key (transaction-level) held by whoever recomputes queued days: one refresher at a time, so a
 day recomputed from an older snapshot can never overwrite one recomputed from a newer one."""
 
-# Whole days recomputed from `wearable_data` for the `keys` CTE's (clinic_id, patient_id, day), one per
-# (patient, day): a late reading for an old day fixes that day. The patient index (patient_id, metric,
-# time) serves the time range per metric (skip scan).
+# Whole days recomputed from `wearable_data` for the `keys` CTE's (clinic_id, patient_id, metric, day), one
+# per (patient, metric, day): a late reading for an old day fixes that day. LATERAL, so that each key is one
+# range scan of the patient index (patient_id, metric, time) in the one partition its day lies in (a join
+# let the planner hash the whole table once per fold: measured 0.4 s per 5 batches at 60k rows, growing).
 _RECOMPUTE = """
     ins AS (
         INSERT INTO wearable_daily_avg AS d (clinic_id, patient_id, metric, day, avg, min, max, count, unit)
-        SELECT k.clinic_id, w.patient_id, w.metric, k.day, avg(w.value), min(w.value), max(w.value), count(*),
-               min(w.unit)
+        SELECT k.clinic_id, k.patient_id, k.metric, k.day, a.avg, a.min, a.max, a.count, a.unit
         FROM keys k
         CROSS JOIN (SELECT value AS zone FROM wearable_settings WHERE key = 'day_zone') AS z
-        JOIN wearable_data w ON w.patient_id = k.patient_id
-             AND w.time >= (k.day::timestamp AT TIME ZONE z.zone)
-             AND w.time < ((k.day + 1)::timestamp AT TIME ZONE z.zone)
-        GROUP BY k.clinic_id, w.patient_id, w.metric, k.day
+        CROSS JOIN LATERAL (
+            SELECT avg(w.value) AS avg, min(w.value) AS min, max(w.value) AS max, count(*) AS count,
+                   min(w.unit) AS unit
+            FROM wearable_data w
+            WHERE w.patient_id = k.patient_id AND w.metric = k.metric
+              AND w.time >= (k.day::timestamp AT TIME ZONE z.zone)
+              AND w.time < ((k.day + 1)::timestamp AT TIME ZONE z.zone)
+        ) AS a
+        WHERE a.count > 0
         ON CONFLICT (patient_id, metric, day) DO UPDATE
             SET clinic_id = EXCLUDED.clinic_id, avg = EXCLUDED.avg, min = EXCLUDED.min, max = EXCLUDED.max,
                 count = EXCLUDED.count, unit = EXCLUDED.unit
@@ -241,11 +251,11 @@ async def fold_daily(conn: asyncpg.Connection, batches: int) -> int:
         WITH taken AS (
             DELETE FROM wearable_daily_pending
             WHERE id IN (SELECT id FROM wearable_daily_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-            RETURNING id, clinic_id, patient_ids, days
+            RETURNING id, clinic_id, patient_ids, metrics, days
         ), keys AS (
-            SELECT DISTINCT ON (k.patient_id, k.day) t.clinic_id, k.patient_id, k.day
-            FROM taken t CROSS JOIN LATERAL unnest(t.patient_ids, t.days) AS k(patient_id, day)
-            ORDER BY k.patient_id, k.day, t.id DESC
+            SELECT DISTINCT ON (k.patient_id, k.metric, k.day) t.clinic_id, k.patient_id, k.metric, k.day
+            FROM taken t CROSS JOIN LATERAL unnest(t.patient_ids, t.metrics, t.days) AS k(patient_id, metric, day)
+            ORDER BY k.patient_id, k.metric, k.day, t.id DESC
         ), {_RECOMPUTE.strip()}
         SELECT count(*) FROM taken  -- ins runs to completion whether read or not
         """,
@@ -268,10 +278,11 @@ async def refresh_patient(conn: asyncpg.Connection, patient_id: uuid.UUID) -> No
     await conn.execute(
         f"""
         WITH keys AS (
-            SELECT DISTINCT ON (k.day) p.clinic_id, k.patient_id, k.day
-            FROM wearable_daily_pending p CROSS JOIN LATERAL unnest(p.patient_ids, p.days) AS k(patient_id, day)
+            SELECT DISTINCT ON (k.metric, k.day) p.clinic_id, k.patient_id, k.metric, k.day
+            FROM wearable_daily_pending p
+            CROSS JOIN LATERAL unnest(p.patient_ids, p.metrics, p.days) AS k(patient_id, metric, day)
             WHERE $1 = ANY(p.patient_ids) AND k.patient_id = $1
-            ORDER BY k.day, p.id DESC
+            ORDER BY k.metric, k.day, p.id DESC
         ), {_RECOMPUTE.strip()}
         SELECT 1  -- ins runs to completion whether read or not
         """,

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.clock import HLC, encode
+from shared.clock import Stamp, decode, encode, system_wall_ms
 from shared.ids import uuid7
 from shared.records.reading import Reading, ReadingValue, TimeSource, reading_change_fields
 from shared.sync.protocol import Change
@@ -263,13 +263,15 @@ def test_a_concurrently_stored_measurement_falls_back_to_on_conflict(pc: Device,
                 rows = []
                 for item in (twin, fresh):
                     incoming = readings_service._validate(
-                        0, Change.model_validate(change(pc, item)), HLC("srv-test"), datetime.now(UTC)
+                        0, Change.model_validate(change(pc, item)), datetime.now(UTC), system_wall_ms()
                     )
                     rows += readings_service._rows(incoming, clinic, uuid7())
                 direct = await wearables_db.copy_direct(conn, rows)
                 inserted = await wearables_db.insert(conn, rows)
                 assert layout.mode == wearables_db.NATIVE
-                await wearables_db.queue_daily(conn, clinic, [pid], [fresh.measured_at])
+                await wearables_db.queue_daily(
+                    conn, clinic, [pid, pid], ["bp_systolic", "bp_diastolic"], [fresh.measured_at] * 2
+                )
             return direct, inserted
         finally:
             await conn.close()
@@ -326,7 +328,7 @@ def test_daily_average_is_fixed_by_a_late_reading(pc: Device, settings: Settings
 
 
 def test_days_are_queued_in_the_push_and_folded_once(pc: Device, settings: Settings) -> None:
-    """A push queues one row naming its (patient, day) pairs; folding recomputes those days and empties the
+    """A push queues one row naming its (patient, metric, day) triples; folding recomputes those days and empties the
     queue; a replay (new batch id or the same one) stores nothing and queues nothing; a second fold is a no-op."""
     fold(settings)  # whatever earlier tests left
     pid = make_patient(pc)
@@ -339,11 +341,17 @@ def test_days_are_queued_in_the_push_and_folded_once(pc: Device, settings: Setti
         assert statuses(pc.push(batch, batch_id=batch_id)) == [("applied", None)] * 4
         queued = query(
             settings,
-            "SELECT k.patient_id, k.day::text AS day"
-            " FROM wearable_daily_pending p, unnest(p.patient_ids, p.days) AS k(patient_id, day)",
+            "SELECT k.patient_id, k.metric, k.day::text AS day"
+            " FROM wearable_daily_pending p, unnest(p.patient_ids, p.metrics, p.days) AS k(patient_id, metric, day)",
         )
-        assert sorted((r["patient_id"], r["day"]) for r in queued) == sorted(
-            [(pid, "2026-03-10"), (other, "2026-03-10"), (pid, "2026-03-11")]
+        assert sorted((r["patient_id"], r["metric"], r["day"]) for r in queued) == sorted(
+            [
+                (pid, "bp_systolic", "2026-03-10"),
+                (pid, "bp_diastolic", "2026-03-10"),
+                (other, "spo2", "2026-03-10"),
+                (pid, "bp_systolic", "2026-03-11"),
+                (pid, "bp_diastolic", "2026-03-11"),
+            ]
         )
         assert statuses(pc.push(batch, batch_id=batch_id)) == [("applied", None)] * 4  # the stored answer
         assert statuses(pc.push(batch)) == [("applied", None)] * 4  # a new batch of the same readings
@@ -386,7 +394,7 @@ def test_refresh_patient_recomputes_its_queued_days_and_leaves_the_queue(pc: Dev
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", wearables_db.FOLD_LOCK)
                 await conn.execute("DELETE FROM wearable_daily_avg WHERE patient_id = ANY($1)", [pid, other])
                 await conn.execute("DELETE FROM wearable_daily_pending")
-                await wearables_db.queue_daily(conn, clinic, [pid, other], [T0, T0])
+                await wearables_db.queue_daily(conn, clinic, [pid, other], ["bp_systolic"] * 2, [T0, T0])
                 await readings_service.refresh_patient(conn, pid)
                 averages = [tuple(r) for r in await conn.fetch(daily, [pid, other])]
                 return averages, await wearables_db.pending_daily(conn)
@@ -421,3 +429,16 @@ def test_ready_reports_the_time_series_layout(api: TestClient) -> None:
     r = api.get("/ready")
     assert r.status_code == 200, r.text
     assert r.json()["time_series"] == "native_partitions"
+
+
+def test_a_stamp_too_far_ahead_is_refused_and_the_server_clock_passes_the_others(pc: Device) -> None:
+    pid = make_patient(pc)
+    ok = change(pc, reading(pid, T0, {"pulse_rate": "70"}))
+    ahead = change(pc, reading(pid, T0 + timedelta(hours=1), {"pulse_rate": "71"}))
+    ahead["hlc"] = encode(Stamp(system_wall_ms() + 60 * 60 * 1000, 0, "fastpc"))
+    ahead["field_hlcs"] = dict.fromkeys(ahead["fields"], ahead["hlc"])
+    later = change(pc, reading(pid, T0 + timedelta(hours=2), {"pulse_rate": "72"}))
+    response = pc.push([ok, ahead, later])
+    assert statuses(response) == [("applied", None), ("rejected", "clock_skew"), ("applied", None)]
+    assert "ahead" in response.json()["results"][1]["message"]
+    assert decode(response.json()["server_hlc"]) > max(decode(ok["hlc"]), decode(later["hlc"]))

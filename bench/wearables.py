@@ -55,6 +55,7 @@ from shared.ids import uuid7
 from shared.records.reading import Reading, ReadingValue, TimeSource, reading_change_fields
 from shared.sync.protocol import MAX_PUSH_CHANGES, Change, Op, PushRequest, RecordKind
 from sync_server.db import embedded, migrate
+from sync_server.db import wearables as wearables_db
 from sync_server.security import tokens
 from sync_server.services import readings as readings_service
 from sync_server.services import sync as sync_service
@@ -244,7 +245,7 @@ async def raw_copy(dsn: str, fx: dict[str, Any], requests: Iterator[PushRequest]
                 rows += readings_service._rows(item, fx["clinic_id"], req.batch_id)
             t0 = time.perf_counter()
             async with conn.transaction():
-                await conn.copy_records_to_table("wearable_data", records=rows, columns=readings_service.db.COLUMNS)
+                await conn.copy_records_to_table("wearable_data", records=rows, columns=wearables_db.COLUMNS)
             timed += time.perf_counter() - t0
             readings += len(req.changes)
             rows_n += len(rows)

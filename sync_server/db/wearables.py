@@ -187,7 +187,10 @@ async def queue_daily(
     """Queue the (patient, metric, clinic-local day) of each row just stored, for `fold_daily` (native path).
 
     One row for the whole batch (the distinct triples as three parallel arrays), written in the push's own
-    transaction: the days become visible to the folder exactly when the readings do.
+    transaction: the days become visible to the folder exactly when the readings do. The times travel as
+    epoch seconds (a float8 is encoded in C; a timestamptz costs asyncpg Python arithmetic per value); a
+    double holds any microsecond time of this era to well under a microsecond, and ``to_timestamp`` rounds
+    back to the exact microsecond, so no time moves to another day.
     """
     if not patient_ids:
         return
@@ -196,15 +199,15 @@ async def queue_daily(
         INSERT INTO wearable_daily_pending (clinic_id, patient_ids, metrics, days)
         SELECT $1, array_agg(k.patient_id), array_agg(k.metric), array_agg(k.day)
         FROM (
-            SELECT DISTINCT r.patient_id, r.metric, (r.time AT TIME ZONE s.value)::date AS day
-            FROM unnest($2::uuid[], $3::text[], $4::timestamptz[]) AS r(patient_id, metric, time)
+            SELECT DISTINCT r.patient_id, r.metric, (to_timestamp(r.epoch) AT TIME ZONE s.value)::date AS day
+            FROM unnest($2::uuid[], $3::text[], $4::float8[]) AS r(patient_id, metric, epoch)
             CROSS JOIN wearable_settings s WHERE s.key = 'day_zone'
         ) AS k
         """,
         clinic_id,
         patient_ids,
         metrics,
-        times,
+        [t.timestamp() for t in times],
     )
 
 

@@ -442,3 +442,17 @@ def test_a_stamp_too_far_ahead_is_refused_and_the_server_clock_passes_the_others
     assert statuses(response) == [("applied", None), ("rejected", "clock_skew"), ("applied", None)]
     assert "ahead" in response.json()["results"][1]["message"]
     assert decode(response.json()["server_hlc"]) > max(decode(ok["hlc"]), decode(later["hlc"]))
+
+
+def test_a_reading_at_the_clinic_midnight_counts_on_its_own_day(pc: Device, settings: Settings) -> None:
+    pid = make_patient(pc)
+    midnight = datetime(2026, 3, 9, 18, 30, tzinfo=UTC)  # 00:00 on 10 March in India
+    times = [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(microseconds=1)]
+    batch = [
+        change(pc, reading(pid, t, {"pulse_rate": p}, sequence=i))
+        for i, (t, p) in enumerate(zip(times, ("60", "80", "90"), strict=True))
+    ]
+    assert statuses(pc.push(batch)) == [("applied", None)] * 3
+    fold(settings)
+    daily = "SELECT day::text, avg, count FROM wearable_daily_avg WHERE patient_id = $1 ORDER BY day"
+    assert [tuple(r) for r in query(settings, daily, pid)] == [("2026-03-09", 60.0, 1), ("2026-03-10", 85.0, 2)]

@@ -56,7 +56,10 @@ class Layout:
 
 
 async def prepare(conn: asyncpg.Connection, times: Sequence[datetime]) -> Layout:
-    """The layout, with the partitions of these times' months made (native path) and the staging table ready."""
+    """The layout, with the partitions of these times' months made (native path) and the staging table ready.
+
+    Any time in a month will do (the caller sends one per UTC month rather than every reading's).
+    """
     row = await conn.fetchrow("SELECT * FROM wearable_prepare($1::timestamptz[])", list(times))
     assert row is not None
     return Layout(mode=row["mode"], day_zone=row["day_zone"])
@@ -119,13 +122,17 @@ async def matching(
         ))
         UNION
         SELECT DISTINCT w.reading_id, w.content_hash, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
-        FROM unnest($2::text[], $3::text[], $4::text[], $5::integer[], $6::timestamptz[])
-             AS k(device_id, characteristic, key_time, key_seq, time)
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::integer[], $6::float8[])
+             AS k(device_id, characteristic, key_time, key_seq, epoch)
         JOIN wearable_data w ON w.device_id = k.device_id AND w.characteristic = k.characteristic
-             AND w.key_time = k.key_time AND w.key_seq = k.key_seq AND w.time = k.time
+             AND w.key_time = k.key_time AND w.key_seq = k.key_seq AND w.time = to_timestamp(k.epoch)
         """,
         list(ids),
-        *([list(column) for column in zip(*keys, strict=True)] if keys else [[], [], [], [], []]),
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [k[3] for k in keys],
+        [k[4].timestamp() for k in keys],  # as epoch seconds: see `queue_daily`
     )
     return [
         Stored(

@@ -235,7 +235,8 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     # Once for the batch: the greatest stamp (encoded stamps sort as the stamps do: fixed-width lowercase hex).
     clock.update(decode(max(i.change.hlc for i in valid)))
     in_scope = await _in_scope(conn, actor, valid, results)
-    layout = await db.prepare(conn, sorted({i.reading.measured_at for i in in_scope}))
+    months = {(t.year, t.month) for t in (i.reading.measured_at.astimezone(UTC) for i in in_scope)}
+    layout = await db.prepare(conn, [datetime(y, m, 1, tzinfo=UTC) for y, m in sorted(months)])
     stored = await db.matching(conn, [i.reading.id for i in in_scope], [i.key for i in in_scope])
     to_insert = _plan(in_scope, stored, results)
     rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]

@@ -255,6 +255,8 @@ async def fold_daily(conn: asyncpg.Connection, batches: int) -> int:
     Run it in a transaction: the queue rows go when the recomputed averages commit, and the fold lock is
     held until then. Returns how many queue rows were folded (0: the queue is empty, or being folded).
     """
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM wearable_daily_pending)"):
+        return 0  # the usual idle round: no lock taken
     await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK)
     folded = await conn.fetchval(
         f"""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -456,3 +457,16 @@ def test_a_reading_at_the_clinic_midnight_counts_on_its_own_day(pc: Device, sett
     fold(settings)
     daily = "SELECT day::text, avg, count FROM wearable_daily_avg WHERE patient_id = $1 ORDER BY day"
     assert [tuple(r) for r in query(settings, daily, pid)] == [("2026-03-09", 60.0, 1), ("2026-03-10", 85.0, 2)]
+
+
+def test_the_api_folds_queued_days_in_the_background(pc: Device, settings: Settings) -> None:
+    """Nobody calls `fold_daily` here: the API's own folder (started in its lifespan) empties the queue."""
+    pid = make_patient(pc)
+    batch = [change(pc, reading(pid, T0 + timedelta(minutes=i), {"spo2": s})) for i, s in enumerate(("95", "99"))]
+    assert statuses(pc.push(batch)) == [("applied", None)] * 2
+    daily = "SELECT avg, count FROM wearable_daily_avg WHERE patient_id = $1 AND metric = 'spo2'"
+    for _ in range(600):  # the folder runs about every second; give a loaded machine up to a minute
+        if query(settings, daily, pid):
+            break
+        time.sleep(0.1)
+    assert [tuple(r) for r in query(settings, daily, pid)] == [(97.0, 2)]

@@ -22,6 +22,7 @@ from sync_server.api.deps import AppState
 from sync_server.db.feed_listener import FeedListener
 from sync_server.db.migrate import head_revision
 from sync_server.hpr.client import HprClient
+from sync_server.services.readings import DailyFolder
 from sync_server.settings import Settings
 from sync_server.signing.issuer import SigningContext
 
@@ -159,9 +160,12 @@ def create_app(settings: Settings) -> FastAPI:
         # One LISTEN connection wakes the waiting pulls of this process (sync_server.db.feed_listener).
         app.state.feed_listener = listener = FeedListener(settings.database_url)
         listener.start()
+        folder = DailyFolder(pool)  # wearable daily averages, folded in the background (services.readings)
+        folder.start()
         try:
             yield
         finally:
+            await folder.close()
             await listener.close()
             await http.aclose()
             await pool.close()

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from shared.errors import FieldProblem, RuleViolation
 from sync_server import errors
 from sync_server.db import timeline as db
+from sync_server.services import readings
 from sync_server.services.context import Actor
 
 CLINIC_ZONE = ZoneInfo("Asia/Kolkata")
@@ -308,6 +309,7 @@ async def health_graph(
     if len(rows) == fetch:
         bound = min(bound or entries[-1][0], entries[-1][0])
     if include_wearables:
+        await readings.refresh_patient(conn, patient_id)  # days of readings not folded into the averages yet
         since = after[0].astimezone(CLINIC_ZONE).date() if after else None
         low = max(d for d in (first, since) if d is not None) if first or since else None
         rows = await db.wearable_days(conn, actor.clinic_id, patient_id, low, last, fetch)

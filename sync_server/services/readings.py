@@ -16,16 +16,26 @@ readings of a pushed batch, in order, the answer is:
 Nothing of a rejected reading is stored. Validation takes the compiled fast path
 (`shared.records.reading.reading_facts_fast`) for the shape desktops send and the pydantic model for
 anything else and for every refusal's message. After one lookup of the batch's ids and natural keys (under
-the patients' locks), the new readings' rows go with ONE COPY straight into ``wearable_data`` in a savepoint
-and are folded into the daily averages in one statement; should a concurrent push have stored one of the
-same measurements meanwhile, the savepoint is rolled back and the batch goes through the staging table and
-ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING`` with whole days recomputed (`sync_server.db.wearables`). A
-replayed batch adds nothing either way. The new readings then enter the clinic's feed.
+the patients' locks), the new readings' rows go with ONE COPY straight into ``wearable_data`` in a savepoint;
+should a concurrent push have stored one of the same measurements meanwhile, the savepoint is rolled back
+and the batch goes through the staging table and ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING``
+(`sync_server.db.wearables`). A replayed batch adds nothing either way. The new readings then enter the
+clinic's feed.
+
+**Daily averages** (native path) are not updated by the push: it queues the (patient, metric, clinic-local
+day) triples it stored rows for, one queue row per batch in the same transaction, and `DailyFolder` (a
+background task of the API process) recomputes those whole days from ``wearable_data`` within about
+`FOLD_INTERVAL_S`. A late reading for an old day queues that day, so the day is recomputed with it. A
+health-graph page first recomputes its patient's queued days (`refresh_patient`), so it never shows an
+average that misses a committed reading. Under TimescaleDB the continuous aggregate does all this.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +45,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from shared.clock import HLC, check_incoming, decode, system_wall_ms
+from shared.clock import HLC, MAX_DRIFT_MS, check_incoming, decode, system_wall_ms
 from shared.records.reading import (
     ImplausibleReading,
     Metrics,
@@ -74,9 +84,10 @@ FUTURE_LEEWAY = timedelta(days=1)
 SERVER_VERSION = 1
 """A reading is never changed, so its server version is always 1."""
 _METRICS = Metrics.load_default()
+_log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Incoming:
     index: int
     change: Change
@@ -110,14 +121,17 @@ def _content_hash(r: ReadingFacts) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incoming:
+def _validate(index: int, change: Change, now: datetime, wall_ms: int) -> _Incoming:
+    """The checked reading of one change (``now``/``wall_ms``: the server's clock when the batch arrived).
+
+    The change's stamp is only checked here (not ahead of ``wall_ms`` by more than `MAX_DRIFT_MS`); the
+    caller folds the greatest accepted stamp into its clock once for the batch.
+    """
     if change.op is not Op.UPSERT:
         raise _Reject(RejectCode.SIGNED_IMMUTABLE, "Readings are append-only: a reading cannot be deleted")
     stamp = decode(change.hlc)
-    verdict = check_incoming(stamp, system_wall_ms())
-    if not verdict.accepted:
-        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
-    clock.update(stamp)
+    if stamp.wall_ms - wall_ms > MAX_DRIFT_MS:
+        raise _Reject(RejectCode.CLOCK_SKEW, check_incoming(stamp, wall_ms).to_error().message)
     # The compiled rules for the shape desktops send (no model objects built); anything else, and every
     # refusal (for its message), goes through the model. They agree: tests/shared/test_reading_record.py.
     fast = reading_facts_fast(change.id, change.fields, _METRICS)
@@ -145,33 +159,37 @@ def _validate(index: int, change: Change, clock: HLC, now: datetime) -> _Incomin
     return _Incoming(index, change, reading, _content_hash(reading), _key_columns(reading))
 
 
-def _applied(change: Change) -> ChangeResult:
-    # Built without validation: these constant fields satisfy ChangeResult's rules (applied, a version, no
-    # reason); PushResponse validates the batch's results as a whole.
-    return ChangeResult.model_construct(
-        kind=RecordKind.READING,
-        id=change.id,
-        status=ChangeStatus.APPLIED,
-        reason=None,
-        message=None,
-        server_version=SERVER_VERSION,
-    )
+_TIME, _PATIENT, _READING, _METRIC = (db.COLUMNS.index(c) for c in ("time", "patient_id", "reading_id", "metric"))
 
-
-_TIME, _PATIENT, _METRIC, _VALUE, _UNIT = (
-    db.COLUMNS.index(c) for c in ("time", "patient_id", "metric", "value", "unit")
+_APPLIED = ChangeResult(
+    kind=RecordKind.READING, id=uuid.UUID(int=0), status=ChangeStatus.APPLIED, server_version=SERVER_VERSION
 )
+
+
+def _applied(change: Change) -> ChangeResult:
+    # A copy of a validated answer with only the id replaced (a UUID, as validated in the change): the
+    # cheapest way to make one, with no validation to repeat.
+    return _APPLIED.model_copy(update={"id": change.id})
 
 
 def _rows(item: _Incoming, clinic_id: uuid.UUID, batch_id: uuid.UUID) -> list[tuple[Any, ...]]:
     r = item.reading
     device_id, characteristic, key_time, key_seq, time = item.key
+    patient_id, reading_id, device_name, sequence, device_time = (
+        r.patient_id,
+        r.id,
+        r.device_name,
+        r.sequence,
+        r.device_time,
+    )
+    time_source, encounter_id, raw_hex, received_at = r.time_source.value, r.encounter_id, r.raw_hex, r.received_at
+    content_hash, hlc = item.content_hash, item.change.hlc
     return [
         (
             time,
             clinic_id,
-            r.patient_id,
-            r.id,
+            patient_id,
+            reading_id,
             position,
             v.metric,
             float(v.value),
@@ -181,18 +199,18 @@ def _rows(item: _Incoming, clinic_id: uuid.UUID, batch_id: uuid.UUID) -> list[tu
             None if v.original_value is None else str(v.original_value),
             v.original_unit,
             device_id,
-            r.device_name,
+            device_name,
             characteristic,
-            r.sequence,
-            r.device_time,
-            str(r.time_source),
+            sequence,
+            device_time,
+            time_source,
             key_time,
             key_seq,
-            r.encounter_id,
-            r.raw_hex,
-            r.received_at,
-            item.content_hash,
-            item.change.hlc,
+            encounter_id,
+            raw_hex,
+            received_at,
+            content_hash,
+            hlc,
             batch_id,
         )
         for position, v in enumerate(r.values)
@@ -204,39 +222,37 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     results: dict[int, ChangeResult] = {}
     valid: list[_Incoming] = []
     now = datetime.now(UTC)
+    wall_ms = system_wall_ms()
     for index, change in enumerate(req.changes):
         if change.kind is not RecordKind.READING:
             continue
         try:
-            valid.append(_validate(index, change, clock, now))
+            valid.append(_validate(index, change, now, wall_ms))
         except _Reject as rej:
             results[index] = _rejected(change, rej.code, rej.message)
     if not valid:
         return sorted(results.items())
+    # Once for the batch: the greatest stamp (encoded stamps sort as the stamps do: fixed-width lowercase hex).
+    clock.update(decode(max(i.change.hlc for i in valid)))
     in_scope = await _in_scope(conn, actor, valid, results)
-    layout = await db.prepare(conn, sorted({i.reading.measured_at for i in in_scope}))
+    months = {(t.year, t.month) for t in (i.reading.measured_at.astimezone(UTC) for i in in_scope)}
+    layout = await db.prepare(conn, [datetime(y, m, 1, tzinfo=UTC) for y, m in sorted(months)])
     stored = await db.matching(conn, [i.reading.id for i in in_scope], [i.key for i in in_scope])
     to_insert = _plan(in_scope, stored, results)
     rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]
     if await db.copy_direct(conn, rows):
-        # Nothing of these was stored (checked under the patients' locks): every row is in, fold them in.
-        new_ids = [i.reading.id for i in to_insert]
-        if rows and layout.mode == db.NATIVE:
-            await db.add_daily(
-                conn,
-                actor.clinic_id,
-                layout.day_zone,
-                [r[_PATIENT] for r in rows],
-                [r[_METRIC] for r in rows],
-                [r[_TIME] for r in rows],
-                [r[_VALUE] for r in rows],
-                [r[_UNIT] for r in rows],
-            )
-    else:  # a concurrent push stored some of the same measurements: ON CONFLICT keeps the first, whole days redone
+        # Nothing of these was stored (checked under the patients' locks): every row is in.
+        stored_now = to_insert
+    else:  # a concurrent push stored some of the same measurements: ON CONFLICT keeps the first
         inserted = await db.insert(conn, rows)
-        if inserted and layout.mode == db.NATIVE:
-            await db.refresh_daily(conn, actor.clinic_id, layout.day_zone)
-        new_ids = [i.reading.id for i in to_insert if i.reading.id in inserted]
+        stored_now = [i for i in to_insert if i.reading.id in inserted]
+    new_ids = [i.reading.id for i in stored_now]
+    if stored_now and layout.mode == db.NATIVE:  # their days, for the daily averages' folder (`fold_daily`)
+        ids = set(new_ids)
+        kept = rows if len(stored_now) == len(to_insert) else [r for r in rows if r[_READING] in ids]
+        await db.queue_daily(
+            conn, actor.clinic_id, [r[_PATIENT] for r in kept], [r[_METRIC] for r in kept], [r[_TIME] for r in kept]
+        )
     await _audit(conn, actor, req.batch_id, results, len(new_ids))
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.READING, new_ids, req.batch_id)
     return sorted(results.items())
@@ -386,3 +402,63 @@ async def time_series_mode(pool: asyncpg.Pool) -> str | None:
     """How wearable data is stored (``timescaledb`` or ``native_partitions``), for the readiness probe."""
     async with pool.acquire() as conn:
         return await db.time_series_mode(conn)
+
+
+FOLD_INTERVAL_S = 1.0
+"""Longest the daily-averages folder sleeps with nothing queued; a queued day waits at most about this long
+(plus the folding itself) before `wearable_daily_avg` has it. A health-graph page never waits for it."""
+FOLD_CHUNK = 5
+"""Queued batches folded per transaction (about 5,000 readings): short transactions, so a health-graph page
+that needs the fold lock waits little."""
+
+
+async def fold_daily(pool: asyncpg.Pool, *, chunk: int = FOLD_CHUNK) -> int:
+    """Fold every queued batch's days into ``wearable_daily_avg`` now; how many queued batches were folded.
+
+    Each chunk is its own transaction (the queue rows go with the averages they produced). Safe to run from
+    several processes at once: one refresher holds the fold lock at a time, the others wait for it.
+    """
+    total = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            folded = await db.fold_daily(conn, chunk)
+        total += folded
+        if folded < chunk:
+            return total
+
+
+async def refresh_patient(conn: asyncpg.Connection, patient_id: uuid.UUID) -> None:
+    """Bring the patient's daily averages up to date with every committed reading (before showing them)."""
+    await db.refresh_patient(conn, patient_id)
+
+
+class DailyFolder:
+    """The API process's background task that keeps ``wearable_daily_avg`` up to date (native path).
+
+    A push only queues the days it stored readings for (`db.queue_daily`); this task folds the queue every
+    `FOLD_INTERVAL_S` (and straight again while there is more). An error (database restarting, …) is logged
+    and retried on the next round: the queue keeps the days, nothing is lost.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, interval: float = FOLD_INTERVAL_S) -> None:
+        self._pool = pool
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="wearable-daily-folder")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await fold_daily(self._pool)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                _log.warning("daily averages not folded this round (retried): %s", exc)
+            await asyncio.sleep(self._interval)

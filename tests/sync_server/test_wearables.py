@@ -5,7 +5,12 @@ Real embedded PostgreSQL (native partitions: it has no TimescaleDB), the real ap
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,7 +19,7 @@ import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 
-from shared.clock import HLC, encode
+from shared.clock import Stamp, decode, encode, system_wall_ms
 from shared.ids import uuid7
 from shared.records.reading import Reading, ReadingValue, TimeSource, reading_change_fields
 from shared.sync.protocol import Change
@@ -93,6 +98,44 @@ def query(settings: Settings, sql: str, *args: Any) -> list[asyncpg.Record]:
 
     result: list[asyncpg.Record] = pg.run(go())
     return result
+
+
+def fold(settings: Settings) -> int:
+    """Fold the queued days into the daily averages now (what the API's background folder does)."""
+
+    async def go() -> int:
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            return await readings_service.fold_daily(pool)
+        finally:
+            await pool.close()
+
+    folded: int = pg.run(go())
+    return folded
+
+
+@contextlib.contextmanager
+def folder_paused(settings: Settings) -> Iterator[None]:
+    """Hold the fold lock on a connection of its own, so the API's background folder cannot fold meanwhile."""
+    held, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", wearables_db.FOLD_LOCK)
+            held.set()
+            await asyncio.get_running_loop().run_in_executor(None, release.wait)
+        finally:
+            await conn.close()  # releases the lock
+
+    thread = threading.Thread(target=asyncio.run, args=(hold(),))
+    thread.start()
+    try:
+        assert held.wait(30)
+        yield
+    finally:
+        release.set()
+        thread.join()
 
 
 T0 = datetime(2026, 3, 10, 4, 30, tzinfo=UTC)
@@ -205,7 +248,7 @@ def test_invalid_implausible_and_out_of_scope_readings_are_rejected(
 def test_a_concurrently_stored_measurement_falls_back_to_on_conflict(pc: Device, settings: Settings) -> None:
     """The direct COPY is taken only after the lookup found nothing; if another push stored the same
     measurement meanwhile, the COPY's savepoint is rolled back and the INSERT … ON CONFLICT path keeps the
-    first, with the whole days recomputed."""
+    first, and only the readings it stored have their days queued."""
     pid = make_patient(pc)
     r = reading(pid, T0, {"bp_systolic": "120", "bp_diastolic": "80"})
     assert statuses(pc.push([change(pc, r)])) == [("applied", None)]
@@ -221,12 +264,15 @@ def test_a_concurrently_stored_measurement_falls_back_to_on_conflict(pc: Device,
                 rows = []
                 for item in (twin, fresh):
                     incoming = readings_service._validate(
-                        0, Change.model_validate(change(pc, item)), HLC("srv-test"), datetime.now(UTC)
+                        0, Change.model_validate(change(pc, item)), datetime.now(UTC), system_wall_ms()
                     )
                     rows += readings_service._rows(incoming, clinic, uuid7())
                 direct = await wearables_db.copy_direct(conn, rows)
                 inserted = await wearables_db.insert(conn, rows)
-                await wearables_db.refresh_daily(conn, clinic, layout.day_zone)
+                assert layout.mode == wearables_db.NATIVE
+                await wearables_db.queue_daily(
+                    conn, clinic, [pid, pid], ["bp_systolic", "bp_diastolic"], [fresh.measured_at] * 2
+                )
             return direct, inserted
         finally:
             await conn.close()
@@ -235,6 +281,7 @@ def test_a_concurrently_stored_measurement_falls_back_to_on_conflict(pc: Device,
     assert not direct and inserted == {fresh.id}
     stored = query(settings, "SELECT DISTINCT reading_id FROM wearable_data")
     assert {x["reading_id"] for x in stored} == {r.id, fresh.id}
+    fold(settings)
     daily = "SELECT avg, count FROM wearable_daily_avg WHERE metric = 'bp_systolic'"
     assert [tuple(x) for x in query(settings, daily)] == [(125.0, 2)]
 
@@ -267,11 +314,100 @@ def test_daily_average_is_fixed_by_a_late_reading(pc: Device, settings: Settings
     daily = (
         "SELECT day::text, avg, min, max, count, unit FROM wearable_daily_avg WHERE metric = 'bp_systolic' ORDER BY day"
     )
+    fold(settings)
     assert [tuple(r) for r in query(settings, daily)] == [("2026-03-10", 125.0, 120.0, 130.0, 2, "mmHg")]
-    # weeks later a reading of that day arrives (the cuff was synced late)
+    # weeks later a reading of that day arrives (the cuff was synced late), with one of a new day
     late = reading(pid, datetime(2026, 3, 10, 12, tzinfo=UTC), {"bp_systolic": "140"}, device_id="CUFF-2")
-    assert statuses(pc.push([change(pc, late)])) == [("applied", None)]
-    assert [tuple(r) for r in query(settings, daily)] == [("2026-03-10", 130.0, 120.0, 140.0, 3, "mmHg")]
+    newer = reading(pid, datetime(2026, 4, 2, 12, tzinfo=UTC), {"bp_systolic": "110"}, device_id="CUFF-2")
+    assert statuses(pc.push([change(pc, late), change(pc, newer)])) == [("applied", None)] * 2
+    fold(settings)
+    assert [tuple(r) for r in query(settings, daily)] == [
+        ("2026-03-10", 130.0, 120.0, 140.0, 3, "mmHg"),
+        ("2026-04-02", 110.0, 110.0, 110.0, 1, "mmHg"),
+    ]
+    assert query(settings, "SELECT count(*) AS n FROM wearable_daily_pending")[0]["n"] == 0
+
+
+def test_days_are_queued_in_the_push_and_folded_once(pc: Device, settings: Settings) -> None:
+    """A push queues one row naming its (patient, metric, day) triples; folding recomputes those days and empties the
+    queue; a replay (new batch id or the same one) stores nothing and queues nothing; a second fold is a no-op."""
+    fold(settings)  # whatever earlier tests left
+    pid = make_patient(pc)
+    other = make_patient(pc)
+    times = [T0, T0 + timedelta(hours=1), T0 + timedelta(days=1)]
+    batch = [change(pc, reading(pid, t, {"bp_systolic": "120", "bp_diastolic": "80"})) for t in times]
+    batch.append(change(pc, reading(other, T0, {"spo2": "97"}, device_id="OXI-1", characteristic="2A5E")))
+    batch_id = str(uuid7())
+    with folder_paused(settings):
+        assert statuses(pc.push(batch, batch_id=batch_id)) == [("applied", None)] * 4
+        queued = query(
+            settings,
+            "SELECT k.patient_id, k.metric, k.day::text AS day"
+            " FROM wearable_daily_pending p, unnest(p.patient_ids, p.metrics, p.days) AS k(patient_id, metric, day)",
+        )
+        assert sorted((r["patient_id"], r["metric"], r["day"]) for r in queued) == sorted(
+            [
+                (pid, "bp_systolic", "2026-03-10"),
+                (pid, "bp_diastolic", "2026-03-10"),
+                (other, "spo2", "2026-03-10"),
+                (pid, "bp_systolic", "2026-03-11"),
+                (pid, "bp_diastolic", "2026-03-11"),
+            ]
+        )
+        assert statuses(pc.push(batch, batch_id=batch_id)) == [("applied", None)] * 4  # the stored answer
+        assert statuses(pc.push(batch)) == [("applied", None)] * 4  # a new batch of the same readings
+        assert query(settings, "SELECT count(*) AS n FROM wearable_daily_pending")[0]["n"] == 1
+        assert query(settings, "SELECT count(*) AS n FROM wearable_daily_avg WHERE patient_id = $1", pid)[0]["n"] == 0
+    fold(settings)
+    assert fold(settings) == 0
+    daily = "SELECT patient_id, metric, day::text, avg, count FROM wearable_daily_avg WHERE patient_id = ANY($1)"
+    assert sorted(tuple(r) for r in query(settings, daily, [pid, other])) == sorted(
+        [
+            (pid, "bp_diastolic", "2026-03-10", 80.0, 2),
+            (pid, "bp_systolic", "2026-03-10", 120.0, 2),
+            (pid, "bp_diastolic", "2026-03-11", 80.0, 1),
+            (pid, "bp_systolic", "2026-03-11", 120.0, 1),
+            (other, "spo2", "2026-03-10", 97.0, 1),
+        ]
+    )
+
+
+def test_refresh_patient_recomputes_its_queued_days_and_leaves_the_queue(pc: Device, settings: Settings) -> None:
+    """What a health-graph page runs first: the patient's queued days are recomputed (the other patient's are
+    not); the queue row stays for the folder, whose recomputation gives the same averages."""
+    fold(settings)
+    pid = make_patient(pc)
+    other = make_patient(pc)
+    batch = [
+        change(pc, reading(pid, T0, {"bp_systolic": "150"})),
+        change(pc, reading(other, T0, {"bp_systolic": "100"}, device_id="CUFF-9")),
+    ]
+    assert statuses(pc.push(batch)) == [("applied", None)] * 2
+
+    clinic = query(settings, "SELECT clinic_id FROM patients WHERE id = $1", pid)[0]["clinic_id"]
+    daily = "SELECT patient_id, avg, count FROM wearable_daily_avg WHERE patient_id = ANY($1)"
+
+    async def go() -> tuple[list[tuple[Any, ...]], int]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            async with conn.transaction():
+                # Hold the fold lock (so the API's background folder waits) and start from both days unfolded.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", wearables_db.FOLD_LOCK)
+                await conn.execute("DELETE FROM wearable_daily_avg WHERE patient_id = ANY($1)", [pid, other])
+                await conn.execute("DELETE FROM wearable_daily_pending")
+                await wearables_db.queue_daily(conn, clinic, [pid, other], ["bp_systolic"] * 2, [T0, T0])
+                await readings_service.refresh_patient(conn, pid)
+                averages = [tuple(r) for r in await conn.fetch(daily, [pid, other])]
+                return averages, await wearables_db.pending_daily(conn)
+        finally:
+            await conn.close()
+
+    averages, pending = pg.run(go())
+    assert averages == [(pid, 150.0, 1)]
+    assert pending == 1
+    fold(settings)
+    rows = {r["patient_id"]: (r["avg"], r["count"]) for r in query(settings, daily, [pid, other])}
+    assert rows == {pid: (150.0, 1), other: (100.0, 1)}
 
 
 def test_readings_reach_the_other_pc_by_pull(api: TestClient, doctor: SignedIn, pc: Device) -> None:
@@ -294,3 +430,43 @@ def test_ready_reports_the_time_series_layout(api: TestClient) -> None:
     r = api.get("/ready")
     assert r.status_code == 200, r.text
     assert r.json()["time_series"] == "native_partitions"
+
+
+def test_a_stamp_too_far_ahead_is_refused_and_the_server_clock_passes_the_others(pc: Device) -> None:
+    pid = make_patient(pc)
+    ok = change(pc, reading(pid, T0, {"pulse_rate": "70"}))
+    ahead = change(pc, reading(pid, T0 + timedelta(hours=1), {"pulse_rate": "71"}))
+    ahead["hlc"] = encode(Stamp(system_wall_ms() + 60 * 60 * 1000, 0, "fastpc"))
+    ahead["field_hlcs"] = dict.fromkeys(ahead["fields"], ahead["hlc"])
+    later = change(pc, reading(pid, T0 + timedelta(hours=2), {"pulse_rate": "72"}))
+    response = pc.push([ok, ahead, later])
+    assert statuses(response) == [("applied", None), ("rejected", "clock_skew"), ("applied", None)]
+    assert "ahead" in response.json()["results"][1]["message"]
+    assert decode(response.json()["server_hlc"]) > max(decode(ok["hlc"]), decode(later["hlc"]))
+
+
+def test_a_reading_at_the_clinic_midnight_counts_on_its_own_day(pc: Device, settings: Settings) -> None:
+    pid = make_patient(pc)
+    midnight = datetime(2026, 3, 9, 18, 30, tzinfo=UTC)  # 00:00 on 10 March in India
+    times = [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(microseconds=1)]
+    batch = [
+        change(pc, reading(pid, t, {"pulse_rate": p}, sequence=i))
+        for i, (t, p) in enumerate(zip(times, ("60", "80", "90"), strict=True))
+    ]
+    assert statuses(pc.push(batch)) == [("applied", None)] * 3
+    fold(settings)
+    daily = "SELECT day::text, avg, count FROM wearable_daily_avg WHERE patient_id = $1 ORDER BY day"
+    assert [tuple(r) for r in query(settings, daily, pid)] == [("2026-03-09", 60.0, 1), ("2026-03-10", 85.0, 2)]
+
+
+def test_the_api_folds_queued_days_in_the_background(pc: Device, settings: Settings) -> None:
+    """Nobody calls `fold_daily` here: the API's own folder (started in its lifespan) empties the queue."""
+    pid = make_patient(pc)
+    batch = [change(pc, reading(pid, T0 + timedelta(minutes=i), {"spo2": s})) for i, s in enumerate(("95", "99"))]
+    assert statuses(pc.push(batch)) == [("applied", None)] * 2
+    daily = "SELECT avg, count FROM wearable_daily_avg WHERE patient_id = $1 AND metric = 'spo2'"
+    for _ in range(600):  # the folder runs about every second; give a loaded machine up to a minute
+        if query(settings, daily, pid):
+            break
+        time.sleep(0.1)
+    assert [tuple(r) for r in query(settings, daily, pid)] == [(97.0, 2)]

@@ -19,7 +19,7 @@ Rows queued before this migration: none (the previous ingest kept the averages u
 from alembic import op
 
 revision = "2026_11_26_0011"
-down_revision = "2026_11_25_0009"
+down_revision = "2026_11_26_0010"
 branch_labels = None
 depends_on = None
 

@@ -14,7 +14,7 @@ discarded draft's tombstone (never a hard delete). A signed row stays frozen by 
 from alembic import op
 
 revision = "2026_11_26_0012"
-down_revision = "2026_11_26_0010"
+down_revision = "2026_11_26_0011"
 branch_labels = None
 depends_on = None
 

@@ -33,12 +33,12 @@ _UNSENT_WIRE = f"SELECT {_WIRE_COLUMNS} FROM outbox WHERE batch_id IS NULL ORDER
 _BATCH_WIRE = f"SELECT {_WIRE_COLUMNS} FROM outbox WHERE batch_id = ? AND acked = 0 ORDER BY seq"
 _MARK_THROUGH = "UPDATE outbox SET batch_id = ? WHERE batch_id IS NULL AND seq <= ?"
 
-_PLAIN_TEXT = re.compile(r"[\x20-\x7e]*")  # printable ASCII: its JSON string is the text between quotes
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _json_str(text: str) -> str:
-    if _PLAIN_TEXT.fullmatch(text) and '"' not in text and "\\" not in text:
+    # Printable ASCII without quote or backslash: the JSON string is the text between quotes.
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return '"' + text + '"'
     return json.dumps(text)
 

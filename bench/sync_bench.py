@@ -868,9 +868,18 @@ def markdown(results: dict[str, Any]) -> str:
     )
     lines += [
         "",
-        _row("push detail", "batch", "requests", "MiB up", "MiB down", "server CPU s", "echo pull of own records"),
+        _row(
+            "push detail",
+            "batch",
+            "requests",
+            "MiB up",
+            "MiB down",
+            "server CPU s",
+            "client CPU s (push / round)",
+            "echo pull of own records",
+        ),
     ]
-    lines.append(_row(*["---"] * 7))
+    lines.append(_row(*["---"] * 8))
     for r in rounds:
         p = r["push"]
         h, e = p["push_http"], p["echo_http"]
@@ -882,6 +891,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{h['sent_bytes'] / 2**20:.1f}",
                 f"{h['received_bytes'] / 2**20:.1f}",
                 p["push_server_cpu_s"],
+                f"{p.get('push_client_cpu_s', '–')} / {p['round_client_cpu_s']}",
                 f"{p['echo_pulled']:,} in {p['echo_pull_s']:.1f} s, {e['requests']} req",
             )
         )
@@ -895,6 +905,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{h['sent_bytes'] / 2**20:.2f}",
                 f"{h['received_bytes'] / 2**20:.1f}",
                 p["server_cpu_s"],
+                "–",
                 "–",
             )
         )

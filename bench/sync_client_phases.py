@@ -73,7 +73,8 @@ class HttpMeter:
         self.routes: collections.Counter[str] = collections.Counter()
         self.sent = collections.Counter[str]()
         self.received = collections.Counter[str]()
-        self.first_pull: tuple[float, float | None] | None = None  # (perf_counter, server CPU s) at the first pull
+        # (perf_counter, server CPU s, this process's CPU s) when the first pull is sent
+        self.first_pull: tuple[float, float | None, float] | None = None
 
     def hooks(self) -> dict[str, list[Callable[[Any], None]]]:
         return {"request": [self._request], "response": [self._response]}
@@ -87,7 +88,7 @@ class HttpMeter:
         self.sent[route] += len(request.content)
         if self.first_pull is None and request.url.path.endswith("/sync/pull"):
             server_cpu = cpu_seconds(self.server_pid) if self.server_pid else None
-            self.first_pull = (time.perf_counter(), server_cpu)
+            self.first_pull = (time.perf_counter(), server_cpu, cpu_seconds())
 
     def _response(self, response: Any) -> None:
         length = response.headers.get("content-length")
@@ -244,7 +245,7 @@ def phase_push(spec: dict[str, Any]) -> dict[str, Any]:
         t1 = time.perf_counter()
         c1, s1 = cpu_seconds(), cpu_seconds(server_pid)
         assert pc.meter.first_pull is not None
-        t_pull, s_pull = pc.meter.first_pull
+        t_pull, s_pull, c_pull = pc.meter.first_pull
         assert s_pull is not None
         n = spec["n"]
         assert report.applied == n and not report.rejected and report.pending == 0, report
@@ -259,6 +260,7 @@ def phase_push(spec: dict[str, Any]) -> dict[str, Any]:
             "push_rec_per_s": n / push_s,
             "push_http": _split(pc.meter, pull=False),
             "push_server_cpu_s": round(s_pull - s0, 2),
+            "push_client_cpu_s": round(c_pull - c0, 2),
             "echo_pull_s": t1 - t_pull,
             "echo_pulled": report.pulled,
             "echo_http": _split(pc.meter, pull=True),

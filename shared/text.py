@@ -12,6 +12,21 @@ import unicodedata
 
 _WS = re.compile(r"\s+")
 
+# Every code point the per-character rule refuses: control characters (category Cc) that are not whitespace,
+# and surrogates (Cs). Both sets are closed by Unicode's stability policy (Cc is exactly U+0000-U+001F and
+# U+007F-U+009F, Cs exactly U+D800-U+DFFF), so the class is built from those ranges once, with the same test
+# the rule states; tests/shared/test_text.py checks it against every code point.
+_CONTROL_CANDIDATES = [*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000)]
+_REFUSED = re.compile(
+    "["
+    + "".join(
+        re.escape(chr(cp))
+        for cp in _CONTROL_CANDIDATES
+        if (unicodedata.category(chr(cp)) == "Cc" and not chr(cp).isspace()) or unicodedata.category(chr(cp)) == "Cs"
+    )
+    + "]"
+)
+
 
 def clean_text(value: str) -> str:
     """Normalise a single-line text value.
@@ -25,10 +40,8 @@ def clean_text(value: str) -> str:
     Raises:
         ValueError: when the text holds control characters (category Cc other than whitespace, or Cs).
     """
-    for ch in value:
-        cat = unicodedata.category(ch)
-        if (cat == "Cc" and not ch.isspace()) or cat == "Cs":
-            raise ValueError("must not contain control characters")
+    if _REFUSED.search(value) is not None:
+        raise ValueError("must not contain control characters")
     return _WS.sub(" ", unicodedata.normalize("NFC", value)).strip()
 
 

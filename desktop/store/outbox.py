@@ -11,6 +11,8 @@ so a deleted entry's number is never handed out again.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +26,100 @@ from shared.sync.protocol import Change, JsonValue, Op, RecordKind
 
 _IN_CHUNK = 500  # stay far below SQLite's limit on bound parameters
 _INSERT = outbox.insert()  # compiled once; values are passed as parameters
+
+# The push reads the outbox with plain SQL: columns as SQLite stores them, no per-row type processing.
+_WIRE_COLUMNS = "seq, kind, record_id, op, hlc, payload"
+_UNSENT_WIRE = f"SELECT {_WIRE_COLUMNS} FROM outbox WHERE batch_id IS NULL ORDER BY seq LIMIT ?"
+_BATCH_WIRE = f"SELECT {_WIRE_COLUMNS} FROM outbox WHERE batch_id = ? AND acked = 0 ORDER BY seq"
+_MARK_THROUGH = "UPDATE outbox SET batch_id = ? WHERE batch_id IS NULL AND seq <= ?"
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _json_str(text: str) -> str:
+    # Printable ASCII without quote or backslash: the JSON string is the text between quotes.
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    return json.dumps(text)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedChange:
+    """An outbox entry as a push batch carries it: the change's JSON text, made from the stored text.
+
+    Args:
+        seq: position in the queue.
+        kind: record kind text.
+        record_text: the record id, canonical text.
+        hlc: the change's stamp.
+        wire: the push change (`shared.sync.protocol.Change` JSON) as compact JSON text.
+    """
+
+    seq: int
+    kind: str
+    record_text: str
+    hlc: str
+    wire: str
+
+    @property
+    def record_id(self) -> uuid.UUID:
+        return uuid.UUID(self.record_text)
+
+
+def _split_payload(payload: str) -> tuple[str, str] | None:
+    """The field stamps' and the fields' JSON texts inside a payload text as `append` stores it, or ``None``.
+
+    `append` writes ``{"actor": …, "field_hlcs": {…}, "fields": …}`` through `JsonText` (compact, keys sorted,
+    the actor optional): fields come last. Inside a JSON string a ``"`` is always escaped, so ``,"`` never
+    occurs there; the markers below therefore only match between tokens. The stamps must be a flat object
+    (no ``{`` or ``[`` after its opening brace), so its first ``},"fields":`` is its end. Anything else
+    (an actor with quotes or escapes, another layout) is left to the parsing path.
+    """
+    if payload.startswith('{"actor":"'):
+        cut = payload.find('","field_hlcs":{', 10)
+        if cut < 0 or "\\" in payload[10:cut] or '"' in payload[10:cut]:
+            return None
+        start = cut + 15
+    elif payload.startswith('{"field_hlcs":{'):
+        start = 14
+    else:
+        return None
+    end = payload.find('},"fields":', start)
+    if end < 0 or not payload.endswith("}"):
+        return None
+    stamps = payload[start : end + 1]
+    if "{" in stamps[1:] or "[" in stamps:
+        return None
+    return stamps, payload[end + 11 : -1]
+
+
+def wire_text(kind: str, record_text: str, op: str, hlc: str, payload: str) -> str:
+    """The push change of one stored outbox row, as JSON text, without parsing its payload.
+
+    The same JSON value as ``json.dumps`` of `desktop.sync.client.wire_change` of the entry (same keys in the
+    same order; non-ASCII characters travel as UTF-8 rather than ``\\u`` escapes). A payload not in the shape
+    `append` writes is parsed and re-encoded instead.
+    """
+    if not _CANONICAL_UUID.fullmatch(record_text):
+        record_text = str(uuid.UUID(record_text))
+    split = _split_payload(payload)
+    if split is None:
+        data = json.loads(payload)
+        split = (
+            json.dumps(data.get("field_hlcs", {}), ensure_ascii=False, separators=(",", ":")),
+            json.dumps(data.get("fields", {}), ensure_ascii=False, separators=(",", ":")),
+        )
+    return (
+        f'{{"kind":{_json_str(kind)},"id":"{record_text}","op":{_json_str(op)},"hlc":{_json_str(hlc)},'
+        f'"fields":{split[1]},"field_hlcs":{split[0]}}}'
+    )
+
+
+def _queued(rows: Iterable[tuple[int, str, str, str, str, str]]) -> list[QueuedChange]:
+    return [
+        QueuedChange(seq, kind, record_text, hlc, wire_text(kind, record_text, op, hlc, payload))
+        for seq, kind, record_text, op, hlc, payload in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -144,6 +240,33 @@ class OutboxRepository:
             sa.select(outbox).where(outbox.c.batch_id.is_(None)).order_by(outbox.c.seq).limit(limit)
         )
         return [_entry(row) for row in rows]
+
+    def take_unsent(self, batch_id: uuid.UUID, limit: int) -> list[QueuedChange]:
+        """Hand the oldest ``limit`` unsent entries to push batch ``batch_id`` and return them as wire changes.
+
+        Same as `peek_unsent` then `mark_batch` of their seqs (in the caller's write transaction: the entries
+        read are exactly the unsent ones up to the last seq read), with one plain read and one UPDATE.
+        """
+        rows = self._conn.exec_driver_sql(_UNSENT_WIRE, (limit,)).fetchall()
+        if not rows:
+            return []
+        entries = _queued(rows)
+        marked = self._conn.exec_driver_sql(_MARK_THROUGH, (str(batch_id), entries[-1].seq)).rowcount
+        if marked != len(entries):
+            raise RuntimeError(f"outbox changed under a push batch ({marked} marked, {len(entries)} read)")
+        return entries
+
+    def unacked_batch_wire(self) -> tuple[uuid.UUID, list[QueuedChange]] | None:
+        """`find_unacked_batch` as wire changes: the oldest batch marked but not fully acknowledged."""
+        batch_id = self._conn.execute(
+            sa.select(outbox.c.batch_id)
+            .where(outbox.c.batch_id.is_not(None), outbox.c.acked == sa.false())
+            .order_by(outbox.c.seq)
+            .limit(1)
+        ).scalar_one_or_none()
+        if batch_id is None:
+            return None
+        return batch_id, _queued(self._conn.exec_driver_sql(_BATCH_WIRE, (str(batch_id),)).fetchall())
 
     def mark_batch(self, batch_id: uuid.UUID, seqs: Iterable[int]) -> int:
         """Hand unsent entries to push batch ``batch_id``; entries already in a batch are left alone.

@@ -23,11 +23,11 @@ from pathlib import Path
 from desktop.errors import Cancelled, KnownError
 from desktop.progress import NullProgress, Progress
 from desktop.rx.revocations import RevocationImportError, import_list
-from desktop.store.outbox import OutboxEntry
+from desktop.store.outbox import OutboxEntry, QueuedChange
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.sync.apply import ApplyStats, apply_page
 from desktop.sync.apply_prescriptions import note_refused_drafts
-from desktop.sync.transport import EncodedBody, Transport, encode_body
+from desktop.sync.transport import EncodedBody, Transport, encode_json
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, ClockSkewError, decode
 from shared.ids import uuid7
@@ -157,7 +157,7 @@ class SyncClient:
         other: the next round re-sends it with its id first.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="integmed-push") as wire:
-            in_flight: tuple[uuid.UUID, list[OutboxEntry], Future[PushResponse]] | None = None
+            in_flight: tuple[uuid.UUID, list[QueuedChange], Future[PushResponse]] | None = None
             try:
                 while True:
                     if progress.cancelled:
@@ -176,26 +176,23 @@ class SyncClient:
                 if in_flight is not None:
                     in_flight[2].cancel()  # not started yet: never sent; started: its answer is not recorded
 
-    def _encode(self, batch_id: uuid.UUID, entries: list[OutboxEntry]) -> EncodedBody:
-        """The push body of a batch (`PushRequest` JSON), built straight from the outbox entries.
+    def _encode(self, batch_id: uuid.UUID, entries: list[QueuedChange]) -> EncodedBody:
+        """The push body of a batch (`PushRequest` JSON), built as text straight from the outbox's stored JSON.
 
-        The entries hold JSON values already (they were validated when queued); the server validates the
-        request as a whole. Entries of every record kind go out alike: the kind is the entry's own text.
+        The entries hold JSON text already (validated when queued; `desktop.store.outbox.wire_text`); the
+        server validates the request as a whole. Entries of every record kind go out alike: the kind is the
+        entry's own text. The same JSON as ``json.dumps`` of the dict with `wire_change` of each entry.
         """
-        return encode_body(
-            {
-                "batch_id": str(batch_id),
-                "device_id": str(self._device_id),
-                "schema_version": RECORD_SCHEMA_VERSION,
-                "protocol_version": PROTOCOL_VERSION,
-                "changes": [wire_change(entry) for entry in entries],
-            }
+        head = (
+            f'{{"batch_id":"{batch_id}","device_id":"{self._device_id}","schema_version":{RECORD_SCHEMA_VERSION},'
+            f'"protocol_version":{PROTOCOL_VERSION},"changes":['
         )
+        return encode_json((head + ",".join([entry.wire for entry in entries]) + "]}").encode())
 
     def _acknowledge(
         self,
         batch_id: uuid.UUID,
-        entries: list[OutboxEntry],
+        entries: list[QueuedChange],
         response: PushResponse,
         report: SyncReport,
         progress: Progress,
@@ -206,24 +203,24 @@ class SyncClient:
         progress.advance(len(entries))
         return bool(held)
 
-    def _unacked_batch(self) -> tuple[uuid.UUID, list[OutboxEntry]] | None:
+    def _unacked_batch(self) -> tuple[uuid.UUID, list[QueuedChange]] | None:
         with self._uows.read() as uow:
-            return uow.outbox.find_unacked_batch()
+            return uow.outbox.unacked_batch_wire()
 
-    def _take_unsent(self) -> tuple[uuid.UUID, list[OutboxEntry]] | None:
+    def _take_unsent(self) -> tuple[uuid.UUID, list[QueuedChange]] | None:
         with self._uows.write() as uow:
-            entries = uow.outbox.peek_unsent(self._batch_size)
+            batch_id = uuid7()
+            entries = uow.outbox.take_unsent(batch_id, self._batch_size)
             if not entries:
                 return None
-            batch_id = uuid7()
-            uow.outbox.mark_batch(batch_id, [e.seq for e in entries])
             uow.commit()
             return batch_id, entries
 
     def _record_push(
-        self, batch_id: uuid.UUID, entries: list[OutboxEntry], response: PushResponse, report: SyncReport
+        self, batch_id: uuid.UUID, entries: list[QueuedChange], response: PushResponse, report: SyncReport
     ) -> int:
-        done, retry = [], []
+        done: list[int] = []
+        retry: list[int] = []
         for entry, result in zip(entries, response.results, strict=True):
             if result.status is ChangeStatus.APPLIED:
                 report.applied += 1
@@ -239,7 +236,9 @@ class SyncClient:
                 log.warning("server rejected %s %s: %s", entry.kind, entry.record_id, result.message)
         with self._uows.write() as uow:
             if done:
-                uow.outbox.ack(batch_id, done)
+                # Every entry answered for good (the usual case): one UPDATE for the batch's unacked entries,
+                # which are exactly the entries sent.
+                uow.outbox.ack(batch_id, None if len(done) == len(entries) else done)
             if retry:
                 uow.outbox.release(batch_id, retry)
             note_refused_drafts(uow, entries, response.results)  # shown in the Rx pad; the draft stays local
@@ -253,10 +252,11 @@ class SyncClient:
             uow.commit()
         report.held_back += len(retry)
         if retry:
+            held = set(retry)
             report.rejected += [
                 Rejection(e.record_id, e.kind, str(RejectCode.CLOCK_SKEW), r.message or "")
                 for e, r in zip(entries, response.results, strict=True)
-                if e.seq in set(retry)
+                if e.seq in held
             ]
         return len(retry)
 

@@ -29,6 +29,7 @@ from shared.sync.protocol import PullResponse, PushRequest, PushResponse
 
 log = logging.getLogger(__name__)
 GZIP_ABOVE = 1024
+GZIP_LEVEL = 5
 USER_AGENT = "IntegMed-Desktop/0.1"
 
 
@@ -79,10 +80,14 @@ class EncodedBody:
 
 def encode_body(body: Any) -> EncodedBody:
     """JSON-encode (compact) and, when larger than `GZIP_ABOVE` bytes, gzip a request body."""
-    content = json.dumps(body, separators=(",", ":")).encode()
+    return encode_json(json.dumps(body, separators=(",", ":")).encode())
+
+
+def encode_json(content: bytes) -> EncodedBody:
+    """A request body already JSON-encoded (UTF-8), gzipped when larger than `GZIP_ABOVE` bytes."""
     headers = {"Content-Type": "application/json"}
     if len(content) > GZIP_ABOVE:
-        content = gzip.compress(content, compresslevel=5)
+        content = gzip.compress(content, compresslevel=GZIP_LEVEL)
         headers["Content-Encoding"] = "gzip"
     return EncodedBody(content, headers)
 

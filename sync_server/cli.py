@@ -29,6 +29,12 @@ from sync_server.signing import issuer as signing_issuer
 
 log = logging.getLogger("integmed.server")
 
+GRACEFUL_TIMEOUT_S = 8
+"""Backstop for a stop: requests still running this long after SIGTERM are cancelled. Waiting pulls do not
+count against it (a stop signal wakes them at once, `sync_server.db.feed_listener.drain_on_stop_signals`); it
+bounds a slow push or a national-service call, and stays under the 10 s a container runtime gives before
+SIGKILL. A cancelled push rolls back and the PC sends the same batch again (pushes are idempotent)."""
+
 
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to `dev`, which stops several servers together."""
@@ -61,6 +67,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         proxy_headers=True,
         log_level=args.log_level,
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
     return 0
 
@@ -171,9 +178,20 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    api = _Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level))
+    app = create_app(settings)
+    api = _Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S
+        )
+    )
     sandbox = _Server(
-        uvicorn.Config(create_sandbox_app(), host=args.host, port=args.sandbox_port, log_level=args.log_level)
+        uvicorn.Config(
+            create_sandbox_app(),
+            host=args.host,
+            port=args.sandbox_port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+        )
     )
     tasks = [asyncio.create_task(sandbox.serve()), asyncio.create_task(api.serve())]
     base = f"http://{args.host}:{args.port}"
@@ -206,6 +224,9 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
         await stop.wait()
         return 0
     finally:
+        listener = getattr(app.state, "feed_listener", None)
+        if listener is not None:
+            listener.drain()  # waiting pulls answer now (the signal hook did this already on Ctrl-C / SIGTERM)
         api.should_exit = True
         sandbox.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -262,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=GRACEFUL_TIMEOUT_S,
+        help=f"seconds a stop waits for running requests before cancelling them (default {GRACEFUL_TIMEOUT_S})",
+    )
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("sandbox", help="serve the national-services sandbox (ABDM gateway + HPR)")
     p.add_argument("--host", default="127.0.0.1")

@@ -67,10 +67,18 @@ from desktop.ui.runner import PresentError, Runner
 from desktop.ui.screens.override_dialog import ask_override_reason
 from desktop.ui.screens.rx_pad import RxPad
 from desktop.ui.signals import emit
-from desktop.ui.style import ERROR_COLOR, OK_COLOR
+from desktop.ui.style import ERROR_COLOR, OK_COLOR, WARNING_COLOR
 from desktop.ui.widgets.field_error import FieldError
 from shared.errors import DomainError, RuleViolation
-from shared.records.encounter import Encounter, EncounterStatus, EncounterType, SoapNote, condition_vocabulary
+from shared.records.encounter import (
+    Encounter,
+    EncounterStatus,
+    EncounterType,
+    SoapNote,
+    Vitals,
+    condition_vocabulary,
+    vital_flags,
+)
 from shared.records.patient import Patient
 
 TYPE_WORDS = {
@@ -335,6 +343,7 @@ class EncounterScreen(QWidget):
         grid.setVerticalSpacing(0)
         self.vitals: dict[str, QLineEdit] = {}
         self.vital_errors: dict[str, FieldError] = {}
+        self.vital_flags: dict[str, QLabel] = {}
         for n, name in enumerate(VITAL_FIELDS):
             label, unit, example = _VITAL_LABELS[name]
             edit = QLineEdit(objective)
@@ -344,6 +353,13 @@ class EncounterScreen(QWidget):
             self.vitals[name] = edit
             error = FieldError(edit, objective)
             self.vital_errors[name] = error
+            flag = QLabel(objective)  # an accepted but critical value (shared `vital_flags`): amber, not an error
+            flag.setWordWrap(True)
+            flag.setTextFormat(Qt.TextFormat.PlainText)
+            flag.setStyleSheet(f"color: {WARNING_COLOR}; font-weight: 600;")
+            flag.setAccessibleName(f"Critical {label}")
+            flag.hide()
+            self.vital_flags[name] = flag
             row, col = divmod(n, 3)
             cell = QHBoxLayout()
             cell.setSpacing(3)
@@ -359,7 +375,11 @@ class EncounterScreen(QWidget):
                 cell.addWidget(QLabel(unit, objective))
             cell.addStretch(1)
             grid.addLayout(cell, row * 2, col)
-            grid.addWidget(error, row * 2 + 1, col)
+            below = QVBoxLayout()
+            below.setSpacing(0)
+            below.addWidget(error)
+            below.addWidget(flag)
+            grid.addLayout(below, row * 2 + 1, col)
         self.bmi = QLabel("BMI —", objective)
         self.bmi.setAccessibleName("BMI")
         grid.addWidget(self.bmi, 4, 1)
@@ -571,6 +591,7 @@ class EncounterScreen(QWidget):
             value = getattr(vitals, name, None) if vitals is not None else None
             edit.setText("" if value is None else f"{value:g}" if isinstance(value, float) else str(value))
             self.vital_errors[name].clear_message()
+            self._show_flags(name, vitals)
         if vitals is not None and vitals.temperature_unit is not None:
             self.temperature_unit.setCurrentIndex(self.temperature_unit.findData(vitals.temperature_unit))
         self.bmi.setText(f"BMI {vitals.bmi:g}" if vitals is not None and vitals.bmi is not None else "BMI —")
@@ -663,14 +684,25 @@ class EncounterScreen(QWidget):
         values = {n: e.text() for n, e in self.vitals.items()}
         values["temperature_unit"] = str(self.temperature_unit.currentData())
         try:
-            vitals_from_form({name: values[name], "temperature_unit": values["temperature_unit"]})
+            vitals = vitals_from_form({name: values[name], "temperature_unit": values["temperature_unit"]})
         except RuleViolation as exc:
             self.vital_errors[name].show_message(exc.problems[0].message)
+            self._show_flags(name, None)
             return False
         self.vital_errors[name].clear_message()
+        self._show_flags(name, vitals)
         if name in ("weight_kg", "height_cm"):
             self._update_bmi()
         return True
+
+    def _show_flags(self, name: str, vitals: Vitals | None) -> None:
+        """Show the critical flags of one field (an accepted value: saved as typed, flagged so it is seen)."""
+        label = self.vital_flags[name]
+        found = [f for f in vital_flags(vitals) if f.field == name] if vitals is not None else []
+        label.setText("\n".join(f.brief for f in found))  # the reason in full: tooltip and screen reader
+        label.setToolTip("\n".join(f.message for f in found))
+        label.setAccessibleDescription(label.toolTip())
+        label.setVisible(bool(found))
 
     def _update_bmi(self) -> None:
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import html
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.services.encounters import VITAL_FIELDS, EncounterService, InChair, vitals_from_form
+from desktop.services.patient_conditions import EarlierCondition, EarlierConditions
 from desktop.services.prescribing import (
     Clinician,
     PrescriberContext,
@@ -68,6 +69,7 @@ from desktop.ui.screens.override_dialog import ask_override_reason
 from desktop.ui.screens.rx_pad import RxPad
 from desktop.ui.signals import emit
 from desktop.ui.style import ERROR_COLOR, OK_COLOR, WARNING_COLOR
+from desktop.ui.widgets.earlier_conditions import ask_exclusion_reason
 from desktop.ui.widgets.field_error import FieldError
 from shared.errors import DomainError, RuleViolation
 from shared.records.encounter import (
@@ -247,6 +249,7 @@ class Loaded:
     encounter: Encounter
     overrides: dict[str, str]
     prescription: StoredPrescription | None
+    earlier: EarlierConditions = field(default_factory=EarlierConditions)  # conditions from earlier visits
 
 
 def _text_edit(parent: QWidget, name: str, height: int, hint: str = "") -> QPlainTextEdit:
@@ -286,6 +289,7 @@ class EncounterScreen(QWidget):
         *,
         confirm: Confirm = confirm_with_dialog,
         ask_reason: Callable[[QWidget, Any], str | None] = ask_override_reason,
+        ask_exclusion: Callable[[QWidget, EarlierCondition], str | None] = ask_exclusion_reason,
         error_presenter: PresentError = present_error,
         rx_signing: RxSigningService | None = None,
         open_file: Callable[[Path], None] = open_with_system,
@@ -300,6 +304,7 @@ class EncounterScreen(QWidget):
         self._doctor = doctor
         self._confirm = confirm
         self._ask_reason = ask_reason
+        self._ask_exclusion = ask_exclusion
         self._present_error = error_presenter
         self._encounter: Encounter | None = None
         self._patient: Patient | None = None
@@ -528,6 +533,7 @@ class EncounterScreen(QWidget):
         self.picker.picked.connect(self.on_picker_picked)
         self.diagnoses.removed.connect(self.on_diagnoses_changed)
         self.pad.override_requested.connect(self.on_pad_override_requested)
+        self.pad.earlier.toggle_requested.connect(self.on_pad_earlier_toggle_requested)
         self.type_box.currentIndexChanged.connect(self.on_type_changed)
         for name, edit in self.vitals.items():
             edit.editingFinished.connect(lambda n=name: self.check_vital(n))
@@ -561,7 +567,12 @@ class EncounterScreen(QWidget):
         def read() -> Loaded:
             rx.warm_up()  # the knowledge files are parsed here, off the GUI thread, on first use
             condition_vocabulary()
-            return Loaded(encounters.get(encounter_id), rx.override_reasons(encounter_id), rx.saved(encounter_id))
+            return Loaded(
+                encounters.get(encounter_id),
+                rx.override_reasons(encounter_id),
+                rx.saved(encounter_id),
+                rx.patient_conditions.earlier(encounter_id),
+            )
 
         self._runner.run_query(self, read, self._show, self._on_failed)
 
@@ -575,9 +586,14 @@ class EncounterScreen(QWidget):
         self.type_box.setCurrentIndex(max(0, self.type_box.findData(encounter.encounter_type.value)))
         self.complaint.setText(encounter.chief_complaint)
         self._fill_note(encounter.soap_note)
-        self.pad.set_context(self._prescriber(), conditions_of(self.build_note()), loaded.overrides)
+        self.pad.earlier.show_conditions(loaded.earlier)
+        self.pad.set_context(self._prescriber(), self._checked_conditions(), loaded.overrides)
         self._show_status(encounter)
         emit(self.loaded, encounter)
+
+    def _checked_conditions(self) -> list[str]:
+        """This note's diagnoses plus the earlier visits' conditions not excluded for this prescription."""
+        return self.pad.earlier.conditions.checked(conditions_of(self.build_note()))
 
     def _prescriber(self) -> PrescriberContext:
         return prescriber_for(self._doctor.profile, self._doctor.role, str(self.type_box.currentData()))
@@ -666,12 +682,12 @@ class EncounterScreen(QWidget):
         for i in range(self.diagnoses.count()):
             item = self.diagnoses.item(i)
             item.setText(diagnosis_text(item.data(Qt.ItemDataRole.UserRole), i == 0))
-        self.pad.set_conditions(conditions_of(self.build_note()))
+        self.pad.set_conditions(self._checked_conditions())
 
     @Slot()
     def on_type_changed(self) -> None:
         if self._encounter is not None:
-            self.pad.set_context(self._prescriber(), conditions_of(self.build_note()), self._overrides_now())
+            self.pad.set_context(self._prescriber(), self._checked_conditions(), self._overrides_now())
 
     def _overrides_now(self) -> dict[str, str]:
         result = self.pad.result
@@ -956,6 +972,29 @@ class EncounterScreen(QWidget):
             lambda record: self._on_override_recorded(record.alert_key, record.reason),
             self._on_failed,
         )
+
+    @Slot(object)
+    def on_pad_earlier_toggle_requested(self, condition: EarlierCondition) -> None:
+        """Exclude an earlier condition from this prescription's checks (asking why), or include it again."""
+        if self._encounter is None or self.is_completed:
+            return
+        service, encounter_id, user_id = self._prescribing.patient_conditions, self._encounter.id, self._doctor.user_id
+        if condition.is_excluded:
+            op: Callable[[], EarlierConditions] = lambda: service.include(encounter_id, condition, user_id)  # noqa: E731
+            said = f"{condition.label} is checked again for this prescription."
+        else:
+            reason = self._ask_exclusion(self, condition)
+            if reason is None:
+                return
+            op = lambda: service.exclude(encounter_id, condition, reason, user_id)  # noqa: E731
+            said = f"{condition.label} left out of this prescription's checks; your reason is recorded."
+        self._runner.run_op(self, op, lambda earlier: self._on_earlier_changed(earlier, said), self._on_failed)
+
+    def _on_earlier_changed(self, earlier: EarlierConditions, said: str) -> None:
+        self.pad.earlier.show_conditions(earlier)
+        self.pad.set_conditions(self._checked_conditions())
+        self.pad.earlier.list.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.show_message(said)
 
     def _on_override_recorded(self, key: str, reason: str) -> None:
         self.pad.add_override(key, reason)

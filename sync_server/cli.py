@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import secrets
@@ -12,6 +13,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -58,6 +60,21 @@ def _cmd_downgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus our packages' loggers, so worker processes (``--workers N``, started fresh
+    by uvicorn's supervisor, where `main`'s basicConfig never ran) log our messages too."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["integmed"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["integmed"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "integmed",
+        "stream": "ext://sys.stderr",
+    }
+    for name in ("sync_server", "shared"):
+        config["loggers"][name] = {"handlers": ["integmed"], "level": level.upper(), "propagate": False}
+    return config
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "sync_server.asgi:app_from_env",
@@ -67,6 +84,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         proxy_headers=True,
         log_level=args.log_level,
+        log_config=_log_config(args.log_level),
         timeout_graceful_shutdown=args.graceful_timeout,
     )
     return 0

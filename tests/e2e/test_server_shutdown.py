@@ -3,6 +3,7 @@ the server stops at once instead of after the pulls' wait (real ``integmed-serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -32,6 +33,7 @@ from tests.helpers.servers import free_port
 from tests.sync_server.conftest import seed_demo
 
 WAIT_S = 25  # the longest wait a pull may ask for; the server must stop far sooner
+WAITING = "waiting pull(s)"  # the feed listener's debug line as a pull starts waiting (per worker process)
 
 
 @dataclass
@@ -58,7 +60,7 @@ class ServerProcess:
         raise AssertionError(f"the server never logged {text!r}:\n" + "".join(seen[-40:]))
 
 
-def _start_server(settings: Settings) -> ServerProcess:
+def _start_server(settings: Settings, workers: int) -> ServerProcess:
     port = free_port()
     env = {
         **os.environ,
@@ -68,12 +70,14 @@ def _start_server(settings: Settings) -> ServerProcess:
         "INTEGMED_HPR_URL": settings.hpr_url,
         "INTEGMED_ABDM_GATEWAY_URL": settings.abdm_gateway_url,
     }
+    argv = [sys.executable, "-m", "sync_server.cli", "--log-level", "debug", "serve", "--port", str(port)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sync_server.cli", "--log-level", "debug", "serve", "--port", str(port)],
+        [*argv, "--workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,  # its own process group: teardown can stop worker processes too
     )
     lines: queue.Queue[str] = queue.Queue()
 
@@ -85,19 +89,21 @@ def _start_server(settings: Settings) -> ServerProcess:
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", lines, reader)
-    server.wait_for_line("Application startup complete")
+    for _ in range(workers):
+        server.wait_for_line("Application startup complete")
     return server
 
 
-@pytest.fixture
-def server_process(settings: Settings) -> Iterator[ServerProcess]:
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def server_process(settings: Settings, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """``integmed-server serve`` with one worker, and with two (uvicorn's supervisor; each worker its lifespan)."""
     seed_demo(settings)
-    server = _start_server(settings)
+    server = _start_server(settings, request.param)
     try:
         yield server
     finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, signal.SIGKILL)  # whatever is left of the server and its workers
         server.proc.wait(10)
         server.pump.join(10)  # read to the end before closing
         assert server.proc.stderr is not None
@@ -137,9 +143,9 @@ def test_stop_answers_waiting_pulls_and_exits_at_once(
     cursor = client._read_cursor()
     with ThreadPoolExecutor(2) as pool:
         raw = pool.submit(_raw_waiting_pull, pc, cursor)
-        server_process.wait_for_line("1 waiting pull(s)")
+        server_process.wait_for_line(WAITING)
         watching = pool.submit(client.watch, WAIT_S)  # the desktop's own waiting pull
-        server_process.wait_for_line("2 waiting pull(s)")
+        server_process.wait_for_line(WAITING)  # in the same worker ("2 ...") or the other one ("1 ...")
         started = time.monotonic()
         server_process.proc.send_signal(stop_signal)
         resp = raw.result(timeout=WAIT_S)
@@ -211,7 +217,7 @@ def test_idle_worker_reconnects_later_without_an_error_after_the_server_stops(
         with qtbot.waitSignal(worker.sync_finished, timeout=20_000):
             worker.sync_now(user_started=False)
         qtbot.waitUntil(lambda: worker.is_watching, timeout=20_000)
-        server_process.wait_for_line("1 waiting pull(s)")
+        server_process.wait_for_line(WAITING)
         server_process.proc.send_signal(signal.SIGTERM)
         assert server_process.proc.wait(timeout=WAIT_S) in (0, -signal.SIGTERM)
         qtbot.waitUntil(lambda: not worker.is_watching, timeout=20_000)

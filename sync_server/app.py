@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.clock import HLC
 from sync_server.api import auth, clinical, encounters, health, patients, prescriptions, problems, signing, sync
 from sync_server.api.deps import AppState
-from sync_server.db.feed_listener import FeedListener
+from sync_server.db.feed_listener import FeedListener, drain_on_stop_signals
 from sync_server.db.migrate import head_revision
 from sync_server.hpr.client import HprClient
 from sync_server.services.readings import DailyFolder
@@ -163,7 +163,10 @@ def create_app(settings: Settings) -> FastAPI:
         folder = DailyFolder(pool)  # wearable daily averages, folded in the background (services.readings)
         folder.start()
         try:
-            yield
+            # A stop signal wakes the waiting pulls at once (they answer their page with 200), so uvicorn's
+            # graceful shutdown is not held for up to 25 s by PCs' open pulls (docs/sync.md, "Shutdown").
+            with drain_on_stop_signals(listener.drain):
+                yield
         finally:
             await folder.close()
             await listener.close()

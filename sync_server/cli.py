@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import secrets
@@ -12,6 +13,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -28,6 +30,12 @@ from sync_server.settings import DatabaseSettings, Settings
 from sync_server.signing import issuer as signing_issuer
 
 log = logging.getLogger("integmed.server")
+
+GRACEFUL_TIMEOUT_S = 8
+"""Backstop for a stop: requests still running this long after SIGTERM are cancelled. Waiting pulls do not
+count against it (a stop signal wakes them at once, `sync_server.db.feed_listener.drain_on_stop_signals`); it
+bounds a slow push or a national-service call, and stays under the 10 s a container runtime gives before
+SIGKILL. A cancelled push rolls back and the PC sends the same batch again (pushes are idempotent)."""
 
 
 class _Server(uvicorn.Server):
@@ -52,6 +60,21 @@ def _cmd_downgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus our packages' loggers, so worker processes (``--workers N``, started fresh
+    by uvicorn's supervisor, where `main`'s basicConfig never ran) log our messages too."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["integmed"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["integmed"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "integmed",
+        "stream": "ext://sys.stderr",
+    }
+    for name in ("sync_server", "shared"):
+        config["loggers"][name] = {"handlers": ["integmed"], "level": level.upper(), "propagate": False}
+    return config
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "sync_server.asgi:app_from_env",
@@ -61,6 +84,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         proxy_headers=True,
         log_level=args.log_level,
+        log_config=_log_config(args.log_level),
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
     return 0
 
@@ -171,9 +196,20 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    api = _Server(uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level))
+    app = create_app(settings)
+    api = _Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S
+        )
+    )
     sandbox = _Server(
-        uvicorn.Config(create_sandbox_app(), host=args.host, port=args.sandbox_port, log_level=args.log_level)
+        uvicorn.Config(
+            create_sandbox_app(),
+            host=args.host,
+            port=args.sandbox_port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+        )
     )
     tasks = [asyncio.create_task(sandbox.serve()), asyncio.create_task(api.serve())]
     base = f"http://{args.host}:{args.port}"
@@ -206,6 +242,9 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
         await stop.wait()
         return 0
     finally:
+        listener = getattr(app.state, "feed_listener", None)
+        if listener is not None:
+            listener.drain()  # waiting pulls answer now (the signal hook did this already on Ctrl-C / SIGTERM)
         api.should_exit = True
         sandbox.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -262,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=GRACEFUL_TIMEOUT_S,
+        help=f"seconds a stop waits for running requests before cancelling them (default {GRACEFUL_TIMEOUT_S})",
+    )
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("sandbox", help="serve the national-services sandbox (ABDM gateway + HPR)")
     p.add_argument("--host", default="127.0.0.1")

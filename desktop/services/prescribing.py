@@ -16,7 +16,8 @@ naming the rule and its source; each attempt to save one is recorded in ``rx_ref
 unresolved part blocks saving until it is retyped.
 
 Conditions checked: the encounter's primary and secondary diagnoses (coded ones by their code, others by
-their text). The patient record has no problem list yet, so nothing else is added (docs/desktop_encounters.md).
+their text), plus those of the patient's earlier completed visits that the doctor has not excluded for this
+prescription (`desktop.services.patient_conditions`; the pad shows them as "from an earlier visit").
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Literal, cast
 from pydantic import ValidationError
 
 from desktop.services.encounters import EncounterCompleted
+from desktop.services.patient_conditions import PatientConditionsService, earlier_conditions
 from desktop.store.encounters import EncounterRepository
 from desktop.store.prescriptions import OverrideRecord, PrescriptionRepository, RefusalRecord, StoredPrescription
 from desktop.store.unit_of_work import UnitOfWorkFactory
@@ -210,6 +212,7 @@ class Alert:
     advice: str
     source: str
     overridden_reason: str | None = None
+    conditions: tuple[str, ...] = ()  # the condition inputs involved, as given to `check`
 
     @property
     def title(self) -> str:
@@ -350,6 +353,13 @@ class PrescribingService:
     def policy(self) -> PrescribingPolicy:
         return self._knowledge()[2]
 
+    @property
+    def patient_conditions(self) -> PatientConditionsService:
+        """Earlier visits' conditions and their audited exclusions, on the same store."""
+        return PatientConditionsService(
+            writer=self._writer, uow=self._uow, kb_version=lambda: self.kb.version, now=self._now
+        )
+
     # -- pure checks (any thread) -----------------------------------------------------------------------
 
     def expand(self, text: str) -> ExpandedLine | None:
@@ -423,6 +433,7 @@ class PrescribingService:
                     evidence_level=finding.evidence_level, lines=pad_lines, names=names, effect=finding.effect,
                     mechanism=finding.mechanism, advice=finding.advice, source=finding.source,
                     overridden_reason=overrides.get(key) if tier == "override" else None,
+                    conditions=tuple(conditions[i.index] for i in finding.items if i.kind == "condition"),
                 )
             )  # fmt: skip
         rank = {"hard_stop": 0, "override": 1, "inline": 2, "minor": 3}
@@ -539,7 +550,8 @@ class PrescribingService:
                 raise EncounterCompleted("This encounter is completed; its prescription cannot change.")
             repo = PrescriptionRepository(uow.connection)
             overrides = {o.alert_key: o.reason for o in repo.overrides(encounter_id)}
-            result = self.check(lines, conditions_of(encounter.soap_note), prescriber, overrides)
+            conditions = earlier_conditions(uow.connection, encounter).checked(conditions_of(encounter.soap_note))
+            result = self.check(lines, conditions, prescriber, overrides)
             if result.refusals:
                 for line in result.refusals:
                     assert line.verdict is not None and line.expanded is not None

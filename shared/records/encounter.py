@@ -1,8 +1,10 @@
 """Encounter record: the SOAP note with checked vitals and coded diagnoses, shared by desktop and server.
 
-Vitals are checked against *plausibility* bounds: they catch typos (a pulse of 720, a temperature of 986),
-they are not clinical normal ranges, and an abnormal but possible value (BP 220/130, SpO2 62 %) passes.
-Each bound is listed in `PLAUSIBLE` with its unit.
+Vitals are checked against *plausibility* bounds: they catch typos (a pulse of 720, a temperature of 986, a
+BP pair 300/20 whose pulse pressure is impossible); they are not clinical normal ranges, and an abnormal but
+possible value (BP 220/130, SpO2 62 %) passes. `vital_flags` then names the accepted values that are
+critical (BP over 180/120, NEWS2 red-score values). Bounds and thresholds live in
+`shared/knowledge/vitals.yaml`, each with its source (`PLAUSIBLE`, `PULSE_PRESSURE`, `CRITICAL`).
 
 Diagnoses are free text, optionally with a SNOMED CT concept id or an ICD-10 code. A code must be one the
 shipped condition vocabulary (`shared/knowledge/conditions.yaml`, each code with its source) knows: SNOMED CT
@@ -16,11 +18,14 @@ import functools
 import re
 import unicodedata
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from importlib import resources
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -36,17 +41,29 @@ from pydantic_core import PydanticCustomError
 from shared.rx.interactions import ConditionVocabulary
 from shared.text import clean_text
 
+_VITALS_FILE = "vitals.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def _vitals_knowledge() -> dict[str, Any]:
+    """`shared/knowledge/vitals.yaml`: plausibility bounds (refused outside) and critical thresholds (flagged)."""
+    text = (resources.files("shared.knowledge") / _VITALS_FILE).read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def _bounds(entry: Mapping[str, Any]) -> tuple[float, float, str]:
+    return (entry["min"], entry["max"], str(entry["unit"]))
+
+
 # Plausibility bounds (inclusive) for typos, not clinical normal ranges: name -> (low, high, unit).
 PLAUSIBLE: dict[str, tuple[float, float, str]] = {
-    "bp_systolic": (50, 300, "mmHg"),  # below 50 is unrecordable by cuff; above 300 beyond most cuffs' scale
-    "bp_diastolic": (20, 200, "mmHg"),
-    "pulse": (20, 250, "beats/min"),  # severe bradycardia to infant/SVT tachycardia
-    "respiratory_rate": (4, 80, "breaths/min"),  # adult agonal breathing to neonatal tachypnoea
-    "temperature_c": (25.0, 45.0, "°C"),  # deep hypothermia to the highest survived fevers (77-113 °F)
-    "spo2": (50, 100, "%"),  # pulse oximeters are not calibrated below ~70 %; 50 leaves room, >100 impossible
-    "weight_kg": (0.3, 400.0, "kg"),  # extremely preterm newborn to the heaviest recorded adults
-    "height_cm": (20.0, 260.0, "cm"),  # preterm newborn length to the tallest recorded adults
+    name: _bounds(entry) for name, entry in _vitals_knowledge()["plausible"].items()
 }
+PULSE_PRESSURE: tuple[float, float, str] = _bounds(_vitals_knowledge()["pulse_pressure"])
+"""Plausible systolic minus diastolic (inclusive, mmHg): outside it a BP pair is refused as a typo."""
+
+_LABELS: dict[str, str] = {name: str(entry["label"]) for name, entry in _vitals_knowledge()["plausible"].items()}
 
 
 def _check_range(name: str, value: float) -> None:
@@ -55,7 +72,7 @@ def _check_range(name: str, value: float) -> None:
         raise PydanticCustomError(
             f"vitals.{name}_range",
             "{name} {value} {unit} is outside the plausible range {low}-{high} {unit}: check for a typo",
-            {"name": name, "value": value, "unit": unit, "low": low, "high": high},
+            {"name": _LABELS[name], "value": value, "unit": unit, "low": low, "high": high},
         )
 
 
@@ -76,7 +93,8 @@ def parse_bp(text: str) -> tuple[int, int]:
     Raises:
         PydanticCustomError: (a ``ValueError``) with code ``vitals.bp_format`` when the text is not
             "systolic/diastolic", ``vitals.bp_systolic_range`` / ``vitals.bp_diastolic_range`` for an
-            implausible number, or ``vitals.bp_order`` when the diastolic is not below the systolic.
+            implausible number, ``vitals.bp_order`` when the diastolic is not below the systolic, or
+            ``vitals.bp_pulse_pressure`` when the two are implausibly far apart or close (`PULSE_PRESSURE`).
     """
     match = _BP.match(text) if len(text) <= 40 else None
     if match is None:
@@ -89,6 +107,14 @@ def parse_bp(text: str) -> tuple[int, int]:
             "vitals.bp_order",
             "The diastolic pressure ({d}) must be below the systolic ({s})",
             {"d": diastolic, "s": systolic},
+        )
+    low, high, unit = PULSE_PRESSURE
+    if not low <= systolic - diastolic <= high:
+        raise PydanticCustomError(
+            "vitals.bp_pulse_pressure",
+            "{s}/{d}: a gap of {gap} {unit} between systolic and diastolic is not plausible (pulse pressure "
+            "{low}-{high} {unit}): check both numbers",
+            {"s": systolic, "d": diastolic, "gap": systolic - diastolic, "unit": unit, "low": low, "high": high},
         )
     return systolic, diastolic
 
@@ -161,6 +187,62 @@ class Vitals(BaseModel):
         if self.weight_kg is None or self.height_cm is None:
             return None
         return round(self.weight_kg / (self.height_cm / 100) ** 2, 1)
+
+
+@dataclass(frozen=True)
+class CriticalThreshold:
+    """One `critical` entry of vitals.yaml: an abnormal but real value that is accepted and flagged."""
+
+    vital: str
+    when: Literal["<=", "<", ">=", ">"]
+    value: float
+    says: str
+    source: str
+
+    def is_met(self, measured: float) -> bool:
+        if self.when == "<=":
+            return measured <= self.value
+        if self.when == "<":
+            return measured < self.value
+        if self.when == ">=":
+            return measured >= self.value
+        return measured > self.value
+
+
+CRITICAL: tuple[CriticalThreshold, ...] = tuple(
+    CriticalThreshold(str(e["vital"]), e["when"], float(e["value"]), str(e["says"]), str(e["source"]))
+    for e in _vitals_knowledge()["critical"]
+)
+
+FORM_FIELD = {"bp_systolic": "bp", "bp_diastolic": "bp", "temperature_c": "temperature"}
+"""The typed field a derived vital belongs to (the others are their own field)."""
+
+
+@dataclass(frozen=True)
+class VitalFlag:
+    """An accepted vital that is critical: shown next to its field, never a reason to refuse the value."""
+
+    field: str  # the typed field: bp, pulse, respiratory_rate, temperature, spo2, weight_kg, height_cm
+    vital: str  # the value checked: bp_systolic, temperature_c, ...
+    value: float
+    message: str  # the whole finding with its reason ("Critical: Pulse 136 beats/min — 131/min or more is ...")
+    brief: str  # what fits under a field ("Critical: Pulse 136 beats/min")
+    source: str
+
+
+def vital_flags(vitals: Vitals) -> list[VitalFlag]:
+    """The critical values among these (already plausible) vitals, in `CRITICAL` order."""
+    flags: list[VitalFlag] = []
+    for threshold in CRITICAL:
+        measured = getattr(vitals, threshold.vital, None)
+        if measured is None or not threshold.is_met(float(measured)):
+            continue
+        unit = PLAUSIBLE[threshold.vital][2]
+        brief = f"Critical: {_LABELS[threshold.vital]} {measured:g} {unit}"
+        field = FORM_FIELD.get(threshold.vital, threshold.vital)
+        message = f"{brief} — {threshold.says}"
+        flags.append(VitalFlag(field, threshold.vital, float(measured), message, brief, threshold.source))
+    return flags
 
 
 # ---------------------------------------------------------------------------------------------------------

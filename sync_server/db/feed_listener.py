@@ -10,6 +10,11 @@ ticket. A commit after the read sets that very ticket, and a commit before it is
 
 The connection is opened in the background and re-opened after a loss (with a growing pause); while it is
 down `connected` is False and waiters fall back to a short sleep and a second read (see `api.sync.pull`).
+
+Shutdown: uvicorn runs the lifespan's shutdown only after every open request has answered, so `close` alone
+would come too late for a pull waiting 25 s. `drain` is called the moment the process is told to stop (SIGINT
+or SIGTERM, see `drain_on_stop_signals`): every waiter wakes and answers its page at once, and pulls arriving
+from then on do not wait. The server then finishes its open requests within milliseconds and stops.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import asyncpg
@@ -42,6 +50,7 @@ class FeedListener:
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self._closed = False
+        self._draining = False
         self._listening = False
 
     @property
@@ -52,6 +61,18 @@ class FeedListener:
     @property
     def waiting(self) -> int:
         return self._waiting
+
+    @property
+    def draining(self) -> bool:
+        """The process is stopping: pulls answer their page at once instead of waiting."""
+        return self._draining or self._closed
+
+    def drain(self) -> None:
+        """The process is stopping: wake every waiting pull now and let no new pull wait (idempotent)."""
+        if not self._draining:
+            log.info("feed listener: stopping; %d waiting pull(s) answer now", self._waiting)
+        self._draining = True
+        self._wake_all()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="integmed-feed-listener")
@@ -79,6 +100,7 @@ class FeedListener:
         if self._waiting >= self.max_waiters or self._closed:
             raise TooManyWaiters()
         self._waiting += 1
+        log.debug("feed listener: %d waiting pull(s)", self._waiting)
         try:
             yield
         finally:
@@ -129,3 +151,42 @@ class FeedListener:
         events, self._events = self._events, {}
         for event in events.values():
             event.set()
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def drain_on_stop_signals(drain: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, a SIGINT or SIGTERM first schedules ``drain`` on the running loop, then goes on to
+    the handler that was there before (uvicorn's, which starts its graceful shutdown).
+
+    Why here and not in a uvicorn subclass: the same lifespan runs under ``integmed-server serve`` with one or
+    many worker processes (uvicorn's supervisor builds its own servers in each worker) and under ``dev``, and in
+    each the lifespan runs on the main thread after uvicorn has installed its handlers. Off the main thread
+    (an in-process test server) signals cannot be handled and nothing is installed. On exit the previous
+    handlers are put back if ours are still in place.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(drain)
+        before = previous.get(sig)
+        if callable(before):
+            before(sig, frame)
+        elif before != signal.SIG_IGN:  # the default action (stop the process): restore it and signal again
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    for stop in STOP_SIGNALS:
+        previous[stop] = signal.signal(stop, on_signal)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if signal.getsignal(number) is on_signal:
+                signal.signal(number, handler if handler is not None else signal.SIG_DFL)

@@ -443,10 +443,12 @@ async def pull_waiting(
     At the deadline the answer is an empty page with the same cursor. Without a live listener (database
     link lost) the wait is a short sleep and a second read, so a client never spins. ``gone`` returns when the
     client hangs up: its wait ends then, so a dead client does not hold one of the bounded waiting places.
+    When the server is stopping (``listener.draining``) a pull does not wait, and a waiting one is woken and
+    answers the page it read (200, same cursor): the PC pulls again later, and the server stops at once.
     """
     ticket = listener.ticket(actor.clinic_id) if wait > 0 and listener is not None else None
     page, remaining = await _read_page(pool, actor, cursor=cursor, limit=limit, clock=clock)
-    if ticket is None or listener is None or page.changes or page.has_more:
+    if ticket is None or listener is None or page.changes or page.has_more or listener.draining:
         return page, remaining
     try:
         with listener.waiter():
@@ -462,8 +464,8 @@ async def pull_waiting(
                 for task in (woken, left):
                     if task is not None and not task.done():
                         task.cancel()
-            if not woken.done() or woken.cancelled():
-                return page, remaining  # the deadline, or the client left: the same empty page
+            if not woken.done() or woken.cancelled() or listener.draining:
+                return page, remaining  # the deadline, the client left or the server stops: the same empty page
     except TooManyWaiters as exc:
         raise WaitersFull(
             f"This server holds {listener.max_waiters} waiting pulls already; pull without waiting or retry later",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import html
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.services.encounters import VITAL_FIELDS, EncounterService, InChair, vitals_from_form
+from desktop.services.patient_conditions import EarlierCondition, EarlierConditions
 from desktop.services.prescribing import (
     Clinician,
     PrescriberContext,
@@ -67,10 +68,19 @@ from desktop.ui.runner import PresentError, Runner
 from desktop.ui.screens.override_dialog import ask_override_reason
 from desktop.ui.screens.rx_pad import RxPad
 from desktop.ui.signals import emit
-from desktop.ui.style import ERROR_COLOR, OK_COLOR
+from desktop.ui.style import ERROR_COLOR, OK_COLOR, WARNING_COLOR
+from desktop.ui.widgets.earlier_conditions import ask_exclusion_reason
 from desktop.ui.widgets.field_error import FieldError
 from shared.errors import DomainError, RuleViolation
-from shared.records.encounter import Encounter, EncounterStatus, EncounterType, SoapNote, condition_vocabulary
+from shared.records.encounter import (
+    Encounter,
+    EncounterStatus,
+    EncounterType,
+    SoapNote,
+    Vitals,
+    condition_vocabulary,
+    vital_flags,
+)
 from shared.records.patient import Patient
 
 TYPE_WORDS = {
@@ -239,6 +249,7 @@ class Loaded:
     encounter: Encounter
     overrides: dict[str, str]
     prescription: StoredPrescription | None
+    earlier: EarlierConditions = field(default_factory=EarlierConditions)  # conditions from earlier visits
 
 
 def _text_edit(parent: QWidget, name: str, height: int, hint: str = "") -> QPlainTextEdit:
@@ -278,6 +289,7 @@ class EncounterScreen(QWidget):
         *,
         confirm: Confirm = confirm_with_dialog,
         ask_reason: Callable[[QWidget, Any], str | None] = ask_override_reason,
+        ask_exclusion: Callable[[QWidget, EarlierCondition], str | None] = ask_exclusion_reason,
         error_presenter: PresentError = present_error,
         rx_signing: RxSigningService | None = None,
         open_file: Callable[[Path], None] = open_with_system,
@@ -292,6 +304,7 @@ class EncounterScreen(QWidget):
         self._doctor = doctor
         self._confirm = confirm
         self._ask_reason = ask_reason
+        self._ask_exclusion = ask_exclusion
         self._present_error = error_presenter
         self._encounter: Encounter | None = None
         self._patient: Patient | None = None
@@ -335,6 +348,7 @@ class EncounterScreen(QWidget):
         grid.setVerticalSpacing(0)
         self.vitals: dict[str, QLineEdit] = {}
         self.vital_errors: dict[str, FieldError] = {}
+        self.vital_flags: dict[str, QLabel] = {}
         for n, name in enumerate(VITAL_FIELDS):
             label, unit, example = _VITAL_LABELS[name]
             edit = QLineEdit(objective)
@@ -344,6 +358,13 @@ class EncounterScreen(QWidget):
             self.vitals[name] = edit
             error = FieldError(edit, objective)
             self.vital_errors[name] = error
+            flag = QLabel(objective)  # an accepted but critical value (shared `vital_flags`): amber, not an error
+            flag.setWordWrap(True)
+            flag.setTextFormat(Qt.TextFormat.PlainText)
+            flag.setStyleSheet(f"color: {WARNING_COLOR}; font-weight: 600;")
+            flag.setAccessibleName(f"Critical {label}")
+            flag.hide()
+            self.vital_flags[name] = flag
             row, col = divmod(n, 3)
             cell = QHBoxLayout()
             cell.setSpacing(3)
@@ -359,7 +380,11 @@ class EncounterScreen(QWidget):
                 cell.addWidget(QLabel(unit, objective))
             cell.addStretch(1)
             grid.addLayout(cell, row * 2, col)
-            grid.addWidget(error, row * 2 + 1, col)
+            below = QVBoxLayout()
+            below.setSpacing(0)
+            below.addWidget(error)
+            below.addWidget(flag)
+            grid.addLayout(below, row * 2 + 1, col)
         self.bmi = QLabel("BMI —", objective)
         self.bmi.setAccessibleName("BMI")
         grid.addWidget(self.bmi, 4, 1)
@@ -508,6 +533,7 @@ class EncounterScreen(QWidget):
         self.picker.picked.connect(self.on_picker_picked)
         self.diagnoses.removed.connect(self.on_diagnoses_changed)
         self.pad.override_requested.connect(self.on_pad_override_requested)
+        self.pad.earlier.toggle_requested.connect(self.on_pad_earlier_toggle_requested)
         self.type_box.currentIndexChanged.connect(self.on_type_changed)
         for name, edit in self.vitals.items():
             edit.editingFinished.connect(lambda n=name: self.check_vital(n))
@@ -541,7 +567,12 @@ class EncounterScreen(QWidget):
         def read() -> Loaded:
             rx.warm_up()  # the knowledge files are parsed here, off the GUI thread, on first use
             condition_vocabulary()
-            return Loaded(encounters.get(encounter_id), rx.override_reasons(encounter_id), rx.saved(encounter_id))
+            return Loaded(
+                encounters.get(encounter_id),
+                rx.override_reasons(encounter_id),
+                rx.saved(encounter_id),
+                rx.patient_conditions.earlier(encounter_id),
+            )
 
         self._runner.run_query(self, read, self._show, self._on_failed)
 
@@ -555,9 +586,14 @@ class EncounterScreen(QWidget):
         self.type_box.setCurrentIndex(max(0, self.type_box.findData(encounter.encounter_type.value)))
         self.complaint.setText(encounter.chief_complaint)
         self._fill_note(encounter.soap_note)
-        self.pad.set_context(self._prescriber(), conditions_of(self.build_note()), loaded.overrides)
+        self.pad.earlier.show_conditions(loaded.earlier)
+        self.pad.set_context(self._prescriber(), self._checked_conditions(), loaded.overrides)
         self._show_status(encounter)
         emit(self.loaded, encounter)
+
+    def _checked_conditions(self) -> list[str]:
+        """This note's diagnoses plus the earlier visits' conditions not excluded for this prescription."""
+        return self.pad.earlier.conditions.checked(conditions_of(self.build_note()))
 
     def _prescriber(self) -> PrescriberContext:
         return prescriber_for(self._doctor.profile, self._doctor.role, str(self.type_box.currentData()))
@@ -571,6 +607,7 @@ class EncounterScreen(QWidget):
             value = getattr(vitals, name, None) if vitals is not None else None
             edit.setText("" if value is None else f"{value:g}" if isinstance(value, float) else str(value))
             self.vital_errors[name].clear_message()
+            self._show_flags(name, vitals)
         if vitals is not None and vitals.temperature_unit is not None:
             self.temperature_unit.setCurrentIndex(self.temperature_unit.findData(vitals.temperature_unit))
         self.bmi.setText(f"BMI {vitals.bmi:g}" if vitals is not None and vitals.bmi is not None else "BMI —")
@@ -645,12 +682,12 @@ class EncounterScreen(QWidget):
         for i in range(self.diagnoses.count()):
             item = self.diagnoses.item(i)
             item.setText(diagnosis_text(item.data(Qt.ItemDataRole.UserRole), i == 0))
-        self.pad.set_conditions(conditions_of(self.build_note()))
+        self.pad.set_conditions(self._checked_conditions())
 
     @Slot()
     def on_type_changed(self) -> None:
         if self._encounter is not None:
-            self.pad.set_context(self._prescriber(), conditions_of(self.build_note()), self._overrides_now())
+            self.pad.set_context(self._prescriber(), self._checked_conditions(), self._overrides_now())
 
     def _overrides_now(self) -> dict[str, str]:
         result = self.pad.result
@@ -663,14 +700,25 @@ class EncounterScreen(QWidget):
         values = {n: e.text() for n, e in self.vitals.items()}
         values["temperature_unit"] = str(self.temperature_unit.currentData())
         try:
-            vitals_from_form({name: values[name], "temperature_unit": values["temperature_unit"]})
+            vitals = vitals_from_form({name: values[name], "temperature_unit": values["temperature_unit"]})
         except RuleViolation as exc:
             self.vital_errors[name].show_message(exc.problems[0].message)
+            self._show_flags(name, None)
             return False
         self.vital_errors[name].clear_message()
+        self._show_flags(name, vitals)
         if name in ("weight_kg", "height_cm"):
             self._update_bmi()
         return True
+
+    def _show_flags(self, name: str, vitals: Vitals | None) -> None:
+        """Show the critical flags of one field (an accepted value: saved as typed, flagged so it is seen)."""
+        label = self.vital_flags[name]
+        found = [f for f in vital_flags(vitals) if f.field == name] if vitals is not None else []
+        label.setText("\n".join(f.brief for f in found))  # the reason in full: tooltip and screen reader
+        label.setToolTip("\n".join(f.message for f in found))
+        label.setAccessibleDescription(label.toolTip())
+        label.setVisible(bool(found))
 
     def _update_bmi(self) -> None:
         try:
@@ -924,6 +972,29 @@ class EncounterScreen(QWidget):
             lambda record: self._on_override_recorded(record.alert_key, record.reason),
             self._on_failed,
         )
+
+    @Slot(object)
+    def on_pad_earlier_toggle_requested(self, condition: EarlierCondition) -> None:
+        """Exclude an earlier condition from this prescription's checks (asking why), or include it again."""
+        if self._encounter is None or self.is_completed:
+            return
+        service, encounter_id, user_id = self._prescribing.patient_conditions, self._encounter.id, self._doctor.user_id
+        if condition.is_excluded:
+            op: Callable[[], EarlierConditions] = lambda: service.include(encounter_id, condition, user_id)  # noqa: E731
+            said = f"{condition.label} is checked again for this prescription."
+        else:
+            reason = self._ask_exclusion(self, condition)
+            if reason is None:
+                return
+            op = lambda: service.exclude(encounter_id, condition, reason, user_id)  # noqa: E731
+            said = f"{condition.label} left out of this prescription's checks; your reason is recorded."
+        self._runner.run_op(self, op, lambda earlier: self._on_earlier_changed(earlier, said), self._on_failed)
+
+    def _on_earlier_changed(self, earlier: EarlierConditions, said: str) -> None:
+        self.pad.earlier.show_conditions(earlier)
+        self.pad.set_conditions(self._checked_conditions())
+        self.pad.earlier.list.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.show_message(said)
 
     def _on_override_recorded(self, key: str, reason: str) -> None:
         self.pad.add_override(key, reason)

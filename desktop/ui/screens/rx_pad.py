@@ -16,7 +16,8 @@ What the doctor sees:
 * moderate alerts inline under the lines involved; minor ones behind "Show minor (N)".
 
 Keyboard: Enter adds a line below, Up/Down move between lines, Delete (or Backspace) on an empty line removes
-it, Ctrl+Shift+O overrides the selected (or first) major alert, Ctrl+Shift+M shows/hides minor alerts.
+it, Ctrl+Shift+O overrides the selected (or first) major alert, Ctrl+Shift+M shows/hides minor alerts,
+Ctrl+Shift+X excludes (or includes again) the selected condition from earlier visits (`EarlierConditionsPanel`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from PySide6.QtWidgets import (
 from desktop.services.prescribing import Alert, LineCheck, PadCheck, PrescriberContext, PrescribingService
 from desktop.ui.signals import emit
 from desktop.ui.style import ERROR_COLOR, MUTED_COLOR, WARNING_COLOR
+from desktop.ui.widgets.earlier_conditions import EarlierConditionsPanel
 
 DEBOUNCE_MS = 150
 DEFAULTED_TIP = "from formulary"
@@ -276,6 +278,7 @@ class RxPad(QWidget):
         title.setStyleSheet("font-weight: 600;")
         hint = QLabel("Enter: new line · ↑/↓: move · Delete on an empty line: remove · Ctrl+Shift+O: override", self)
         hint.setProperty("role", "hint")
+        self.earlier = EarlierConditionsPanel(self, self)  # conditions from earlier visits (Ctrl+Shift+X)
         self._rows_box = QWidget(self)
         self._rows_layout = QVBoxLayout(self._rows_box)
         self._rows_layout.setContentsMargins(0, 0, 0, 0)
@@ -321,6 +324,7 @@ class RxPad(QWidget):
         layout.setSpacing(4)
         layout.addWidget(title)
         layout.addWidget(hint)
+        layout.addWidget(self.earlier)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.hard_stops)
         layout.addWidget(self.majors_title)
@@ -384,6 +388,7 @@ class RxPad(QWidget):
         for row in self.rows:
             row.edit.setReadOnly(read_only)
         self._override_shortcut.setEnabled(not read_only)
+        self.earlier.set_read_only(read_only)
 
     def focus_line(self, index: int) -> None:
         if 0 <= index < len(self.rows):
@@ -418,7 +423,8 @@ class RxPad(QWidget):
                 QWidget.setTabOrder(previous, row.edit)
             previous = row.edit
         if previous is not None:
-            QWidget.setTabOrder(previous, self.majors)
+            QWidget.setTabOrder(previous, self.earlier.list)
+            QWidget.setTabOrder(self.earlier.list, self.majors)
             QWidget.setTabOrder(self.majors, self.minor_toggle)
             if self._tab_after is not None:
                 QWidget.setTabOrder(self.minor_toggle, self._tab_after)
@@ -473,6 +479,7 @@ class RxPad(QWidget):
         for row, line in zip(self.rows, result.lines, strict=True):
             moderate = [a for a in result.by_tier("inline") if line.index in a.lines]
             row.show_check(line, moderate)
+        self.earlier.show_result(result)
         self._show_alerts(result)
         emit(self.checked, result)
 
@@ -487,7 +494,8 @@ class RxPad(QWidget):
             )
         for alert in result.by_tier("hard_stop"):
             stops.append(
-                f"<b>HARD STOP — {html.escape(alert.rule_id)} contraindicated: {html.escape(alert.title)}</b><br>"
+                f"<b>HARD STOP — {html.escape(alert.rule_id)} contraindicated: {html.escape(alert.title)}"
+                f"{html.escape(self.earlier.origin_note(alert))}</b><br>"
                 f"{html.escape(alert.effect)} {html.escape(alert.advice)}<br><i>Source: {html.escape(alert.source)}</i>"
             )
         self.hard_stops.setText("<br><br>".join(stops))
@@ -496,7 +504,10 @@ class RxPad(QWidget):
         self.majors.clear()
         for alert in result.by_tier("override"):
             if alert.overridden_reason is None:
-                text = f"⚠ {alert.rule_id} major: {alert.title} — {alert.effect}  [needs override: Ctrl+Shift+O]"
+                text = (
+                    f"⚠ {alert.rule_id} major: {alert.title}{self.earlier.origin_note(alert)} — {alert.effect}"
+                    "  [needs override: Ctrl+Shift+O]"
+                )
                 color = WARNING_COLOR
             else:
                 text = f"✓ {alert.rule_id} major: {alert.title} — overridden: “{alert.overridden_reason}”"

@@ -1,7 +1,7 @@
 """Audited exclusions of earlier-visit conditions live with the alert overrides: two more ``severity`` values.
 
 Revision ID: 2026_11_26_0007
-Revises: 2026_11_25_0005
+Revises: 2026_11_26_0006
 Create Date: 2026-11-26
 
 The Rx pad checks the patient's conditions from earlier completed visits too, and the doctor may leave one
@@ -9,15 +9,12 @@ out of a prescription's checks with a typed reason (`desktop.services.patient_co
 recorded like an alert override, in the append-only ``rx_alert_overrides`` (rule ``CONDITION-EXCLUDED`` /
 ``CONDITION-INCLUDED``), so ``severity`` also allows ``excluded`` and ``included``. SQLite cannot change a
 CHECK in place: the table is rebuilt with every row, its index and its append-only triggers.
-
-MERGE NOTE: written on the misc-fixes branch next to rx-drafts' 2026_11_26_0006; when both are merged, set
-``down_revision`` here to "2026_11_26_0006" so the history stays linear (nothing else depends on the order).
 """
 
 from alembic import op
 
 revision = "2026_11_26_0007"
-down_revision = "2026_11_25_0005"
+down_revision = "2026_11_26_0006"
 branch_labels = None
 depends_on = None
 

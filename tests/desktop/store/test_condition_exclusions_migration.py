@@ -42,7 +42,7 @@ def test_rebuild_keeps_rows_and_triggers_and_a_downgrade_never_drops_exclusions(
     settings = DesktopSettings(data_dir=tmp_path)
     enc = _encounter(settings)
     database = settings.database_path
-    migrate.downgrade(database, "2026_11_25_0005")
+    migrate.downgrade(database, "2026_11_26_0006")
     conn = sqlite3.connect(database)
     try:
         _insert(conn, _override("major", "DDI-002", "DDI-002:ASPIRIN+WARFARIN", enc))
@@ -71,7 +71,7 @@ def test_rebuild_keeps_rows_and_triggers_and_a_downgrade_never_drops_exclusions(
         conn.close()
 
     with pytest.raises(Exception, match="CHECK constraint failed"):
-        migrate.downgrade(database, "2026_11_25_0005")
+        migrate.downgrade(database, "2026_11_26_0006")
     assert migrate.current_revision(database) == "2026_11_26_0007"
     conn = sqlite3.connect(database)
     try:

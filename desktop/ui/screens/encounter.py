@@ -4,7 +4,9 @@ Sections: chief complaint and visit type; Subjective; Objective (vitals with inl
 left — BP "140/90", pulse, respiratory rate, temperature with °C/°F, SpO2, weight, height → BMI — and the
 examination); Assessment (a diagnosis picker searching the shipped condition list by name, synonym, SNOMED
 CT id or ICD-10 code; the first diagnosis is the primary, the rest secondary; text not in the list is kept as
-free text; AYUSH prakriti/dosha); Plan (investigations one per line, follow-up); the Rx pad.
+free text; AYUSH prakriti/dosha); Plan (investigations one per line, follow-up); the Rx pad (filled from the
+note's typed Rx lines, or from the saved prescription's lines written out when the note has none; with the
+clinic server's refusal of the synced draft, if any, until the next save).
 
 Saving (Ctrl+S) writes the note (with the typed Rx lines) and, when nothing blocks it, the checked
 prescription draft, in one write on the writer thread; a blocked prescription is reported and the note is
@@ -250,6 +252,7 @@ class Loaded:
     overrides: dict[str, str]
     prescription: StoredPrescription | None
     earlier: EarlierConditions = field(default_factory=EarlierConditions)  # conditions from earlier visits
+    sync_refusal: dict[str, Any] | None = None  # the server's refusal of the synced draft, until the next save
 
 
 def _text_edit(parent: QWidget, name: str, height: int, hint: str = "") -> QPlainTextEdit:
@@ -567,11 +570,14 @@ class EncounterScreen(QWidget):
         def read() -> Loaded:
             rx.warm_up()  # the knowledge files are parsed here, off the GUI thread, on first use
             condition_vocabulary()
+            saved = rx.saved(encounter_id)
             return Loaded(
                 encounters.get(encounter_id),
                 rx.override_reasons(encounter_id),
-                rx.saved(encounter_id),
+                saved,
                 rx.patient_conditions.earlier(encounter_id),
+                # read with the prescription (`PrescribingService.sync_refusal` is this field), so both agree
+                saved.sync_refusal if saved is not None else None,
             )
 
         self._runner.run_query(self, read, self._show, self._on_failed)
@@ -585,7 +591,8 @@ class EncounterScreen(QWidget):
         self.heading.setText(f"Encounter — {who} · {encounter.start_time.astimezone():%d %b %Y %H:%M}")
         self.type_box.setCurrentIndex(max(0, self.type_box.findData(encounter.encounter_type.value)))
         self.complaint.setText(encounter.chief_complaint)
-        self._fill_note(encounter.soap_note)
+        self._fill_note(encounter.soap_note, loaded.prescription)
+        self.pad.set_sync_refusal(loaded.sync_refusal)
         self.pad.earlier.show_conditions(loaded.earlier)
         self.pad.set_context(self._prescriber(), self._checked_conditions(), loaded.overrides)
         self._show_status(encounter)
@@ -598,7 +605,13 @@ class EncounterScreen(QWidget):
     def _prescriber(self) -> PrescriberContext:
         return prescriber_for(self._doctor.profile, self._doctor.role, str(self.type_box.currentData()))
 
-    def _fill_note(self, note: SoapNote | None) -> None:
+    def _fill_note(self, note: SoapNote | None, prescription: StoredPrescription | None = None) -> None:
+        """Fill the form from the note; the pad from its typed Rx lines, else from the saved prescription's lines.
+
+        A draft written through the REST API, or synced from a PC whose typed lines were not kept, has medicine
+        lines but no typed ones in the note: its lines written out ("METFORMIN 500mg bd x 30d") fill the pad so
+        the doctor sees them, and they are checked and can be edited like typed ones.
+        """
         note = note or SoapNote()
         self.subjective.setPlainText(note.subjective or "")
         objective = note.objective
@@ -625,7 +638,9 @@ class EncounterScreen(QWidget):
         plan = note.plan
         self.investigations.setPlainText("\n".join(plan.investigations) if plan else "")
         self.followup.setText((plan.followup if plan else None) or "")
-        lines = [m for m in plan.medications if isinstance(m, str)] if plan else []
+        lines = [m for m in plan.medications if isinstance(m, str) and m.strip()] if plan else []
+        if not lines and prescription is not None:
+            lines = [text for text in (str(line.get("text") or "").strip() for line in prescription.lines) if text]
         self.pad.set_lines(lines)
 
     def _show_status(self, encounter: Encounter) -> None:
@@ -815,9 +830,15 @@ class EncounterScreen(QWidget):
         self._busy = True
         self._runner.run_op(self, op, self._on_saved, self._on_failed)
 
+    def _show_saved_refusal(self, outcome: SaveOutcome) -> None:
+        """A saved (or discarded) prescription clears the server's refusal; a blocked one leaves it as it was."""
+        if outcome.blocked is None:
+            self.pad.set_sync_refusal(outcome.prescription.sync_refusal if outcome.prescription else None)
+
     def _on_saved(self, outcome: SaveOutcome) -> None:
         self._busy = False
         self._encounter = outcome.encounter
+        self._show_saved_refusal(outcome)
         if outcome.blocked is not None:
             self.show_message("Note saved. Prescription NOT saved: " + "; ".join(outcome.blocked.problems), error=True)
         else:
@@ -863,6 +884,7 @@ class EncounterScreen(QWidget):
         if outcome.blocked is not None:
             self.show_message("Not completed: " + "; ".join(outcome.blocked.problems), error=True)
             return
+        self._show_saved_refusal(outcome)
         self._show_status(outcome.encounter)
         self.show_message("Encounter completed. Add an addendum for anything later (Ctrl+Shift+A).")
         self.addendum.setFocus(Qt.FocusReason.OtherFocusReason)
@@ -911,6 +933,7 @@ class EncounterScreen(QWidget):
             if outcome.blocked is not None:
                 self.show_message("Not signed: " + "; ".join(outcome.blocked.problems), error=True)
                 return
+            self._show_saved_refusal(outcome)
             self._show_status(outcome.encounter)
             emit(self.saved, outcome.encounter)
         if printed is None:

@@ -9,6 +9,8 @@ What the doctor sees:
 
 * beside each line, the expansion: typed parts in normal text, parts filled from the formulary in grey
   italics (tooltip: "from formulary");
+* when the clinic server refused the draft as synced (`PrescribingService.sync_refusal`), a red line at the
+  top saying why, until the next save;
 * unresolved tokens underlined red inside the line, with the reasons as the line's tooltip and under it;
 * hard stops (contraindicated rules and qualification refusals) in a red box naming the rule and its source:
   the prescription cannot be saved while one is present;
@@ -23,7 +25,9 @@ Ctrl+Shift+X excludes (or includes again) the selected condition from earlier vi
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
@@ -60,6 +64,18 @@ DEBOUNCE_MS = 150
 DEFAULTED_TIP = "from formulary"
 PLACEHOLDER = "e.g. Metf 1000 bd 30d · amlo 5 0-0-1 x 1m · triphala churna 5g hs with warm water x 30d"
 _FIELD_WORDS = {"strength": "strength", "dosage_form": "form", "route": "route", "instructions": "instructions"}
+_PROBLEM_CODE = re.compile(r"^rx\.[a-z_]+:\s*")
+
+
+def refusal_text(refusal: Mapping[str, Any]) -> str:
+    """The server's refusal of the synced draft, in words: its message without the leading problem code.
+
+    The message is the sync answer's (``rx.contraindicated: Contraindicated: … (rule DDI-018)``); the code is
+    for machines, the rest already says it in words and names the rule.
+    """
+    message = _PROBLEM_CODE.sub("", str(refusal.get("message") or "").strip()).rstrip(". ")
+    said = message or "no reason given"
+    return f"The clinic server refused this prescription: {said}. It is saved on this PC; change it and save again."
 
 
 def expansion_html(line: LineCheck) -> str:
@@ -278,6 +294,13 @@ class RxPad(QWidget):
         title.setStyleSheet("font-weight: 600;")
         hint = QLabel("Enter: new line · ↑/↓: move · Delete on an empty line: remove · Ctrl+Shift+O: override", self)
         hint.setProperty("role", "hint")
+        # The server's refusal of the synced draft: plain text, not focusable (the Tab order stays as it is).
+        self.sync_refusal = QLabel("", self)
+        self.sync_refusal.setTextFormat(Qt.TextFormat.PlainText)
+        self.sync_refusal.setWordWrap(True)
+        self.sync_refusal.setStyleSheet(_box(ERROR_COLOR, "#fdecea") + " QLabel { font-weight: 600; }")
+        self.sync_refusal.setAccessibleName("Refused by the clinic server")
+        self.sync_refusal.hide()
         self.earlier = EarlierConditionsPanel(self, self)  # conditions from earlier visits (Ctrl+Shift+X)
         self._rows_box = QWidget(self)
         self._rows_layout = QVBoxLayout(self._rows_box)
@@ -324,6 +347,7 @@ class RxPad(QWidget):
         layout.setSpacing(4)
         layout.addWidget(title)
         layout.addWidget(hint)
+        layout.addWidget(self.sync_refusal)
         layout.addWidget(self.earlier)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.hard_stops)
@@ -382,6 +406,14 @@ class RxPad(QWidget):
         for index, text in enumerate(lines or [""]):
             self._add_row(index).edit.setText(text)
         self.refresh_now()
+
+    def set_sync_refusal(self, refusal: Mapping[str, Any] | None) -> None:
+        """Show the server's refusal of the synced draft (``{reason, message, hlc}``), or hide it (None)."""
+        text = refusal_text(refusal) if refusal else ""
+        self.sync_refusal.setText(text)
+        self.sync_refusal.setToolTip(text)
+        self.sync_refusal.setAccessibleDescription(text)
+        self.sync_refusal.setVisible(bool(text))
 
     def set_read_only(self, read_only: bool) -> None:
         self._read_only = read_only

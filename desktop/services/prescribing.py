@@ -57,7 +57,7 @@ from shared.rx.qualification import (
 )
 from shared.rx.shorthand import ExpandedLine, expand
 from shared.sync.merge import LostValue
-from shared.sync.prescription_merge import CONTENT_FIELDS, draft_id_for
+from shared.sync.prescription_merge import CONTENT_FIELDS, OPTIONAL_CONTENT_FIELDS, draft_id_for
 from shared.sync.protocol import DELETED_FIELD, JsonValue, Op, RecordKind
 
 Tier = Literal["hard_stop", "override", "inline", "minor"]
@@ -550,7 +550,8 @@ class PrescribingService:
                 raise EncounterCompleted("This encounter is completed; its prescription cannot change.")
             repo = PrescriptionRepository(uow.connection)
             overrides = {o.alert_key: o.reason for o in repo.overrides(encounter_id)}
-            conditions = earlier_conditions(uow.connection, encounter).checked(conditions_of(encounter.soap_note))
+            earlier = earlier_conditions(uow.connection, encounter)
+            conditions = earlier.checked(conditions_of(encounter.soap_note))
             result = self.check(lines, conditions, prescriber, overrides)
             if result.refusals:
                 for line in result.refusals:
@@ -574,7 +575,9 @@ class PrescribingService:
                     uow.commit()
                 return None
             values = self._values(encounter_id, encounter.patient_id, user_id, result, row)
-            stamps = self._queue(uow, values["id"], values, now)
+            # The exclusions still in force travel with the draft: the server re-checks earlier conditions too.
+            excluded = [{"condition": i.key, "reason": i.excluded_reason} for i in earlier.items if i.is_excluded]
+            stamps = self._queue(uow, values["id"], values, now, excluded)
             if row is None:
                 repo.insert({**values, "created_at": now, "updated_at": now, "field_hlcs": stamps})
             else:
@@ -601,8 +604,14 @@ class PrescribingService:
             rx.id, {"deleted": True, "updated_at": now, "sync_refusal": None, "field_hlcs": rx.field_hlcs | stamps}
         )
 
-    def _queue(self, uow: Any, rx_id: uuid.UUID, content: dict[str, Any], now: datetime) -> dict[str, str]:
-        """Stamp the whole content once and queue the draft for sync (nothing without a clock); the stamps."""
+    def _queue(
+        self, uow: Any, rx_id: uuid.UUID, content: dict[str, Any], now: datetime,
+        excluded: list[dict[str, Any]] | None = None,
+    ) -> dict[str, str]:  # fmt: skip
+        """Stamp the whole content once and queue the draft for sync (nothing without a clock); the stamps.
+
+        ``excluded`` ({condition, reason} of earlier conditions left out) joins the content only when not empty,
+        so a draft without exclusions is exactly what servers before the field accept."""
         if self._clock is None:
             return {}
         stamp = encode(self._clock.now())
@@ -610,6 +619,8 @@ class PrescribingService:
             name: str(content[name]) if isinstance(content[name], uuid.UUID) else content[name]
             for name in CONTENT_FIELDS
         }
+        if excluded:
+            fields[OPTIONAL_CONTENT_FIELDS[0]] = cast(JsonValue, excluded)
         # The owner travels with every save (it never changes): a draft saved before drafts synced, queued for
         # the first time by a later save, is then a whole record to the server.
         fields |= {"encounter_id": str(content["encounter_id"]), "patient_id": str(content["patient_id"])}

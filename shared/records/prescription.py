@@ -84,6 +84,19 @@ class AlertOverride(BaseModel):
     reason: Annotated[str, Field(min_length=5, max_length=500), AfterValidator(_clean)]
 
 
+class ConditionExclusion(BaseModel):
+    """The prescriber's decision to leave a condition from an earlier visit out of this prescription's checks.
+
+    ``condition`` names it as the desktop does: the starter-list condition id (``pregnancy``) or the code
+    (``SNOMED:77386006``, ``ICD10:Z33``); the typed reason is required and audited.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    condition: Annotated[str, Field(min_length=1, max_length=200, examples=["ICD10:Z33"])]
+    reason: Annotated[str, Field(min_length=5, max_length=500), AfterValidator(_clean)]
+
+
 class DraftCreate(BaseModel):
     """Save a prescription draft for an encounter (at least one line)."""
 
@@ -97,6 +110,12 @@ class DraftCreate(BaseModel):
         default_factory=list,
         max_length=50,
         description="Major interaction alerts the prescriber overrides, each with a typed reason (audited)",
+    )
+    excluded_conditions: list[ConditionExclusion] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Conditions from the patient's earlier visits left out of the checks, each with a typed reason "
+        "(audited)",
     )
 
     @model_validator(mode="after")

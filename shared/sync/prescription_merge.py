@@ -44,7 +44,12 @@ CONTENT_FIELDS = (
     "policy_version",
 )
 """One unit: written together, stamped together, winning together."""
-DRAFT_FIELDS = frozenset(OWNER_FIELDS) | frozenset(CONTENT_FIELDS) | {DELETED_FIELD}
+OPTIONAL_CONTENT_FIELDS = ("excluded_conditions",)
+"""Part of the content unit when present (same stamp, wins and loses with it), absent from older PCs' drafts:
+``excluded_conditions`` is the list of ``{condition, reason}`` the doctor left out of the checks (absent: none)."""
+DRAFT_FIELDS = (
+    frozenset(OWNER_FIELDS) | frozenset(CONTENT_FIELDS) | frozenset(OPTIONAL_CONTENT_FIELDS) | {DELETED_FIELD}
+)
 """Field names a ``prescription_draft`` change may carry."""
 
 _DRAFT_NAMESPACE = b"integmed.prescription_draft.v1:"
@@ -82,7 +87,11 @@ def _check(fields: Mapping[str, JsonValue], field_hlcs: Mapping[str, str], side:
     for text in field_hlcs.values():
         decode(text)
     content = [name for name in CONTENT_FIELDS if name in fields]
-    if content and len(content) != len(CONTENT_FIELDS):
+    optional = [name for name in OPTIONAL_CONTENT_FIELDS if name in fields]
+    if optional and not content:
+        raise DraftConflict(f"a draft's content travels whole: {', '.join(optional)} without the lines")
+    content += optional
+    if content and len(content) != len(CONTENT_FIELDS) + len(optional):
         missing = ", ".join(n for n in CONTENT_FIELDS if n not in fields)
         raise DraftConflict(f"a draft's content travels whole: {missing} missing")
     if content and len({field_hlcs[n] for n in content}) != 1:
@@ -168,8 +177,9 @@ def _merge_content(
     incoming_field_hlcs: Mapping[str, str],
 ) -> tuple[dict[str, JsonValue], dict[str, str], list[LostValue], bool]:
     """The content unit's merge: (fields, stamps, lost values, whether the incoming content won)."""
-    mine = {n: current_fields[n] for n in CONTENT_FIELDS if n in current_fields}
-    theirs = {n: incoming_fields[n] for n in CONTENT_FIELDS if n in incoming_fields}
+    names = (*CONTENT_FIELDS, *OPTIONAL_CONTENT_FIELDS)
+    mine = {n: current_fields[n] for n in names if n in current_fields}
+    theirs = {n: incoming_fields[n] for n in names if n in incoming_fields}
     if not theirs:
         return mine, {n: current_field_hlcs[n] for n in mine}, [], False
     if not mine:
@@ -187,8 +197,8 @@ def _merge_content(
         values, other = (mine, theirs) if loser.side is Side.CURRENT else (theirs, mine)
         lost += [
             LostValue(n, values[n], loser.hlc, loser.side)
-            for n in CONTENT_FIELDS
-            if canonical_json(values[n]) != canonical_json(other[n])
+            for n in names
+            if n in values and (n not in other or canonical_json(values[n]) != canonical_json(other[n]))
         ]
     if unit.outcome is MergeOutcome.NOOP:
         return mine, {n: current_field_hlcs[n] for n in mine}, lost, False

@@ -160,3 +160,30 @@ async def patient_exists(conn: asyncpg.Connection, clinic_id: uuid.UUID, patient
         "SELECT 1 FROM patients WHERE id = $1 AND clinic_id = $2 AND NOT deleted", patient_id, clinic_id
     )
     return found is not None
+
+
+async def earlier_notes(
+    conn: asyncpg.Connection, clinic_id: uuid.UUID, patient_id: uuid.UUID, encounter_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """The SOAP notes of the patient's other completed encounters and of their addenda, newest visit first
+    (within a visit the latest addendum first, the encounter's own note last).
+
+    Each row: ``encounter_id``, ``start_time``, ``soap_note`` (parsed; addenda without a note are left out).
+    """
+    rows = await conn.fetch(
+        """
+        SELECT e.id AS encounter_id, e.start_time, e.soap_note, e.completed_at AS noted_at, 0 AS addendum
+        FROM encounters e
+        WHERE e.clinic_id = $1 AND e.patient_id = $2 AND e.status = 'completed' AND e.id <> $3
+        UNION ALL
+        SELECT e.id, e.start_time, a.soap_note, a.created_at, 1
+        FROM encounter_addenda a JOIN encounters e ON e.id = a.encounter_id AND e.clinic_id = a.clinic_id
+        WHERE e.clinic_id = $1 AND e.patient_id = $2 AND e.status = 'completed' AND e.id <> $3
+          AND a.soap_note IS NOT NULL
+        ORDER BY start_time DESC, encounter_id DESC, addendum DESC, noted_at DESC
+        """,
+        clinic_id,
+        patient_id,
+        encounter_id,
+    )
+    return [to_dict(r) for r in rows]

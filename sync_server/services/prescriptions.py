@@ -8,6 +8,8 @@ facts the client sends.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -17,7 +19,7 @@ from shared.clock import HLC, Stamp, encode, system_wall_ms
 from shared.errors import FieldProblem, RuleViolation
 from shared.ids import uuid7
 from shared.records.encounter import EncounterType
-from shared.records.prescription import AlertOverride, Draft, DraftCreate, PolicyNote
+from shared.records.prescription import AlertOverride, ConditionExclusion, Draft, DraftCreate, PolicyNote
 from shared.rx.formulary import Formulary
 from shared.rx.interactions import AyushLine as CheckAyushLine
 from shared.rx.interactions import CheckRequest, CheckResult, Finding
@@ -30,7 +32,7 @@ from shared.rx.qualification import (
     item_from_resolved,
     may_prescribe,
 )
-from shared.sync.prescription_merge import CONTENT_FIELDS, OWNER_FIELDS
+from shared.sync.prescription_merge import CONTENT_FIELDS, OPTIONAL_CONTENT_FIELDS, OWNER_FIELDS
 from shared.sync.protocol import DELETED_FIELD, RecordKind
 from sync_server import errors
 from sync_server.db import encounters as encounters_db
@@ -153,6 +155,127 @@ def encounter_conditions(soap_note: dict[str, Any] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+def _diagnosis_keys(dx: dict[str, Any]) -> tuple[str, ...]:
+    """The names a coded diagnosis is known by: its starter-list condition id and its code (as the desktop
+    writes it, ``SNOMED:…`` / ``ICD10:…``), case-folded; none for free text (not guessed at)."""
+    code = str(dx.get("code") or "").strip().upper()
+    if not code:
+        return ()
+    system = dx.get("system") or ("snomed" if code.isdigit() else "icd10")
+    keys = [f"SNOMED:{code}" if system == "snomed" else f"ICD10:{code}"]
+    if dx.get("condition_id"):
+        keys.insert(0, str(dx["condition_id"]))
+    return tuple(k.casefold() for k in keys)
+
+
+@dataclass(frozen=True)
+class EarlierCondition:
+    """A coded condition diagnosed at one of the patient's earlier completed visits (the latest sighting)."""
+
+    condition: str  # what the interaction check is given: the condition id, else the code
+    label: str
+    keys: tuple[str, ...]
+    encounter_id: uuid.UUID
+    seen_on: str  # ISO date of that visit
+
+    @property
+    def origin(self) -> str:
+        return f"from an earlier visit ({self.seen_on}, encounter {self.encounter_id})"
+
+
+def earlier_conditions(notes: Sequence[Mapping[str, Any]], current: Sequence[str]) -> list[EarlierCondition]:
+    """The coded diagnoses (primary and secondary) of earlier completed visits, newest first, one per condition,
+    leaving out those already among the current encounter's ``current`` condition ids.
+
+    Args:
+        notes: `sync_server.db.encounters.earlier_notes` rows (newest first).
+        current: the current encounter's conditions (`encounter_conditions`).
+    """
+    seen = {c.casefold() for c in current}
+    out: list[EarlierCondition] = []
+    for row in notes:
+        assessment = (row.get("soap_note") or {}).get("assessment") or {}
+        for dx in [assessment.get("primary_diagnosis"), *(assessment.get("secondary_diagnoses") or [])]:
+            keys = _diagnosis_keys(dx) if isinstance(dx, dict) else ()
+            if not keys or seen.intersection(keys):
+                continue
+            seen.update(keys)
+            start = row["start_time"]
+            out.append(
+                EarlierCondition(
+                    condition=str(dx.get("condition_id") or keys[-1].upper()),
+                    label=str(dx.get("condition") or keys[0]),
+                    keys=keys,
+                    encounter_id=row["encounter_id"],
+                    seen_on=start.date().isoformat() if isinstance(start, datetime) else str(start)[:10],
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class DraftConditions:
+    """The conditions a draft is checked against: this visit's, then the earlier ones not excluded."""
+
+    current: tuple[str, ...]
+    earlier: tuple[EarlierCondition, ...]
+    excluded: tuple[tuple[ConditionExclusion, EarlierCondition | None], ...]
+
+    @property
+    def checked(self) -> tuple[str, ...]:
+        return (*self.current, *(e.condition for e in self.earlier))
+
+    def origins(self) -> dict[int, EarlierCondition]:
+        """Index in `checked` → the earlier visit that condition came from."""
+        return {len(self.current) + i: e for i, e in enumerate(self.earlier)}
+
+    def record(self) -> dict[str, Any]:
+        """What the stored interaction check keeps of the conditions (which earlier ones, which excluded)."""
+        return {
+            "earlier_conditions": [
+                {"condition": e.condition, "label": e.label, "encounter_id": str(e.encounter_id), "seen_on": e.seen_on}
+                for e in self.earlier
+            ],
+            "excluded_conditions": [x.model_dump(mode="json") for x, _ in self.excluded],
+        }
+
+
+async def draft_conditions(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    encounter: Mapping[str, Any],
+    exclusions: Sequence[ConditionExclusion],
+) -> DraftConditions:
+    """This encounter's coded diagnoses plus the patient's earlier completed visits' ones, minus ``exclusions``
+    (matched by condition id or code, as the desktop names them)."""
+    current = encounter_conditions(encounter.get("soap_note"))
+    notes = await encounters_db.earlier_notes(conn, clinic_id, encounter["patient_id"], encounter["id"])
+    earlier = earlier_conditions(notes, current)
+    excluded: list[tuple[ConditionExclusion, EarlierCondition | None]] = []
+    dropped: set[int] = set()
+    for exclusion in exclusions:
+        name = exclusion.condition.strip().casefold()
+        hit = next((i for i, e in enumerate(earlier) if name in e.keys), None)
+        if hit is not None:
+            dropped.add(hit)
+        excluded.append((exclusion, earlier[hit] if hit is not None else None))
+    kept = tuple(e for i, e in enumerate(earlier) if i not in dropped)
+    return DraftConditions(current, kept, tuple(excluded))
+
+
+def exclusion_audits(conditions: DraftConditions) -> list[dict[str, Any]]:
+    """The audit details of each exclusion the draft carries (matched to the earlier visit, when one is)."""
+    out = []
+    for exclusion, earlier in conditions.excluded:
+        details: dict[str, Any] = {"rule_id": "CONDITION-EXCLUDED", **exclusion.model_dump(mode="json")}
+        if earlier is not None:
+            details |= {"label": earlier.label, "from_encounter": str(earlier.encounter_id), "seen_on": earlier.seen_on}
+        else:
+            details["matched"] = "no coded condition of an earlier visit"
+        out.append(details)
+    return out
+
+
 def check_draft_interactions(body: DraftCreate, conditions: tuple[str, ...]) -> CheckResult:
     """The same interaction check the desktop's Rx pad runs, over every line and the encounter's diagnoses."""
     return prescribing.check_interactions(
@@ -164,9 +287,14 @@ def check_draft_interactions(body: DraftCreate, conditions: tuple[str, ...]) -> 
     )
 
 
-def _summary(findings: list[Finding]) -> list[dict[str, Any]]:
-    return [
-        {
+def _earlier(f: Finding, origins: Mapping[int, EarlierCondition]) -> list[EarlierCondition]:
+    return [origins[i.index] for i in f.items if i.kind == "condition" and i.index in origins]
+
+
+def _summary(findings: list[Finding], origins: Mapping[int, EarlierCondition]) -> list[dict[str, Any]]:
+    out = []
+    for f in findings:
+        summary: dict[str, Any] = {
             "rule_id": f.rule_id,
             "severity": f.severity,
             "items": [i.display_name for i in f.items],
@@ -174,11 +302,25 @@ def _summary(findings: list[Finding]) -> list[dict[str, Any]]:
             "advice": f.advice,
             "source": f.source,
         }
-        for f in findings
-    ]
+        earlier = _earlier(f, origins)
+        if earlier:
+            summary["earlier_conditions"] = [
+                {"condition": e.condition, "label": e.label, "encounter_id": str(e.encounter_id), "seen_on": e.seen_on}
+                for e in earlier
+            ]
+        out.append(summary)
+    return out
 
 
-def gate_findings(result: CheckResult, overrides: list[AlertOverride]) -> list[AlertOverride]:
+def _named(f: Finding, origins: Mapping[int, EarlierCondition]) -> str:
+    names = " + ".join(i.display_name for i in f.items)
+    earlier = _earlier(f, origins)
+    return names + "".join(f" ({e.label} {e.origin})" for e in earlier)
+
+
+def gate_findings(
+    result: CheckResult, overrides: list[AlertOverride], origins: Mapping[int, EarlierCondition] | None = None
+) -> list[AlertOverride]:
     """Apply the alert tiers: contraindicated stops the draft; each major finding needs an override.
 
     Returns the overrides to keep (one per overridden rule). Raises:
@@ -186,13 +328,16 @@ def gate_findings(result: CheckResult, overrides: list[AlertOverride]) -> list[A
         RuleViolation: an override naming a rule that did not fire as a major alert (422 on the field).
         OverrideRequired: a major finding without an override (409, the findings to override listed).
     """
+    origins = origins or {}
     findings = [*result.interactions, *result.contraindications]
     blocked = [f for f in findings if f.severity == "contraindicated"]
     if blocked:
-        names = "; ".join(" + ".join(i.display_name for i in f.items) for f in blocked)
+        names = "; ".join(_named(f, origins) for f in blocked)
+        earlier = any(_earlier(f, origins) for f in blocked)
         raise errors.InteractionContraindicated(
-            f"Contraindicated: {names}. Change the prescription; this cannot be overridden.",
-            findings=_summary(blocked),
+            f"Contraindicated: {names}. Change the prescription; this cannot be overridden"
+            + (", unless the earlier condition no longer applies (exclude it with a reason)." if earlier else "."),
+            findings=_summary(blocked, origins),
         )
     major = {f.rule_id: f for f in findings if f.severity == "major"}
     problems = [
@@ -211,7 +356,7 @@ def gate_findings(result: CheckResult, overrides: list[AlertOverride]) -> list[A
     if missing:
         raise errors.OverrideRequired(
             "Override each major alert with a reason: " + ", ".join(f.rule_id for f in missing),
-            findings=_summary(missing),
+            findings=_summary(missing, origins),
         )
     return list(kept.values())
 
@@ -222,8 +367,9 @@ async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate
         raise errors.NotFound("No encounter with this id in your clinic")
     prescriber = await _prescriber(conn, actor, encounter["encounter_type"])
     notes, policy_version = check_lines(body, prescriber)
-    result = check_draft_interactions(body, encounter_conditions(encounter.get("soap_note")))
-    overrides = gate_findings(result, body.overrides)
+    conditions = await draft_conditions(conn, actor.clinic_id, encounter, body.excluded_conditions)
+    result = check_draft_interactions(body, conditions.checked)
+    overrides = gate_findings(result, body.overrides, conditions.origins())
     prescription_id = body.id or uuid7()
     row = await prescriptions_db.insert_draft(
         conn,
@@ -236,7 +382,7 @@ async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate
         ayush_medications=[a.model_dump(mode="json") for a in body.ayush_medications],
         advisories=[n.model_dump(mode="json") for n in notes],
         policy_version=policy_version,
-        interaction_check=result.model_dump(mode="json"),
+        interaction_check=result.model_dump(mode="json") | conditions.record(),
         overrides=[
             {**o.model_dump(mode="json"), "by": str(actor.user_id), "at": datetime.now(UTC).isoformat()}
             for o in overrides
@@ -248,6 +394,8 @@ async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate
         raise errors.ConflictProblem("A record with this id already exists", code_hint="prescription.id_taken")
     for o in overrides:
         await _audit(conn, actor, "prescription.override", str(prescription_id), o.model_dump(mode="json"))
+    for details in exclusion_audits(conditions):
+        await _audit(conn, actor, "prescription.condition_excluded", str(prescription_id), details)
     await _audit(
         conn,
         actor,
@@ -259,7 +407,8 @@ async def create_draft(conn: asyncpg.Connection, actor: Actor, body: DraftCreate
     # clinic's PCs get it in the encounter's Rx pad (sync_server.services.rx_sync). Last: the feed bump holds
     # the clinic's feed lock until commit.
     stamp = encode(clock.now()) if clock is not None else encode(Stamp(system_wall_ms(), 0, "srv-api"))
-    await prescriptions_db.stamp_api_draft(conn, prescription_id, stamp, list(SYNCED_FIELDS))
+    synced = [*SYNCED_FIELDS, *(OPTIONAL_CONTENT_FIELDS if body.excluded_conditions else ())]
+    await prescriptions_db.stamp_api_draft(conn, prescription_id, stamp, synced)
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.PRESCRIPTION_DRAFT, [prescription_id], None)
     return Draft.model_validate(row)
 

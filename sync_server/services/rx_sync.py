@@ -31,8 +31,10 @@ batch (a PC queues a draft before its signature):
   prescribing policy must allow each medicine for the prescriber's registration as stored from HPR
   (``rx.not_permitted <rule>: …``), and the interaction gate must pass over the encounter's coded diagnoses
   (``rx.contraindicated: …``; ``rx.override_required: …`` for a major alert the draft does not override with
-  a reason). The refusal is audited (``prescription.refused``); overrides that let a draft through are
-  audited (``prescription.override``). Also malformed or non-canonical fields, an unknown field, a changed
+  a reason). The gate's conditions include the patient's earlier completed visits' coded diagnoses, minus the
+  draft's ``excluded_conditions`` (each exclusion audited as ``prescription.condition_excluded``). The refusal
+  is audited (``prescription.refused``); overrides that let a draft through are audited
+  (``prescription.override``). Also malformed or non-canonical fields, an unknown field, a changed
   encounter or patient, an encounter the server does not hold or whose patient is another, a prescriber who
   is not a user of the clinic.
 * ``rejected`` ``signed_immutable``: the prescription is signed (its signed record supersedes the draft).
@@ -286,6 +288,9 @@ async def _store(
 # --- prescription drafts --------------------------------------------------------------------------------
 
 _DRAFT_HISTORY_KIND = str(RecordKind.PRESCRIPTION_DRAFT)
+EXCLUDED = "excluded_conditions"
+"""The optional content field (`shared.sync.prescription_merge.OPTIONAL_CONTENT_FIELDS`), kept in the stored
+interaction check (``interaction_check.excluded_conditions``) beside the conditions it left out."""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -314,6 +319,8 @@ def draft_state(row: asyncpg.Record) -> tuple[dict[str, JsonValue], dict[str, st
         DELETED_FIELD: bool(row["deleted"]),
     }
     stamps: dict[str, str] = _loads(row["field_hlcs"]) or {}
+    if EXCLUDED in stamps:  # part of the content only when the content that won carried it
+        fields[EXCLUDED] = check.get(EXCLUDED) or []
     default = row["hlc"] or encode(Stamp(int(row["updated_at"].timestamp() * 1000), 0, "server"))
     return fields, {name: stamps.get(name, default) for name in fields}
 
@@ -418,8 +425,11 @@ async def _one_draft(
         overrides = body.overrides
         # Live content is always content the gate passed: a winning list, and a list a restore brings back.
         gated = not is_deleted(fields) and (content_won or is_deleted(current))
+        exclusion_audits: list[dict[str, Any]] = []
         if gated:
-            check, overrides = await _gate(conn, actor, fields, body, encounter)
+            check, overrides, exclusion_audits = await _gate(conn, actor, fields, body, encounter)
+        if check is not None or fields.get(EXCLUDED):  # the stored exclusions are always the merged content's
+            check = {**(check or {}), EXCLUDED: [x.model_dump(mode="json") for x in body.excluded_conditions]}
         version = await prescriptions_db.write_synced_draft(
             conn,
             exists=row is not None,
@@ -452,6 +462,11 @@ async def _one_draft(
                 {"action": "prescription.override", "entity_type": "prescription", "entity_id": str(change.id),
                  "details": o.model_dump(mode="json")}
                 for o in overrides
+            ]  # fmt: skip
+            audits += [
+                {"action": "prescription.condition_excluded", "entity_type": "prescription",
+                 "entity_id": str(change.id), "details": details}
+                for details in exclusion_audits
             ]  # fmt: skip
     result = ChangeResult(
         kind=RecordKind.PRESCRIPTION_DRAFT, id=change.id, status=merged.change_status, server_version=max(version, 1)
@@ -501,6 +516,9 @@ def _draft_body(rx_id: uuid.UUID, fields: dict[str, JsonValue]) -> DraftCreate:
         )
     ):
         raise _Reject(RejectCode.INVALID_RECORD, "lines: a list of {text, expanded} (at most 100)")
+    raw_excluded = fields.get(EXCLUDED, [])
+    if not (isinstance(raw_excluded, list) and all(isinstance(x, dict) for x in raw_excluded)):
+        raise _Reject(RejectCode.INVALID_RECORD, f"{EXCLUDED}: a list of {{condition, reason}}")
     if not isinstance(fields["advisories"], list):
         raise _Reject(RejectCode.INVALID_RECORD, "advisories: a list")
     for name in ("kb_version", "policy_version"):  # kb_version is null for drafts written through the REST API
@@ -514,6 +532,7 @@ def _draft_body(rx_id: uuid.UUID, fields: dict[str, JsonValue]) -> DraftCreate:
                 "medications": fields["medications"],
                 "ayush_medications": fields["ayush_medications"],
                 "overrides": [{"rule_id": o.get("rule_id"), "reason": o.get("reason")} for o in raw_overrides],
+                EXCLUDED: raw_excluded,
             }
         )
     except ValidationError as exc:
@@ -526,8 +545,10 @@ def _draft_body(rx_id: uuid.UUID, fields: dict[str, JsonValue]) -> DraftCreate:
 
 async def _gate(
     conn: asyncpg.Connection, actor: Actor, fields: dict[str, JsonValue], body: DraftCreate, encounter: dict[str, Any]
-) -> tuple[dict[str, Any], list[AlertOverride]]:
-    """The REST draft's checks on the merged lines; (the interaction check, the overrides that let it through).
+) -> tuple[dict[str, Any], list[AlertOverride], list[dict[str, Any]]]:
+    """The REST draft's checks on the merged lines, over this visit's coded diagnoses and the patient's earlier
+    completed visits' ones minus the draft's exclusions; (the interaction check, the overrides that let it
+    through, the audit details of its exclusions).
 
     Raises:
         _Refused: the policy refuses a line, a contraindicated finding, or a major one without an override.
@@ -539,19 +560,23 @@ async def _gate(
             conn, actor.clinic_id, prescriber_id, encounter["encounter_type"]
         )
         prescriptions_service.check_lines(body, prescriber)
-        result = prescriptions_service.check_draft_interactions(
-            body, prescriptions_service.encounter_conditions(encounter.get("soap_note"))
+        conditions = await prescriptions_service.draft_conditions(
+            conn, actor.clinic_id, encounter, body.excluded_conditions
         )
+        result = prescriptions_service.check_draft_interactions(body, conditions.checked)
         # An override of a rule that does not fire here (the PC also checks uncoded diagnoses by their text) is
         # kept in the draft as sent, not held against it.
         major = {f.rule_id for f in (*result.interactions, *result.contraindications) if f.severity == "major"}
-        overrides = prescriptions_service.gate_findings(result, [o for o in body.overrides if o.rule_id in major])
+        overrides = prescriptions_service.gate_findings(
+            result, [o for o in body.overrides if o.rule_id in major], conditions.origins()
+        )
     except (errors.PrescribingRefused, errors.InteractionContraindicated, errors.OverrideRequired) as problem:
         raise _Refused(problem) from None
     except RuleViolation as exc:
         reasons = "; ".join(f"{p.code}: {p.field}: {p.message}" for p in exc.problems)
         raise _Reject(RejectCode.INVALID_RECORD, reasons) from None
-    return result.model_dump(mode="json"), overrides
+    check = result.model_dump(mode="json") | conditions.record()
+    return check, overrides, prescriptions_service.exclusion_audits(conditions)
 
 
 def _draft_history(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:

@@ -113,3 +113,42 @@ def test_any_order_of_the_same_edits_converges(changes: list[State], rnd: object
     assert fold([once, *changes]) == once  # idempotent: replays change nothing
     # Content fields always come from one edit.
     assert len({once[1][n] for n in CONTENT_FIELDS}) == 1
+
+
+EXCLUDED: JsonValue = [{"condition": "SNOMED:77386006", "reason": "Delivered in March"}]
+
+
+def excluding(stamp: str, *names: str) -> State:
+    fields, stamps = edit(stamp, *names)
+    return fields | {"excluded_conditions": EXCLUDED}, stamps | {"excluded_conditions": stamp}
+
+
+def test_excluded_conditions_win_and_lose_with_the_content_and_may_be_absent() -> None:
+    base = edit(h(0), "WARFARIN", owner=True)
+    with_ex = merge_draft(*base, *excluding(h(2), "WARFARIN"))
+    assert with_ex.fields["excluded_conditions"] == EXCLUDED and with_ex.outcome is MergeOutcome.APPLIED
+    # An older list with exclusions loses whole: its exclusions are a lost value, the stored state keeps none.
+    older = merge_draft(*edit(h(5), "WARFARIN", owner=True), *excluding(h(3), "WARFARIN"))
+    assert "excluded_conditions" not in older.fields
+    assert {(lv.field, lv.side) for lv in older.lost} == {("excluded_conditions", Side.INCOMING)}
+    # A later list without the field (the condition was put back, or an older PC) replaces them.
+    later = merge_draft(with_ex.fields, with_ex.field_hlcs, *edit(h(4), "WARFARIN"))
+    assert "excluded_conditions" not in later.fields and "excluded_conditions" not in later.field_hlcs
+    assert [(lv.field, lv.side) for lv in later.lost] == [("excluded_conditions", Side.CURRENT)]
+    # It travels only with the content, under the content's stamp.
+    with pytest.raises(DraftConflict, match="travels whole"):
+        merge_draft(*base, {"excluded_conditions": EXCLUDED}, {"excluded_conditions": h(6)})
+    fields, stamps = excluding(h(6), "WARFARIN")
+    with pytest.raises(DraftConflict, match="one stamp"):
+        merge_draft(*base, fields, stamps | {"excluded_conditions": h(7)})
+
+
+@given(st.lists(st.builds(lambda w, n, x: excluding(h(w, 0, n), "ASPIRIN") if x else edit(h(w, 0, n), "ASPIRIN"),
+                          st.integers(0, 4), st.sampled_from(["pc-a", "pc-b"]), st.booleans()), min_size=1,
+                max_size=5), st.randoms())  # fmt: skip
+def test_edits_with_and_without_exclusions_converge(changes: list[State], rnd: object) -> None:
+    first = edit(h(0), "METFORMIN", owner=True)
+    shuffled = list(changes)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    once = fold([first, *changes])
+    assert once == fold([first, *shuffled]) and fold([once, *changes]) == once

@@ -226,7 +226,8 @@ def test_verify_service_takes_the_cose_bytes_a_desktop_would_sync(
         try:
             as_bytes = await verify_signed_prescription(conn, ctx, stored[0]["cose"])
             as_text = await verify_signed_prescription(conn, ctx, stored[0]["qr_payload"])
-            damaged = await verify_signed_prescription(conn, ctx, stored[0]["cose"][:-1] + b"\x00")
+            cose_bytes = stored[0]["cose"]
+            damaged = await verify_signed_prescription(conn, ctx, cose_bytes[:-1] + bytes([cose_bytes[-1] ^ 0xFF]))
             return as_bytes, as_text, damaged
         finally:
             await conn.close()

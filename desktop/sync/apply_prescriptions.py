@@ -75,10 +75,15 @@ def apply_prescriptions(
     stats = PrescriptionStats()
     parked = [Change.model_validate(c) for c in json.loads(uow.sync_state.get(PARKED_KEY) or "[]")]
     todo = [*parked, *changes]
-    trust = trust or default_trust()
-    revocations = _revocations(uow, trust) if any(c.kind is RecordKind.SIGNED_PRESCRIPTION for c in todo) else ()
+    if not todo:
+        return stats  # the usual page (no prescriptions, nothing parked): no trust store to read
+    signed = any(c.kind is RecordKind.SIGNED_PRESCRIPTION for c in todo)
+    if signed and trust is None:
+        trust = default_trust()
+    revocations = _revocations(uow, trust) if signed and trust is not None else ()
     for change in todo:
         if change.kind is RecordKind.SIGNED_PRESCRIPTION:
+            assert trust is not None
             _apply_signed(uow, change, now=now, stats=stats, trust=trust, revocations=revocations)
         else:
             _apply_draft(uow, change, now=now, stats=stats)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from desktop.devices.bumble_backend import BumbleCentral, BumbleClient, BumbleScanner
+if TYPE_CHECKING:  # bumble is imported where a bumble backend is made: it costs ~0.2 s of the app's start-up
+    from desktop.devices.bumble_backend import BumbleCentral
 
 ENV_BACKEND = "INTEGMED_BLE_BACKEND"
 ENV_TRANSPORT = "INTEGMED_BLE_TRANSPORT"
@@ -43,6 +44,8 @@ class BleBackend:
     @classmethod
     def bumble(cls, central: BumbleCentral) -> BleBackend:
         """bleak over a bumble central."""
+        from desktop.devices.bumble_backend import BumbleClient, BumbleScanner
+
         return cls(
             "bumble",
             {"backend": BumbleScanner, "bumble": central},
@@ -58,6 +61,8 @@ class BleBackend:
         if choice == "os":
             return cls.system()
         if choice == "bumble":
+            from desktop.devices.bumble_backend import BumbleCentral
+
             return cls.bumble(BumbleCentral.from_transport(env.get(ENV_TRANSPORT, DEFAULT_TRANSPORT)))
         if choice == "simulated":
             from desktop.devices.sim import simulated_central

@@ -12,10 +12,13 @@ import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from desktop.errors import DiskError, DiskFull, KnownError
 from desktop.printing.model import PrintablePrescription
-from desktop.printing.prescription_pdf import Paper, PrintError, render_prescription_pdf
+
+if TYPE_CHECKING:  # reportlab is imported on the first print: it costs ~0.2 s of the app's start-up
+    from desktop.printing.prescription_pdf import Paper
 
 PRESCRIPTIONS_FOLDER = "prescriptions"
 
@@ -52,6 +55,8 @@ def write_prescription_pdf(data_dir: Path, rx: PrintablePrescription, paper: Pap
         PrintFolderNotWritable: the folder cannot be created or written.
         DiskError: any other operating-system error while writing.
     """
+    from desktop.printing.prescription_pdf import PrintError, render_prescription_pdf
+
     try:
         data = render_prescription_pdf(rx, paper)
     except PrintError as exc:

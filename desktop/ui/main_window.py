@@ -13,7 +13,7 @@ Ctrl+Shift+S sync now, Esc clears the search (in the search) / cancels (in the f
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -31,10 +31,12 @@ from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.screens.patient_detail import PatientDetailScreen
 from desktop.ui.screens.patient_form import PatientFormScreen
 from desktop.ui.screens.patient_search import PatientSearchScreen
-from desktop.ui.screens.timeline import PatientTimelineScreen
 from desktop.ui.screens.verify_rx import TrustLoader, VerifyPrescriptionDialog
 from desktop.ui.signals import emit
 from desktop.ui.sync_status import SyncStatusWidget
+
+if TYPE_CHECKING:  # the timeline's charts (pyqtgraph) are imported when it is first opened
+    from desktop.ui.screens.timeline import PatientTimelineScreen
 
 WELCOME = (
     "Find a patient with the search box (Ctrl+F): type a name in any language, a mobile number or an ABHA "
@@ -286,6 +288,8 @@ class MainWindow(QMainWindow):
         if self._timeline_service is None:
             return
         if self.timeline is None:
+            from desktop.ui.screens.timeline import PatientTimelineScreen
+
             self.timeline = PatientTimelineScreen(self)
             self.shell.addWidget(self.timeline)
             self.timeline.closed.connect(self.on_encounter_closed)

@@ -6,8 +6,8 @@ A phase reads its parameters as one JSON object on stdin and prints its results 
 last line of stdout. It uses what the desktop app uses and nothing else: the SQLite store
 (`desktop.store.open_local_store`), `PatientService`, `AuthService` (HPR OTP sign-in and enrolment against
 the sandbox, as ``tests/e2e/conftest.py`` does) and `SyncClient.run_once` over `Transport`. The only
-additions are an httpx event hook that counts requests and body bytes, and reads of ``/proc`` for CPU time
-and peak RSS (``VmHWM``).
+additions are an httpx event hook that counts requests and body bytes, reads of ``/proc`` for CPU time
+and peak RSS (``VmHWM``), and time stamps of the steps of a live edits round (`_stamped`).
 
 The sync modules and httpx are imported only by the phases that sync, so the ``coldstart`` phase imports
 just what opening the store and searching needs.
@@ -16,6 +16,7 @@ just what opening the store and searching needs.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import sys
@@ -413,7 +414,8 @@ def _live_round(
         mobile = _new_mobile(a.patients.get(patient_id).mobile or "+919000000000", digit)
         a.patients.update(patient_id, {"mobile": mobile}, ACTOR)
         expected[patient_id] = mobile
-    with ThreadPoolExecutor(1) as pool:
+    stamps: dict[str, float] = {}
+    with ThreadPoolExecutor(1) as pool, _stamped(client_a, client_b, stamps):
         watching = pool.submit(lambda: (client_b.watch(20), time.perf_counter()))
         time.sleep(0.3)  # let B's waiting pull reach the server (the worker keeps it open all the time)
         t1 = time.perf_counter()
@@ -424,7 +426,49 @@ def _live_round(
     assert report_b.pulled == count, report_b
     seen = {p.id: p.mobile for p in b.patients.rows_for(chosen)}
     assert seen == expected, "B does not show A's edits"
-    return {"a_round_ms": (t2 - t1) * 1000, "visible_ms": (t3 - t1) * 1000}
+    # Where the time goes (ms from A's `run_once` start): A's body ready, A's push sent / answered, B's answer
+    # read off the socket, B's page parsed, B's page applied.
+    return {"a_round_ms": (t2 - t1) * 1000, "visible_ms": (t3 - t1) * 1000} | {
+        k: (v - t1) * 1000 for k, v in stamps.items()
+    }
+
+
+@contextlib.contextmanager
+def _stamped(client_a: Any, client_b: Any, stamps: dict[str, float]) -> Iterator[None]:
+    """Time stamps (first occurrence) of the steps of a live round, by wrapping the two clients' methods on
+    the instances only (the code timed is the production code)."""
+
+    def wrap(obj: Any, name: str, before: str | None, after: str) -> None:
+        inner = getattr(obj, name)
+
+        def timed(*args: Any, **kw: Any) -> Any:
+            if before:
+                stamps.setdefault(before, time.perf_counter())
+            result = inner(*args, **kw)
+            stamps.setdefault(after, time.perf_counter())
+            return result
+
+        setattr(obj, name, timed)
+
+    wrap(client_a, "_encode", "a_encode_start", "a_encoded")
+    wrap(client_a._transport, "push_encoded", "a_push_sent", "a_push_answered")
+    wrap(client_a, "_pull_all", "a_echo_pull_start", "a_echo_pull_done")
+    wrap(client_b, "_apply_if_cursor", "b_parsed", "b_applied")
+    wait_http = client_b._transport._wait_http
+    if wait_http is not None:
+        wrap(wait_http, "get", None, "b_answer_read")
+    try:
+        yield
+    finally:
+        for obj, name in (
+            (client_a, "_encode"),
+            (client_a._transport, "push_encoded"),
+            (client_a, "_pull_all"),
+            (client_b, "_apply_if_cursor"),
+            (wait_http, "get"),
+        ):
+            if obj is not None:
+                obj.__dict__.pop(name, None)
 
 
 def phase_search(spec: dict[str, Any]) -> dict[str, Any]:

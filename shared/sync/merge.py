@@ -119,6 +119,12 @@ def _incoming_wins(
     """True if incoming wins, False if current wins, None if both are the same edit."""
     if incoming_stamp != current_stamp:
         return incoming_stamp > current_stamp
+    # The same edit seen again (an echo): equal text or both null needs no encoding. Only exact ``str`` and
+    # ``None``: ``==`` also holds for True and 1, whose JSON differs.
+    if current_value is None and incoming_value is None:
+        return None
+    if type(current_value) is str and type(incoming_value) is str and current_value == incoming_value:
+        return None
     current_bytes, incoming_bytes = canonical_json(current_value), canonical_json(incoming_value)
     if current_bytes == incoming_bytes:
         return None

@@ -266,15 +266,11 @@ async def _flush(
     if searched:
         await sync_db.detect_duplicates(conn, actor.clinic_id, searched)  # flagged for a person; never merged
     for w in run.writes:
-        states[w.change.id].version = versions[w.change.id]
+        pid = w.change.id
+        version = states[pid].version = versions[pid]
         # Built without validation: an applied or merged status with the version just written (always >= 1).
         results[w.index] = ChangeResult.model_construct(
-            kind=w.change.kind,
-            id=w.change.id,
-            status=w.merged.change_status,
-            reason=None,
-            message=None,
-            server_version=versions[w.change.id],
+            kind=w.change.kind, id=pid, status=w.merged.change_status, reason=None, message=None, server_version=version
         )
 
 
@@ -336,6 +332,9 @@ def _decide(
     return None, _history(actor, change, merged), _Write(index, change, merged, checked, row, detect, _keys(checked))
 
 
+_PATIENT_FIELD_NAMES = tuple(PatientFields.model_fields)
+"""The columns `_checked` fills, in `PatientFields` order."""
+
 _CROSS_CHECKED = {"year_of_birth", "date_of_birth"}
 """Fields of `PatientFields`' whole-record rule (a date of birth falls in the year of birth, not in the future)."""
 
@@ -360,7 +359,7 @@ def _checked(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     canonical = model.model_dump(mode="json", include=set(changed) if partial else set(values))
     if canonical != (changed if partial else values):
         raise _Reject(RejectCode.INVALID_RECORD, "field values are not in canonical form; update the app")
-    out = {name: values.get(name) for name in PatientFields.model_fields}
+    out = {name: values.get(name) for name in _PATIENT_FIELD_NAMES}
     if out["date_of_birth"] is not None:
         out["date_of_birth"] = date.fromisoformat(out["date_of_birth"])
     return out

@@ -31,7 +31,6 @@ from shared.clock import HLC, check_incoming, decode, encode, system_wall_ms
 from shared.records.patient import PatientFields, PatientUpdate
 from shared.records.validation import violation_from
 from shared.sync.merge import (
-    DELETED_FIELD,
     PATIENT_FIELDS,
     MergeOutcome,
     MergeResult,
@@ -40,6 +39,7 @@ from shared.sync.merge import (
     merge_patient,
 )
 from shared.sync.protocol import (
+    DELETED_FIELD,
     Change,
     ChangeResult,
     ChangeStatus,

@@ -188,19 +188,41 @@ async def append_many(
         pieces.append("" if key in _VARYING else _json(shared_fields[key]))
     pieces.append("}")
     slots = [(2 * n + 1, key) for n, key in enumerate(keys) if key in _VARYING]
+    # The entries of one call mostly repeat a few actions, entity types and details (a push: "sync.patient.upsert",
+    # "patient", {"status": ..., "batch": ...}): their encodings are kept for the call. Only details whose keys
+    # and values are all `str` are kept, so equal keys mean equal JSON (1, 1.0 and True are equal, their JSON not).
+    texts: dict[str, str] = {}
+    encoded_details: dict[tuple[tuple[Any, Any], ...], tuple[str, str]] = {}
+
+    def text(value: Any) -> str:
+        if type(value) is not str:
+            return _json(value)
+        out = texts.get(value)
+        if out is None:
+            out = texts[value] = _json(value)
+        return out
+
     rows = []
     for entry in entries:
         seq += 1
         details = entry.get("details") or {}
+        items = tuple(details.items())
+        cacheable = all(type(k) is str and type(v) is str for k, v in items)
+        both = encoded_details.get(items) if cacheable else None
+        if both is None:
+            both = (json.dumps(details), _json(details))
+            if cacheable:
+                encoded_details[items] = both
+        stored_details, canonical_details = both
         values = {
-            "seq": seq,
-            "action": entry["action"],
-            "entity_type": entry["entity_type"],
-            "entity_id": entry["entity_id"],
-            "details": details,
+            "seq": _json(seq),
+            "action": text(entry["action"]),
+            "entity_type": text(entry["entity_type"]),
+            "entity_id": _json(entry["entity_id"]),
+            "details": canonical_details,
         }
         for i, key in slots:
-            pieces[i] = _json(values[key])
+            pieces[i] = values[key]
         digest = hashlib.sha256(prev.encode() + b"\n" + "".join(pieces).encode()).hexdigest()
         rows.append(
             (
@@ -215,7 +237,7 @@ async def append_many(
                 entry["entity_id"],
                 client_ip,
                 user_agent,
-                json.dumps(details),
+                stored_details,
                 prev,
                 digest,
             )

@@ -30,8 +30,16 @@ from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, check_incoming, decode, encode, system_wall_ms
 from shared.records.patient import PatientFields, PatientUpdate
 from shared.records.validation import violation_from
-from shared.sync.merge import DELETED_FIELD, MergeResult, Side, edits_of, merge_patient
+from shared.sync.merge import (
+    PATIENT_FIELDS,
+    MergeOutcome,
+    MergeResult,
+    Side,
+    edits_of,
+    merge_patient,
+)
 from shared.sync.protocol import (
+    DELETED_FIELD,
     Change,
     ChangeResult,
     ChangeStatus,
@@ -100,6 +108,7 @@ class _Write:
     values: dict[str, Any]  # typed field values and ``deleted``, as `sync_db.write_patients` stores them
     before: _Stored | None  # the stored state it merged into; None for a new patient
     detect: bool  # the change carries identity fields: look for duplicates once written
+    keys: set[tuple[str, Any]] = field(default_factory=set)  # `_keys` of ``values``
 
 
 def _keys(columns: Any) -> set[tuple[str, Any]]:
@@ -130,7 +139,7 @@ class _Run:
         self.writes.append(write)
         self.ids.add(write.change.id)
         if write.detect:
-            self.searched |= _keys(write.values)
+            self.searched |= write.keys
 
 
 async def push(
@@ -152,6 +161,7 @@ async def push(
     entries: list[dict[str, Any]] = []
     run = _Run()
     batch = str(req.batch_id)
+    actions: dict[tuple[RecordKind, Op], tuple[str, str]] = {}  # (action, entity type) of each kind and op
     for index, change in enumerate(req.changes):
         if change.kind in _OWN_MODULE:
             results.append(None)  # decided and stored by its own module, after the patients (see below)
@@ -179,17 +189,19 @@ async def push(
             run = _Run()
         run.add(write)
         # What reading the row back would give (`patients_db.state_of`); the version comes when the run is stored.
+        # A merge never changes the states it is given, so the merged dicts are shared, not copied.
         merged = write.merged
-        states[change.id] = _Stored(
-            dict(merged.fields), dict(merged.field_hlcs), 0, actor.clinic_id, _keys(write.values)
-        )
+        states[change.id] = _Stored(merged.fields, merged.field_hlcs, 0, actor.clinic_id, write.keys)
         changed.append(change.id)
+        action = actions.get((change.kind, change.op))
+        if action is None:
+            action = actions[(change.kind, change.op)] = (f"sync.{change.kind}.{change.op}", str(change.kind))
         entries.append(
             {
-                "action": f"sync.{change.kind}.{change.op}",
-                "entity_type": str(change.kind),
+                "action": action[0],
+                "entity_type": action[1],
                 "entity_id": str(change.id),
-                "details": {"status": str(write.merged.change_status), "batch": batch},
+                "details": {"status": str(merged.change_status), "batch": batch},
             }
         )
     await _flush(conn, actor, run, states, results)
@@ -249,19 +261,16 @@ async def _flush(
         actor.clinic_id,
         [(w.change.id, w.values, w.merged.field_hlcs, w.before is not None) for w in run.writes],
     )
-    searched = [w.change.id for w in run.writes if w.detect]
+    # A patient without ABHA number, ABHA address or mobile matches nobody (`sync_db.detect_duplicates`).
+    searched = [w.change.id for w in run.writes if w.detect and w.keys]
     if searched:
         await sync_db.detect_duplicates(conn, actor.clinic_id, searched)  # flagged for a person; never merged
     for w in run.writes:
-        states[w.change.id].version = versions[w.change.id]
+        pid = w.change.id
+        version = states[pid].version = versions[pid]
         # Built without validation: an applied or merged status with the version just written (always >= 1).
         results[w.index] = ChangeResult.model_construct(
-            kind=w.change.kind,
-            id=w.change.id,
-            status=w.merged.change_status,
-            reason=None,
-            message=None,
-            server_version=versions[w.change.id],
+            kind=w.change.kind, id=pid, status=w.merged.change_status, reason=None, message=None, server_version=version
         )
 
 
@@ -285,6 +294,27 @@ def _decide(
     clock.update(stamp)
     if row is not None and row.clinic_id != actor.clinic_id:
         raise _Reject(RejectCode.NOT_IN_SCOPE, "This patient belongs to another clinic")
+    if row is None and change.op is Op.UPSERT:
+        # A patient neither stored nor written earlier in the batch (the bulk of a first push): what
+        # `merge_patient` gives against an empty state, without its checks that `Change` validation already
+        # made (same keys in fields and field_hlcs, every stamp decodable, at least one field).
+        incoming = change.fields
+        unknown = incoming.keys() - PATIENT_FIELDS
+        if unknown:
+            raise _Reject(RejectCode.INVALID_RECORD, f"not patient fields: {', '.join(sorted(unknown))}")
+        names = sorted(incoming)
+        incoming_hlcs = change.field_hlcs
+        merged = MergeResult(
+            {name: incoming[name] for name in names},
+            {name: incoming_hlcs[name] for name in names},
+            (),
+            MergeOutcome.APPLIED,
+        )
+        values = {k: v for k, v in merged.fields.items() if k != DELETED_FIELD}
+        checked = _checked(values, {})
+        checked[DELETED_FIELD] = merged.fields.get(DELETED_FIELD, False)
+        detect = not incoming.keys().isdisjoint(IDENTITY_FIELDS)
+        return None, [], _Write(index, change, merged, checked, None, detect, _keys(checked))
     current, current_hlcs = (row.fields, row.field_hlcs) if row is not None else ({}, {})
     incoming, incoming_hlcs = edits_of(change)
     try:
@@ -296,16 +326,14 @@ def _decide(
         result = ChangeResult(kind=change.kind, id=change.id, status=merged.change_status, server_version=row.version)
         return result, _history(actor, change, merged), None
     values = {k: v for k, v in merged.fields.items() if k != DELETED_FIELD}
-    write = _Write(
-        index=index,
-        change=change,
-        merged=merged,
-        values={**_checked(values, current), DELETED_FIELD: merged.fields.get(DELETED_FIELD, False)},
-        before=row,
-        detect=bool(set(incoming) & IDENTITY_FIELDS),
-    )
-    return None, _history(actor, change, merged), write
+    checked = _checked(values, current)
+    checked[DELETED_FIELD] = merged.fields.get(DELETED_FIELD, False)
+    detect = bool(set(incoming) & IDENTITY_FIELDS)
+    return None, _history(actor, change, merged), _Write(index, change, merged, checked, row, detect, _keys(checked))
 
+
+_PATIENT_FIELD_NAMES = tuple(PatientFields.model_fields)
+"""The columns `_checked` fills, in `PatientFields` order."""
 
 _CROSS_CHECKED = {"year_of_birth", "date_of_birth"}
 """Fields of `PatientFields`' whole-record rule (a date of birth falls in the year of birth, not in the future)."""
@@ -331,7 +359,7 @@ def _checked(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     canonical = model.model_dump(mode="json", include=set(changed) if partial else set(values))
     if canonical != (changed if partial else values):
         raise _Reject(RejectCode.INVALID_RECORD, "field values are not in canonical form; update the app")
-    out = {name: values.get(name) for name in PatientFields.model_fields}
+    out = {name: values.get(name) for name in _PATIENT_FIELD_NAMES}
     if out["date_of_birth"] is not None:
         out["date_of_birth"] = date.fromisoformat(out["date_of_birth"])
     return out

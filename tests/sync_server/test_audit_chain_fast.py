@@ -3,6 +3,7 @@ hashes must be exactly `shared.audit.link_hash` over `entry_fields`, so the chai
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -108,3 +109,37 @@ def test_batched_entries_hash_like_link_hash_and_the_chain_verifies(
             await conn.close()
 
     assert pg.run(verify())[clinic_id] == (len(flat), None)
+
+
+def test_repeated_actions_and_details_hash_and_store_like_single_entries(db_url: str) -> None:
+    # append_many keeps the encodings of repeated actions and all-text details for the call; equal-but-different
+    # values (1 and True, "1" and 1) must still hash and store as their own JSON.
+    clinic_id = pg.run(_clinic(db_url))
+    meta = {"actor_id": uuid7(), "actor_role": "device", "client_ip": "127.0.0.1", "user_agent": "pc"}
+    details: list[dict[str, Any]] = [
+        {"status": "applied", "batch": "b1"},
+        {"status": "applied", "batch": "b1"},
+        {"batch": "b1", "status": "applied"},
+        {"status": "merged", "batch": "b1"},
+        {"n": 1},
+        {"n": True},
+        {"n": "1"},
+        {"n": 1},
+        {},
+        {"status": "applied", "batch": "b1"},
+    ]
+    entries = [
+        {"action": "sync.patient.upsert", "entity_type": "patient", "entity_id": str(uuid7()), "details": d}
+        for d in details
+    ]
+    rows = pg.run(_append_and_read(db_url, clinic_id, meta, [entries]))
+    prev = GENESIS
+    for row, entry in zip(rows, entries, strict=True):
+        fields = audit_db.entry_fields(
+            seq=row["seq"], at=row["at"], clinic_id=clinic_id, action=entry["action"],
+            entity_type=entry["entity_type"], entity_id=entry["entity_id"], details=entry["details"], **meta,
+        )  # fmt: skip
+        assert row["hash"] == link_hash(prev, fields)
+        assert json.loads(row["details"]) == entry["details"]
+        assert [type(v) for v in json.loads(row["details"]).values()] == [type(v) for v in entry["details"].values()]
+        prev = row["hash"]

@@ -101,36 +101,33 @@ async def bump_feed(
     """
     if not record_ids:
         return
-    # The NOTIFY rides on the same statement (no extra round trip); PostgreSQL delivers it at commit, once per
-    # transaction and payload, and never for a rollback: it wakes the clinic's waiting pulls (db.feed_listener).
-    last = await conn.fetchval(
+    # ONE statement: the counter's UPSERT (its row lock), the NOTIFY and the entries. The NOTIFY rides on it (no
+    # extra round trip); PostgreSQL delivers it at commit, once per transaction and payload, and never for a
+    # rollback: it wakes the clinic's waiting pulls (db.feed_listener). The positions are worked out in SQL
+    # from the list's order (no per-entry values built or sent from Python): entry i (from 0) gets
+    # first + i, first = the counter's new value - len + 1. A record listed twice keeps its last position, as
+    # one upsert per entry in list order would leave it (one statement cannot upsert a row twice).
+    await conn.execute(
         """
         WITH c AS (
             INSERT INTO feed_counters (clinic_id, last_seq) VALUES ($1, $2)
             ON CONFLICT (clinic_id) DO UPDATE SET last_seq = feed_counters.last_seq + EXCLUDED.last_seq
             RETURNING last_seq
-        ), n AS (SELECT pg_notify($3, $1::text))
-        SELECT c.last_seq FROM c, n
-        """,
-        clinic_id,
-        len(record_ids),
-        FEED_CHANNEL,
-    )
-    first = last - len(record_ids) + 1
-    # One statement for the whole list. A record listed twice keeps its last position, as one upsert per entry
-    # in list order would leave it (one statement cannot upsert a row twice).
-    positions = {rid: first + i for i, rid in enumerate(record_ids)}
-    await conn.execute(
-        """
+        ), n AS (SELECT pg_notify($3, $1::text)), u AS (
+            SELECT DISTINCT ON (e.record_id) e.record_id, e.pos
+            FROM unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
+            ORDER BY e.record_id, e.pos DESC
+        )
         INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
-        SELECT $1, u.seq, $2, u.record_id, $5 FROM unnest($3::bigint[], $4::uuid[]) AS u(seq, record_id)
+        SELECT $1, c.last_seq - $2 + u.pos, $5, u.record_id, $6 FROM c, n, u
         ON CONFLICT (kind, record_id) DO UPDATE
             SET seq = EXCLUDED.seq, clinic_id = EXCLUDED.clinic_id, batch_id = EXCLUDED.batch_id
         """,
         clinic_id,
+        len(record_ids),
+        FEED_CHANNEL,
+        list(record_ids),
         kind,
-        list(positions.values()),
-        list(positions.keys()),
         batch_id,
     )
 

@@ -85,6 +85,20 @@ async def store_batch(
     )
 
 
+# The clinic's counter moved on by $2 places (its row lock held until commit) and the NOTIFY riding on the
+# same statement (no extra round trip; PostgreSQL delivers it at commit, once per transaction and payload, and
+# never for a rollback: it wakes the clinic's waiting pulls, db.feed_listener). Entry i (from 1) of the list
+# $4 gets the position c.last_seq - $2 + i: the positions are worked out in SQL from the list's order, no
+# per-entry values built or sent from Python.
+_COUNTER = """
+    c AS (
+        INSERT INTO feed_counters (clinic_id, last_seq) VALUES ($1, $2)
+        ON CONFLICT (clinic_id) DO UPDATE SET last_seq = feed_counters.last_seq + EXCLUDED.last_seq
+        RETURNING last_seq
+    ), n AS (SELECT pg_notify($3, $1::text))
+"""
+
+
 async def bump_feed(
     conn: asyncpg.Connection,
     clinic_id: uuid.UUID,
@@ -101,19 +115,11 @@ async def bump_feed(
     """
     if not record_ids:
         return
-    # ONE statement: the counter's UPSERT (its row lock), the NOTIFY and the entries. The NOTIFY rides on it (no
-    # extra round trip); PostgreSQL delivers it at commit, once per transaction and payload, and never for a
-    # rollback: it wakes the clinic's waiting pulls (db.feed_listener). The positions are worked out in SQL
-    # from the list's order (no per-entry values built or sent from Python): entry i (from 0) gets
-    # first + i, first = the counter's new value - len + 1. A record listed twice keeps its last position, as
-    # one upsert per entry in list order would leave it (one statement cannot upsert a row twice).
+    # ONE statement: counter, NOTIFY and entries. A record listed twice keeps its last position, as one upsert
+    # per entry in list order would leave it (one statement cannot upsert a row twice).
     await conn.execute(
-        """
-        WITH c AS (
-            INSERT INTO feed_counters (clinic_id, last_seq) VALUES ($1, $2)
-            ON CONFLICT (clinic_id) DO UPDATE SET last_seq = feed_counters.last_seq + EXCLUDED.last_seq
-            RETURNING last_seq
-        ), n AS (SELECT pg_notify($3, $1::text)), u AS (
+        f"""
+        WITH {_COUNTER.strip()}, u AS (
             SELECT DISTINCT ON (e.record_id) e.record_id, e.pos
             FROM unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
             ORDER BY e.record_id, e.pos DESC
@@ -130,6 +136,42 @@ async def bump_feed(
         kind,
         batch_id,
     )
+
+
+async def add_to_feed(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    kind: str,
+    record_ids: Sequence[uuid.UUID],
+    batch_id: uuid.UUID | None,
+) -> None:
+    """`bump_feed` for records the caller found without a feed entry (under its own locks), each listed once.
+
+    A plain INSERT in a savepoint: no speculative insertion per entry (``ON CONFLICT`` cost ≈ 4 µs of the
+    ≈ 11 µs an entry takes, measured). Should one of them have an entry after all (a concurrent transaction
+    wrote it meanwhile), or be listed twice, the savepoint is rolled back (counter included) and `bump_feed`
+    does it: same positions, same counter lock held until commit.
+    """
+    if not record_ids:
+        return
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                f"""
+                WITH {_COUNTER.strip()}
+                INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
+                SELECT $1, c.last_seq - $2 + e.pos, $5, e.record_id, $6
+                FROM c, n, unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
+                """,
+                clinic_id,
+                len(record_ids),
+                FEED_CHANNEL,
+                list(record_ids),
+                kind,
+                batch_id,
+            )
+    except asyncpg.UniqueViolationError:
+        await bump_feed(conn, clinic_id, kind, record_ids, batch_id)
 
 
 async def lock_patients(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:

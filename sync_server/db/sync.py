@@ -148,8 +148,8 @@ async def add_to_feed(
     """`bump_feed` for records the caller found without a feed entry (under its own locks), each listed once.
 
     A plain INSERT in a savepoint: no speculative insertion and no de-duplicating sort per entry (measured
-    with 1000 entries a statement: 6.5 µs an entry against `bump_feed`'s 8.3, paired medians; BENCHMARKS.md
-    P5). Should one of them have an entry after all (a concurrent transaction
+    with 1000 entries a statement: 6.4 µs an entry against `bump_feed`'s 7.9, medians; bench/feed_write.py,
+    BENCHMARKS.md P5). Should one of them have an entry after all (a concurrent transaction
     wrote it meanwhile), or be listed twice, the savepoint is rolled back (counter included) and `bump_feed`
     does it: same positions, same counter lock held until commit.
     """

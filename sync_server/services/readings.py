@@ -254,7 +254,8 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
             conn, actor.clinic_id, [r[_PATIENT] for r in kept], [r[_METRIC] for r in kept], [r[_TIME] for r in kept]
         )
     await _audit(conn, actor, req.batch_id, results, len(new_ids))
-    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.READING, new_ids, req.batch_id)
+    # New ids only, once each (checked under the patients' locks): the plain-INSERT feed write.
+    await sync_db.add_to_feed(conn, actor.clinic_id, RecordKind.READING, new_ids, req.batch_id)
     return sorted(results.items())
 
 

@@ -347,6 +347,47 @@ def test_cursor_never_skips_a_late_commit(settings: Settings, api: TestClient) -
     assert second == [base + 3, base + 4]  # A then B, in commit order
 
 
+async def _bump_positions(
+    dsn: str, clinic_id: uuid.UUID, ids: list[uuid.UUID], *, new: bool = False
+) -> tuple[int, dict[uuid.UUID, int]]:
+    from sync_server.db import sync as sync_db
+
+    bump = sync_db.add_to_feed if new else sync_db.bump_feed
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            before = await conn.fetchval("SELECT last_seq FROM feed_counters WHERE clinic_id = $1", clinic_id) or 0
+            await bump(conn, clinic_id, "patient", ids, None)
+        rows = await conn.fetch("SELECT record_id, seq FROM change_feed WHERE record_id = ANY($1::uuid[])", ids)
+        return int(before), {r["record_id"]: r["seq"] for r in rows}
+    finally:
+        await conn.close()
+
+
+def test_feed_positions_follow_the_list_and_a_repeated_record_keeps_its_last(
+    settings: Settings, api: TestClient
+) -> None:
+    clinic = uuid.UUID("019ab000-0000-7000-8000-000000000001")
+    a, b, c = uuid7(), uuid7(), uuid7()
+    before, seqs = asyncio.run(_bump_positions(settings.database_url, clinic, [b, a, c, a]))
+    # 4 positions taken; a (listed 2nd and 4th) keeps the 4th, as one upsert per entry in list order would
+    assert seqs == {b: before + 1, c: before + 3, a: before + 4}
+    _, again = asyncio.run(_bump_positions(settings.database_url, clinic, [c]))
+    assert again == {c: before + 5}  # moved to the next position, not duplicated
+    # add_to_feed (records without an entry): the same positions; an id that has one after all (or is listed
+    # twice) takes bump_feed's path in the same transaction, counter moved once
+    d, e = uuid7(), uuid7()
+    before, seqs = asyncio.run(_bump_positions(settings.database_url, clinic, [d, e], new=True))
+    assert seqs == {d: before + 1, e: before + 2}
+    before, seqs = asyncio.run(_bump_positions(settings.database_url, clinic, [e, a, b, a], new=True))
+    assert seqs == {e: before + 1, b: before + 3, a: before + 4}
+    assert (
+        pg.scalar(settings.database_url, "SELECT last_seq FROM feed_counters WHERE clinic_id = $1", clinic)
+        == before + 4
+    )
+
+
 def test_gzip_push_and_gzip_pull(api: TestClient, doctor: SignedIn) -> None:
     import gzip
     import json

@@ -38,7 +38,7 @@ def decode_qr_png(qr_code: str) -> str:
     """The text in the answer's QR PNG, read by a real decoder (zxing-cpp)."""
     data = base64.b64decode(qr_code.removeprefix("data:image/png;base64,"))
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(data)))
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(data)), formats=zxingcpp.BarcodeFormat.QRCode)
     assert len(found) == 1 and found[0].format == zxingcpp.BarcodeFormat.QRCode
     return str(found[0].text)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.clock import HLC, Stamp, check_incoming, decode, system_wall_ms
 from shared.sync.protocol import Change, ChangeResult, ChangeStatus, RejectCode
 
 MAX_MESSAGE = 2000
@@ -20,3 +21,17 @@ def rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
     return ChangeResult(
         kind=change.kind, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message[:MAX_MESSAGE]
     )
+
+
+def accept_stamp(change: Change, clock: HLC) -> Stamp:
+    """The change's stamp, once it is within the clock skew this server accepts; the server clock takes it in.
+
+    Raises:
+        RejectChange: ``clock_skew``, with the sentence that tells the user to fix the PC's date and time.
+    """
+    stamp = decode(change.hlc)
+    verdict = check_incoming(stamp, system_wall_ms())
+    if not verdict.accepted:
+        raise RejectChange(RejectCode.CLOCK_SKEW, verdict.to_error().message)
+    clock.update(stamp)
+    return stamp

@@ -32,7 +32,7 @@ import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from shared.audit import canonical_json
-from shared.clock import HLC, Stamp, check_incoming, decode, encode, system_wall_ms
+from shared.clock import HLC, Stamp, encode
 from shared.records.encounter import Complaint, EncounterType, SoapNote, Text
 from shared.records.validation import violation_from
 from shared.sync.encounter_merge import (
@@ -58,6 +58,7 @@ from shared.sync.protocol import (
 from sync_server.db import audit
 from sync_server.db import sync as sync_db
 from sync_server.services.change_results import RejectChange as _Reject
+from sync_server.services.change_results import accept_stamp
 from sync_server.services.change_results import rejected as _rejected
 from sync_server.services.context import Actor
 
@@ -207,11 +208,7 @@ async def _one(
 ) -> tuple[ChangeResult, list[tuple[Any, ...]], dict[str, Any] | None]:
     if change.op is Op.DELETE:
         raise _Reject(RejectCode.INVALID_RECORD, "Encounters are clinical records and are never deleted")
-    stamp = decode(change.hlc)
-    verdict = check_incoming(stamp, system_wall_ms())
-    if not verdict.accepted:
-        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
-    clock.update(stamp)
+    accept_stamp(change, clock)
     row = await conn.fetchrow(f"SELECT {_ROW_COLUMNS} FROM encounters WHERE id = $1 FOR UPDATE", change.id)
     if row is not None and row["clinic_id"] != actor.clinic_id:
         raise _Reject(RejectCode.NOT_IN_SCOPE, "This encounter belongs to another clinic")
@@ -367,11 +364,7 @@ async def _addendum(conn: asyncpg.Connection, actor: Actor, change: Change, cloc
     """Store a pushed addendum (append-only); (its result, whether it was new)."""
     if change.op is Op.DELETE:
         raise _Reject(RejectCode.SIGNED_IMMUTABLE, "Addenda are append-only: an addendum cannot be deleted")
-    stamp = decode(change.hlc)
-    verdict = check_incoming(stamp, system_wall_ms())
-    if not verdict.accepted:
-        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
-    clock.update(stamp)
+    accept_stamp(change, clock)
     try:
         typed = _AddendumIn.model_validate(change.fields)
     except ValidationError as exc:

@@ -56,7 +56,7 @@ import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.audit import canonical_json
-from shared.clock import HLC, Stamp, check_incoming, decode, encode, system_wall_ms
+from shared.clock import HLC, Stamp, encode
 from shared.errors import RuleViolation
 from shared.records.prescription import AlertOverride, DraftCreate
 from shared.records.validation import violation_from
@@ -84,6 +84,7 @@ from sync_server.db import sync as sync_db
 from sync_server.services import prescriptions as prescriptions_service
 from sync_server.services import signing as signing_service
 from sync_server.services.change_results import RejectChange as _Reject
+from sync_server.services.change_results import accept_stamp
 from sync_server.services.change_results import rejected as _rejected
 from sync_server.services.context import Actor
 from sync_server.signing.issuer import SigningContext
@@ -160,11 +161,7 @@ async def _one(conn: asyncpg.Connection, actor: Actor, change: Change, clock: HL
     """Verify and store one signed prescription; whether it was new. Raises `_Reject`."""
     if change.op is Op.DELETE:
         raise _Reject(RejectCode.SIGNED_IMMUTABLE, "A signed prescription cannot be deleted")
-    stamp = decode(change.hlc)
-    verdict = check_incoming(stamp, system_wall_ms())
-    if not verdict.accepted:
-        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
-    clock.update(stamp)
+    accept_stamp(change, clock)
     try:
         fields = SignedFields.model_validate(change.fields)
     except ValidationError as exc:
@@ -390,11 +387,7 @@ class _Refused(_Reject):
 async def _one_draft(
     conn: asyncpg.Connection, actor: Actor, change: Change, clock: HLC
 ) -> tuple[ChangeResult, list[tuple[Any, ...]], list[dict[str, Any]]]:
-    stamp = decode(change.hlc)
-    verdict = check_incoming(stamp, system_wall_ms())
-    if not verdict.accepted:
-        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
-    clock.update(stamp)
+    accept_stamp(change, clock)
     row = await prescriptions_db.lock_for_sync(conn, change.id)
     if row is not None and row["clinic_id"] != actor.clinic_id:
         raise _Reject(RejectCode.NOT_IN_SCOPE, "This prescription belongs to another clinic")

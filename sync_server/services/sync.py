@@ -27,7 +27,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
-from shared.clock import HLC, check_incoming, decode, encode, system_wall_ms
+from shared.clock import HLC, encode
 from shared.records.patient import PatientFields, PatientUpdate
 from shared.records.validation import violation_from
 from shared.sync.merge import (
@@ -58,6 +58,7 @@ from sync_server.db import sync as sync_db
 from sync_server.db.feed_listener import FeedListener, TooManyWaiters
 from sync_server.services import encounter_sync, readings, rx_sync
 from sync_server.services.change_results import RejectChange as _Reject
+from sync_server.services.change_results import accept_stamp
 from sync_server.services.context import Actor
 from sync_server.signing.issuer import SigningContext
 
@@ -287,11 +288,7 @@ def _decide(
     """
     if change.kind is not RecordKind.PATIENT:
         raise _Reject(RejectCode.INVALID_RECORD, f"record kind {change.kind} is not synced by this server yet")
-    stamp = decode(change.hlc)
-    verdict = check_incoming(stamp, system_wall_ms())
-    if not verdict.accepted:
-        raise _Reject(RejectCode.CLOCK_SKEW, verdict.to_error().message)
-    clock.update(stamp)
+    accept_stamp(change, clock)
     if row is not None and row.clinic_id != actor.clinic_id:
         raise _Reject(RejectCode.NOT_IN_SCOPE, "This patient belongs to another clinic")
     if row is None and change.op is Op.UPSERT:

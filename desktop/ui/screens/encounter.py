@@ -32,6 +32,7 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QCompleter,
     QFormLayout,
@@ -541,6 +542,15 @@ class EncounterScreen(QWidget):
         for name, edit in self.vitals.items():
             edit.editingFinished.connect(lambda n=name: self.check_vital(n))
         self.temperature_unit.currentIndexChanged.connect(lambda _i: self.check_vital("temperature"))
+
+    def focusNextPrevChild(self, next: bool) -> bool:
+        """Tab from the note's last field goes to the Rx pad's first line (the addenda box between them shows
+        only for a completed encounter), whatever the pad's rows went through since they were laid out."""
+        at_followup = next and QApplication.focusWidget() is self.followup
+        if at_followup and not self.addendum_button.isVisible() and self.pad.rows and self.pad.rows[0].edit.isEnabled():
+            self.pad.focus_line(0)
+            return True
+        return super().focusNextPrevChild(next)
 
     # -- opening ------------------------------------------------------------------------------------------
 

@@ -319,3 +319,16 @@ def test_renders_encounter_and_alerts(
 
 def _unused(_: Callable[..., object], __: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
     """Keeps the imports honest for type checkers."""
+
+
+def test_tab_from_the_followup_reaches_the_first_rx_line_whatever_the_focus_chain(
+    qtbot: QtBot, harness: Harness
+) -> None:
+    screen = harness.screen()
+    # Rows rebuilt after a reload or a check can leave the focus chain pointing elsewhere (seen: "Show minor").
+    QWidget.setTabOrder(screen.followup, screen.pad.minor_toggle)
+    screen.followup.setFocus()
+    press(qtbot, Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is screen.pad.rows[0].edit
+    press(qtbot, Qt.Key.Key_Tab, Qt.KeyboardModifier.ShiftModifier)  # Shift+Tab keeps Qt's own order
+    assert QApplication.focusWidget() is not screen.pad.rows[0].edit

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from shared.clock import HLC, Stamp, check_incoming, decode, system_wall_ms
+from shared.sync.merge import MergeResult, Side
 from shared.sync.protocol import Change, ChangeResult, ChangeStatus, RejectCode
+from sync_server.services.context import Actor
 
 MAX_MESSAGE = 2000
 
@@ -35,3 +40,23 @@ def accept_stamp(change: Change, clock: HLC) -> Stamp:
         raise RejectChange(RejectCode.CLOCK_SKEW, verdict.to_error().message)
     clock.update(stamp)
     return stamp
+
+
+def lost_values(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:
+    """`sync_server.db.sync.add_history` rows for every value that lost a merge, kept with the stamp that beat
+    it (conflict = the incoming one lost)."""
+    kind = str(change.kind)
+    return [
+        (
+            actor.clinic_id,
+            kind,
+            change.id,
+            lost.field,
+            json.dumps(lost.value),
+            lost.hlc,
+            merged.field_hlcs[lost.field],
+            lost.side is Side.INCOMING,
+            str(actor.user_id),
+        )
+        for lost in merged.lost
+    ]

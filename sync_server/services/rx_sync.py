@@ -62,7 +62,7 @@ from shared.records.prescription import AlertOverride, DraftCreate
 from shared.records.validation import violation_from
 from shared.signing import cose as cose_codec
 from shared.signing.rx import encode_qr_payload
-from shared.sync.merge import MergeResult, Side, edits_of
+from shared.sync.merge import edits_of
 from shared.sync.prescription_merge import CONTENT_FIELDS, DraftConflict, is_deleted, merge_draft
 from shared.sync.protocol import (
     DELETED_FIELD,
@@ -84,7 +84,7 @@ from sync_server.db import sync as sync_db
 from sync_server.services import prescriptions as prescriptions_service
 from sync_server.services import signing as signing_service
 from sync_server.services.change_results import RejectChange as _Reject
-from sync_server.services.change_results import accept_stamp
+from sync_server.services.change_results import accept_stamp, lost_values
 from sync_server.services.change_results import rejected as _rejected
 from sync_server.services.context import Actor
 from sync_server.signing.issuer import SigningContext
@@ -284,7 +284,6 @@ async def _store(
 
 # --- prescription drafts --------------------------------------------------------------------------------
 
-_DRAFT_HISTORY_KIND = str(RecordKind.PRESCRIPTION_DRAFT)
 EXCLUDED = "excluded_conditions"
 """The optional content field (`shared.sync.prescription_merge.OPTIONAL_CONTENT_FIELDS`), kept in the stored
 interaction check (``interaction_check.excluded_conditions``) beside the conditions it left out."""
@@ -466,7 +465,7 @@ async def _one_draft(
     )
     if row is None and not wrote:  # cannot happen (a new draft always writes); keeps the version honest
         raise _Reject(RejectCode.INVALID_RECORD, "nothing to store")
-    return result, _draft_history(actor, change, merged), audits
+    return result, lost_values(actor, change, merged), audits
 
 
 async def _draft_encounter(conn: asyncpg.Connection, actor: Actor, fields: dict[str, JsonValue]) -> dict[str, Any]:
@@ -570,24 +569,6 @@ async def _gate(
         raise _Reject(RejectCode.INVALID_RECORD, reasons) from None
     check = result.model_dump(mode="json") | conditions.record()
     return check, overrides, prescriptions_service.exclusion_audits(conditions)
-
-
-def _draft_history(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:
-    """Every value that lost by stamp (a whole line list, field by field), with the stamp that beat it."""
-    return [
-        (
-            actor.clinic_id,
-            _DRAFT_HISTORY_KIND,
-            change.id,
-            lost.field,
-            json.dumps(lost.value),
-            lost.hlc,
-            merged.field_hlcs[lost.field],
-            lost.side is Side.INCOMING,
-            str(actor.user_id),
-        )
-        for lost in merged.lost
-    ]
 
 
 # --- the pull feed ---------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from shared.sync.merge import (
     PATIENT_FIELDS,
     MergeOutcome,
     MergeResult,
-    Side,
     edits_of,
     merge_patient,
 )
@@ -58,7 +57,7 @@ from sync_server.db import sync as sync_db
 from sync_server.db.feed_listener import FeedListener, TooManyWaiters
 from sync_server.services import encounter_sync, readings, rx_sync
 from sync_server.services.change_results import RejectChange as _Reject
-from sync_server.services.change_results import accept_stamp
+from sync_server.services.change_results import accept_stamp, lost_values
 from sync_server.services.context import Actor
 from sync_server.signing.issuer import SigningContext
 
@@ -321,12 +320,12 @@ def _decide(
     if row is not None and merged.fields == current and merged.field_hlcs == current_hlcs:
         # A replay or an entirely older edit: nothing to write; losing incoming values still go to history.
         result = ChangeResult(kind=change.kind, id=change.id, status=merged.change_status, server_version=row.version)
-        return result, _history(actor, change, merged), None
+        return result, lost_values(actor, change, merged), None
     values = {k: v for k, v in merged.fields.items() if k != DELETED_FIELD}
     checked = _checked(values, current)
     checked[DELETED_FIELD] = merged.fields.get(DELETED_FIELD, False)
     detect = bool(set(incoming) & IDENTITY_FIELDS)
-    return None, _history(actor, change, merged), _Write(index, change, merged, checked, row, detect, _keys(checked))
+    return None, lost_values(actor, change, merged), _Write(index, change, merged, checked, row, detect, _keys(checked))
 
 
 _PATIENT_FIELD_NAMES = tuple(PatientFields.model_fields)
@@ -360,24 +359,6 @@ def _checked(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     if out["date_of_birth"] is not None:
         out["date_of_birth"] = date.fromisoformat(out["date_of_birth"])
     return out
-
-
-def _history(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:
-    """Every value that lost the merge, kept with the stamp that beat it (conflict = the incoming one lost)."""
-    return [
-        (
-            actor.clinic_id,
-            "patient",
-            change.id,
-            lost.field,
-            json.dumps(lost.value),
-            lost.hlc,
-            merged.field_hlcs[lost.field],
-            lost.side is Side.INCOMING,
-            str(actor.user_id),
-        )
-        for lost in merged.lost
-    ]
 
 
 def parse_cursor(cursor: str | None) -> int:

@@ -9,13 +9,18 @@ makes a clinic, a doctor, an enrolled device and ``--patients`` patients, then:
    temperature, weight; about two years of 6 readings a day per patient) are pushed in batches of ``--batch``
    (the sync batch size, `MAX_PUSH_CHANGES`) through `sync_server.services.sync.push`, exactly as the
    push route calls it: one transaction per batch, the batch's `PushRequest` already parsed (HTTP and JSON
-   parsing are not in the figure). That is: validate each reading (fast path or model), plausibility,
-   scope, dedupe lookups, one COPY into ``wearable_data`` (staging + INSERT…ON CONFLICT only after a
-   concurrent conflict), the batch's days queued for the daily averages, feed, audit, stored answer.
-   Building the requests is outside the timed region. Then the queued days are folded into the daily
-   averages (what the API's background task does), timed on its own and reported next to the ingest.
-2. **Raw COPY.** The table is emptied, and the same rows (same values, same batches, one transaction per
-   batch) are written with `copy_records_to_table` straight into ``wearable_data``: the floor.
+   parsing are not in the figure). That is: the batch lock and stored-answer check, validation of every
+   reading (column-wise: `services.readings.bulk_rows`), plausibility, scope (patients locked), one COPY
+   into ``wearable_data`` and the feed entries in a savepoint (the unique constraints catch a reading
+   stored before: then the batch is decided reading by reading with lookups), the batch's days queued for
+   the daily averages, audit, the answers and the stored answer, the commit. Building the requests is
+   outside the timed region. Then the queued days are folded into the daily averages (what the API's
+   background task does), timed on its own and reported next to the ingest.
+2. **Raw COPY.** The table is emptied, and the same rows (the very row tuples the product path COPYs, same
+   batches, one transaction per batch) are written with `copy_records_to_table` straight into
+   ``wearable_data``: the floor.
+
+Both run with the cyclic garbage collector set as in an API process (`sync_server.asgi.tune_gc`).
 3. **Health graph.** One patient with two years of BP readings (6 a day × 4 metrics, pushed through the
    product path) is read with ``GET /api/v1/clinical/health-graph/{id}?include_wearables=true&include_ayush=true``
    over real HTTP (uvicorn on loopback, in this process): first pages and pages after a random ``from``.
@@ -50,10 +55,11 @@ import indian_patients as gen  # sibling module: bench/ is sys.path[0] when this
 import server_patients as sp
 
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
-from shared.clock import HLC, encode, system_wall_ms
+from shared.clock import HLC, encode
 from shared.ids import uuid7
 from shared.records.reading import Reading, ReadingValue, TimeSource, reading_change_fields
 from shared.sync.protocol import MAX_PUSH_CHANGES, Change, Op, PushRequest, RecordKind
+from sync_server.asgi import tune_gc
 from sync_server.db import embedded, migrate
 from sync_server.db import wearables as wearables_db
 from sync_server.security import tokens
@@ -239,10 +245,10 @@ async def raw_copy(dsn: str, fx: dict[str, Any], requests: Iterator[PushRequest]
     try:
         await conn.execute("TRUNCATE wearable_data")
         for req in requests:
-            rows = []
-            for change in req.changes:
-                item = readings_service._validate(0, change, datetime.now(UTC), system_wall_ms())
-                rows += readings_service._rows(item, fx["clinic_id"], req.batch_id)
+            # Exactly the rows the product path COPYs (its bulk path: same values, same Python types).
+            bulk = readings_service.bulk_rows(req.changes, fx["clinic_id"], req.batch_id)
+            assert bulk is not None, "every generated batch takes the bulk path"
+            rows = bulk.rows
             t0 = time.perf_counter()
             async with conn.transaction():
                 await conn.copy_records_to_table("wearable_data", records=rows, columns=wearables_db.COLUMNS)
@@ -292,6 +298,7 @@ def run(args: argparse.Namespace, cluster: embedded.EmbeddedPostgres) -> dict[st
     fx = asyncio.run(setup(dsn, args.patients))
     device_clock = HLC(fx["device_id"].hex)
     all_kinds = tuple(range(len(KINDS)))
+    tune_gc()  # the collector settings of an API process (sync_server.asgi), for both timed paths
     _say(f"product path: {args.n:,} readings in batches of {args.batch}")
     product = asyncio.run(
         product_ingest(

@@ -147,7 +147,7 @@ async def add_to_feed(
 ) -> None:
     """`bump_feed` for records the caller found without a feed entry (under its own locks), each listed once.
 
-    A plain INSERT in a savepoint: no speculative insertion and no de-duplicating sort per entry (measured
+    `insert_feed` in a savepoint: no speculative insertion and no de-duplicating sort per entry (measured
     with 1000 entries a statement: 6.4 µs an entry against `bump_feed`'s 7.9, medians; bench/feed_write.py,
     BENCHMARKS.md P5). Should one of them have an entry after all (a concurrent transaction
     wrote it meanwhile), or be listed twice, the savepoint is rolled back (counter included) and `bump_feed`
@@ -157,22 +157,39 @@ async def add_to_feed(
         return
     try:
         async with conn.transaction():
-            await conn.execute(
-                f"""
-                WITH {_COUNTER.strip()}
-                INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
-                SELECT $1, c.last_seq - $2 + e.pos, $5, e.record_id, $6
-                FROM c, n, unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
-                """,
-                clinic_id,
-                len(record_ids),
-                FEED_CHANNEL,
-                list(record_ids),
-                kind,
-                batch_id,
-            )
+            await insert_feed(conn, clinic_id, kind, record_ids, batch_id)
     except asyncpg.UniqueViolationError:
         await bump_feed(conn, clinic_id, kind, record_ids, batch_id)
+
+
+async def insert_feed(
+    conn: asyncpg.Connection,
+    clinic_id: uuid.UUID,
+    kind: str,
+    record_ids: Sequence[uuid.UUID],
+    batch_id: uuid.UUID | None,
+) -> None:
+    """Give records that have no feed entry the next positions, in ONE plain INSERT (counter, NOTIFY, entries).
+
+    Raises `asyncpg.UniqueViolationError` if one of them has an entry (or is listed twice): run it in a
+    savepoint (`add_to_feed`, `sync_server.db.wearables.copy_new`). Same counter lock as `bump_feed`.
+    """
+    if not record_ids:
+        return
+    await conn.execute(
+        f"""
+        WITH {_COUNTER.strip()}
+        INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
+        SELECT $1, c.last_seq - $2 + e.pos, $5, e.record_id, $6
+        FROM c, n, unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
+        """,
+        clinic_id,
+        len(record_ids),
+        FEED_CHANNEL,
+        list(record_ids),
+        kind,
+        batch_id,
+    )
 
 
 async def lock_patients(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:

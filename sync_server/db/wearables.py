@@ -7,7 +7,7 @@ One row per metric of a reading; the reading's own fields repeat on each of its 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -38,7 +38,6 @@ COLUMNS = (
     "encounter_id",
     "raw_hex",
     "received_at",
-    "content_hash",
     "hlc",
     "batch_id",
 )
@@ -96,7 +95,6 @@ class Stored:
     """A stored reading that an incoming one matches by id or by natural key."""
 
     reading_id: uuid.UUID
-    content_hash: bytes
     natural_key: tuple[str, str, str, int, datetime]
 
 
@@ -115,13 +113,13 @@ async def matching(
     """
     rows = await conn.fetch(
         """
-        SELECT DISTINCT w.reading_id, w.content_hash, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
+        SELECT DISTINCT w.reading_id, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
         FROM wearable_data w
         WHERE w.reading_id = ANY(ARRAY(
             SELECT f.record_id FROM change_feed f WHERE f.kind = 'reading' AND f.record_id = ANY($1::uuid[])
         ))
         UNION
-        SELECT DISTINCT w.reading_id, w.content_hash, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
+        SELECT DISTINCT w.reading_id, w.device_id, w.characteristic, w.key_time, w.key_seq, w.time
         FROM unnest($2::text[], $3::text[], $4::text[], $5::integer[], $6::float8[])
              AS k(device_id, characteristic, key_time, key_seq, epoch)
         JOIN wearable_data w ON w.device_id = k.device_id AND w.characteristic = k.characteristic
@@ -137,7 +135,6 @@ async def matching(
     return [
         Stored(
             r["reading_id"],
-            bytes(r["content_hash"]),
             (r["device_id"], r["characteristic"], r["key_time"], r["key_seq"], r["time"]),
         )
         for r in rows
@@ -166,6 +163,29 @@ async def insert(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> s
     return {r["reading_id"] for r in inserted}
 
 
+async def copy_new(
+    conn: asyncpg.Connection,
+    rows: Sequence[tuple[Any, ...]],
+    feed: Callable[[], Awaitable[None]],
+) -> bool:
+    """COPY rows of readings believed new straight into ``wearable_data`` and run ``feed`` (the plain INSERT
+    of their feed entries), both in one savepoint; False, with nothing of either written, on a conflict.
+
+    No lookup first: the unique constraints say whether one was stored — ``(reading_id, metric, time)`` and
+    the natural key in ``wearable_data``, and the feed's ``(kind, record_id)`` for an id stored at any other
+    time (every stored reading has its feed entry). A concurrent push of the same measurement waits on the
+    unique index and then conflicts. On False the caller decides each reading with the lookup
+    (`matching`) and writes with `copy_direct`/`insert`.
+    """
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table("wearable_data", records=rows, columns=COLUMNS)
+            await feed()
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
+
+
 async def copy_direct(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> bool:
     """COPY the rows straight into ``wearable_data`` inside a savepoint; False (nothing written) on a conflict.
 
@@ -187,7 +207,7 @@ async def copy_direct(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]])
 async def queue_daily(
     conn: asyncpg.Connection,
     clinic_id: uuid.UUID,
-    patient_ids: Sequence[uuid.UUID],
+    patient_ids: Sequence[uuid.UUID | str],
     metrics: Sequence[str],
     times: Sequence[datetime],
 ) -> None:

@@ -37,15 +37,17 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
 
-from shared.clock import HLC, MAX_DRIFT_MS, check_incoming, decode, system_wall_ms
+from shared.clock import HLC, MAX_DRIFT_MS, Stamp, check_incoming, decode, system_wall_ms
 from shared.records.reading import (
     ImplausibleReading,
     Metrics,
@@ -59,6 +61,7 @@ from shared.records.reading import (
     reading_facts_fast,
     reading_from_change_fields,
 )
+from shared.records.reading_columns import ReadingColumns, reading_columns
 from shared.records.validation import violation_from
 from shared.sync.protocol import (
     Change,
@@ -84,6 +87,7 @@ FUTURE_LEEWAY = timedelta(days=1)
 SERVER_VERSION = 1
 """A reading is never changed, so its server version is always 1."""
 _METRICS = Metrics.load_default()
+_RECEIVED = str(TimeSource.RECEIVED)
 _log = logging.getLogger(__name__)
 
 
@@ -183,7 +187,7 @@ def _rows(item: _Incoming, clinic_id: uuid.UUID, batch_id: uuid.UUID) -> list[tu
         r.device_time,
     )
     time_source, encounter_id, raw_hex, received_at = r.time_source.value, r.encounter_id, r.raw_hex, r.received_at
-    content_hash, hlc = item.content_hash, item.change.hlc
+    hlc = item.change.hlc
     return [
         (
             time,
@@ -209,7 +213,6 @@ def _rows(item: _Incoming, clinic_id: uuid.UUID, batch_id: uuid.UUID) -> list[tu
             encounter_id,
             raw_hex,
             received_at,
-            content_hash,
             hlc,
             batch_id,
         )
@@ -218,7 +221,141 @@ def _rows(item: _Incoming, clinic_id: uuid.UUID, batch_id: uuid.UUID) -> list[tu
 
 
 async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC) -> list[tuple[int, ChangeResult]]:
-    """Decide and store the batch's reading changes; (index in the batch, result) for each of them."""
+    """Decide and store the batch's reading changes; (index in the batch, result) for each of them.
+
+    A batch as desktops send it (every reading new, valid, in scope, once) takes the bulk path
+    (`_push_new`); any other batch, or one of whose readings turns out to be stored already, is decided
+    reading by reading (`_push_each`). Both give the same answers and rows.
+    """
+    indexes = [i for i, c in enumerate(req.changes) if c.kind is RecordKind.READING]
+    if not indexes:
+        return []
+    fast = await _push_new(conn, actor, req, clock, indexes)
+    return fast if fast is not None else await _push_each(conn, actor, req, clock)
+
+
+async def _push_new(
+    conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC, indexes: list[int]
+) -> list[tuple[int, ChangeResult]] | None:
+    """The bulk path: None (nothing written) unless every reading of the batch is new, valid and in scope.
+
+    Checked column by column (`bulk_rows`), then the rows go with one COPY and the feed entries with one
+    INSERT in a savepoint, with no lookup first: a reading already stored (by id or natural key) makes a
+    unique constraint fail, the savepoint is rolled back, and the caller decides the batch reading by reading.
+    """
+    changes = [req.changes[i] for i in indexes]
+    bulk = bulk_rows(changes, actor.clinic_id, req.batch_id)
+    if bulk is None:
+        return None
+    clinics = await db.lock_patients(conn, list(bulk.patients))
+    if len(clinics) != len(bulk.patients) or set(clinics.values()) != {actor.clinic_id}:
+        return None  # an unknown patient or one of another clinic: answered reading by reading
+    layout = await db.prepare(conn, bulk.months)
+    ids = bulk.columns.ids
+
+    async def feed() -> None:
+        await sync_db.insert_feed(conn, actor.clinic_id, RecordKind.READING, ids, req.batch_id)
+
+    if not await db.copy_new(conn, bulk.rows, feed):
+        return None
+    clock.update(bulk.top)
+    if layout.mode == db.NATIVE:  # their days, for the daily averages' folder (`fold_daily`)
+        await db.queue_daily(conn, actor.clinic_id, bulk.value_patients, bulk.columns.metrics, bulk.value_times)
+    results = {i: _applied(c) for i, c in zip(indexes, changes, strict=True)}
+    await _audit(conn, actor, req.batch_id, results, len(changes))
+    return list(results.items())
+
+
+@dataclass(slots=True)
+class BulkRows:
+    """A batch of readings checked for the bulk path, as ``wearable_data`` rows (`db.COLUMNS` order)."""
+
+    columns: ReadingColumns
+    rows: list[tuple[Any, ...]]
+    patients: list[uuid.UUID]  # distinct
+    months: list[datetime]  # the first instant of each UTC month with a reading
+    value_patients: Sequence[str]  # patient of each row (for the daily-averages queue)
+    value_times: Sequence[datetime]  # time of each row
+    top: Stamp  # the greatest stamp of the changes
+
+
+def bulk_rows(changes: Sequence[Change], clinic_id: uuid.UUID, batch_id: uuid.UUID) -> BulkRows | None:
+    """The rows of a batch of reading changes if every one is a new reading's upsert that passes every check
+    that needs no database (`shared.records.reading_columns`, stamps, times, no reading twice); else None.
+
+    The rows are those `_rows` builds reading by reading (tests/sync_server/test_wearables.py compares them),
+    gathered per column in C: a reading's own fields repeat on each of its value rows.
+    """
+    if not changes or {c.op for c in changes} != {Op.UPSERT}:
+        return None
+    top = decode(max(c.hlc for c in changes))  # encoded stamps sort as the stamps do
+    if top.wall_ms - system_wall_ms() > MAX_DRIFT_MS:
+        return None
+    cols = reading_columns([c.id for c in changes], [c.fields for c in changes], _METRICS)
+    now = datetime.now(UTC)
+    if cols is None or max(cols.measured_at) > now + FUTURE_LEEWAY or min(cols.measured_at) < EARLIEST:
+        return None
+    key_times = [
+        when if when is not None and source != _RECEIVED else measured.isoformat(timespec="microseconds")
+        for when, source, measured in zip(cols.device_times, cols.time_sources, cols.measured_at, strict=True)
+    ]
+    key_seqs = [-1 if s is None else s for s in cols.sequences]
+    n = len(changes)
+    keys = set(zip(cols.device_ids, cols.characteristics, key_times, key_seqs, cols.measured_at, strict=True))
+    if len(set(cols.ids)) != n or len(keys) != n:  # the same reading twice in the batch
+        return None
+    per_value = itemgetter(*cols.value_reading)
+
+    def spread(column: Sequence[Any]) -> Sequence[Any]:
+        picked = per_value(column)
+        return picked if len(cols.value_reading) > 1 else (picked,)
+
+    times, patients = spread(cols.measured_at), spread(cols.patient_ids)
+    rows = list(
+        zip(
+            times,
+            repeat(str(clinic_id)),  # the same id on every row: encoded from text, in C
+            patients,
+            spread(cols.ids),
+            cols.value_index,
+            cols.metrics,
+            cols.values,
+            cols.value_texts,
+            cols.units,
+            cols.ucums,
+            cols.original_values,
+            cols.original_units,
+            spread(cols.device_ids),
+            spread(cols.device_names),
+            spread(cols.characteristics),
+            spread(cols.sequences),
+            spread(cols.device_times),
+            spread(cols.time_sources),
+            spread(key_times),
+            spread(key_seqs),
+            spread(cols.encounter_ids),
+            spread(cols.raw_hex),
+            spread(cols.received_at),
+            spread([c.hlc for c in changes]),
+            repeat(str(batch_id)),
+        )
+    )
+    months = sorted({(t.year, t.month) for t in cols.measured_at})
+    return BulkRows(
+        columns=cols,
+        rows=rows,
+        patients=[uuid.UUID(p) for p in set(cols.patient_ids)],
+        months=[datetime(y, m, 1, tzinfo=UTC) for y, m in months],
+        value_patients=patients,
+        value_times=times,
+        top=top,
+    )
+
+
+async def _push_each(
+    conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC
+) -> list[tuple[int, ChangeResult]]:
+    """Decide and store the batch's readings one by one (lookups first): any batch, any mix of outcomes."""
     results: dict[int, ChangeResult] = {}
     valid: list[_Incoming] = []
     now = datetime.now(UTC)
@@ -238,7 +375,9 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     months = {(t.year, t.month) for t in (i.reading.measured_at.astimezone(UTC) for i in in_scope)}
     layout = await db.prepare(conn, [datetime(y, m, 1, tzinfo=UTC) for y, m in sorted(months)])
     stored = await db.matching(conn, [i.reading.id for i in in_scope], [i.key for i in in_scope])
-    to_insert = _plan(in_scope, stored, results)
+    incoming_ids = {i.reading.id for i in in_scope}
+    hashes = await _stored_hashes(conn, [s.reading_id for s in stored if s.reading_id in incoming_ids])
+    to_insert = _plan(in_scope, stored, hashes, results)
     rows = [row for item in to_insert for row in _rows(item, actor.clinic_id, req.batch_id)]
     if await db.copy_direct(conn, rows):
         # Nothing of these was stored (checked under the patients' locks): every row is in.
@@ -278,7 +417,12 @@ async def _in_scope(
     return in_scope
 
 
-def _plan(in_scope: list[_Incoming], stored: list[db.Stored], results: dict[int, ChangeResult]) -> list[_Incoming]:
+def _plan(
+    in_scope: list[_Incoming],
+    stored: list[db.Stored],
+    hashes: dict[uuid.UUID, bytes],
+    results: dict[int, ChangeResult],
+) -> list[_Incoming]:
     """Answer every reading; return those to insert (the first of each id and natural key not yet stored).
 
     A reading stored already, by id with the same content or by natural key, is ``applied``; by id with
@@ -294,7 +438,7 @@ def _plan(in_scope: list[_Incoming], stored: list[db.Stored], results: dict[int,
     for item in in_scope:
         rid = item.reading.id
         if rid in by_id:
-            same = by_id[rid].content_hash == item.content_hash
+            same = hashes[rid] == item.content_hash
             results[item.index] = _applied(item.change) if same else _immutable(item.change)
         elif rid in first_by_id:
             same = first_by_id[rid].content_hash == item.content_hash
@@ -345,7 +489,26 @@ async def _audit(
     )
 
 
-def _fields_of(rows: Sequence[asyncpg.Record]) -> Reading:
+async def _stored_hashes(conn: asyncpg.Connection, reading_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+    """The content hash of each of these stored readings (rebuilt from its rows), by id."""
+    if not reading_ids:
+        return {}
+    grouped: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for row in await db.readings_rows(conn, reading_ids):
+        grouped.setdefault(row["reading_id"], []).append(row)
+    return stored_content_hashes(grouped)
+
+
+def stored_content_hashes(grouped: Mapping[Any, Sequence[Mapping[str, Any]]]) -> dict[Any, bytes]:
+    """`_content_hash` of stored readings, each rebuilt from its rows (in value order), by reading id.
+
+    Equal to the hash of the reading as it was pushed: the rows keep every field (decimals as their text).
+    Also used by the downgrade of migration 2026_11_26_0013, which puts the stored hashes back.
+    """
+    return {rid: _content_hash(reading_facts(_fields_of(rows))) for rid, rows in grouped.items()}
+
+
+def _fields_of(rows: Sequence[Mapping[str, Any]]) -> Reading:
     first = rows[0]
     return Reading(
         id=first["reading_id"],

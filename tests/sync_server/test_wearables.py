@@ -470,3 +470,102 @@ def test_the_api_folds_queued_days_in_the_background(pc: Device, settings: Setti
             break
         time.sleep(0.1)
     assert [tuple(r) for r in query(settings, daily, pid)] == [(97.0, 2)]
+
+
+def test_a_stored_reading_sent_alone_again_is_caught_by_the_constraints(pc: Device, settings: Settings) -> None:
+    """A batch of only well-formed readings takes the bulk path (no lookup): a stored id or measurement makes
+    its COPY conflict, and the batch is then decided reading by reading, with the same answers."""
+    pid = make_patient(pc)
+    r = reading(pid, T0, {"spo2": "97"}, characteristic="2A5E")
+    assert statuses(pc.push([change(pc, r)])) == [("applied", None)]
+    altered = r.model_copy(update={"values": [ReadingValue(metric="spo2", value=Decimal(91), unit="%", ucum="%")]})
+    moved = r.model_copy(update={"measured_at": T0 + timedelta(days=40), "received_at": T0 + timedelta(days=40)})
+    fresh = reading(pid, T0 + timedelta(hours=2), {"spo2": "95"}, characteristic="2A5E")
+    # same id and time, other value: the (reading_id, metric, time) constraint
+    assert statuses(pc.push([change(pc, altered)])) == [("rejected", "signed_immutable")]
+    # same id at another time (another month's partition): the feed's (kind, record_id) constraint
+    assert statuses(pc.push([change(pc, moved), change(pc, fresh)])) == [
+        ("rejected", "signed_immutable"),
+        ("applied", None),
+    ]
+    # the same content under a new batch id: already stored
+    assert statuses(pc.push([change(pc, r)])) == [("applied", None)]
+    rows = query(settings, "SELECT reading_id, value, time FROM wearable_data ORDER BY time")
+    assert [(x["reading_id"], x["value"], x["time"]) for x in rows] == [
+        (r.id, 97.0, T0),
+        (fresh.id, 95.0, T0 + timedelta(hours=2)),
+    ]
+    feed = query(settings, "SELECT record_id FROM change_feed WHERE kind = 'reading' ORDER BY seq")
+    assert [x["record_id"] for x in feed] == [r.id, fresh.id]
+
+
+def _mixed_readings(pid: uuid.UUID) -> list[Reading]:
+    received = reading(pid, T0, {"weight": "71.4"}, characteristic="2A9D", device_id="SCALE-7").model_copy(
+        update={"time_source": TimeSource.RECEIVED, "device_time": None, "received_at": T0}
+    )
+    fahrenheit = reading(pid, T0, {"temperature": "36.6"}, characteristic="2A1C").model_copy(
+        update={
+            "values": [
+                ReadingValue(
+                    metric="temperature",
+                    value=Decimal("36.6"),
+                    unit="°C",
+                    ucum="Cel",
+                    original_value=Decimal("97.9"),
+                    original_unit="[degF]",
+                )
+            ],
+            "encounter_id": uuid7(),
+        }
+    )
+    return [
+        reading(pid, T0, {"bp_systolic": "128", "bp_diastolic": "84", "pulse_rate": "71"}, sequence=9),
+        received,
+        fahrenheit,
+        reading(pid, T0 + timedelta(days=31), {"glucose": "104.5"}, characteristic="2A18", sequence=0),
+    ]
+
+
+def test_bulk_rows_are_the_rows_of_the_per_reading_path(pc: Device) -> None:
+    """`bulk_rows` gives, value for value, the rows `_rows` builds reading by reading."""
+    pid, clinic, batch_id = uuid7(), uuid7(), uuid7()
+    changes = [Change.model_validate(change(pc, r)) for r in _mixed_readings(pid)]
+    bulk = readings_service.bulk_rows(changes, clinic, batch_id)
+    assert bulk is not None
+    each = [
+        row
+        for c in changes
+        for row in readings_service._rows(
+            readings_service._validate(0, c, datetime.now(UTC), system_wall_ms()), clinic, batch_id
+        )
+    ]
+
+    def texts(row: tuple[Any, ...]) -> tuple[Any, ...]:  # ids may be UUIDs or their text: both encode the same
+        return tuple(str(v) if isinstance(v, uuid.UUID) else v for v in row)
+
+    assert [texts(r) for r in bulk.rows] == [texts(r) for r in each]
+    assert len(bulk.rows) == 6 and list(bulk.value_patients) == [str(pid)] * 6 and bulk.patients == [pid]
+    assert list(bulk.value_times) == [r[0] for r in each]
+    assert bulk.months == [datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)]
+    twice = readings_service.bulk_rows([*changes, changes[0]], clinic, batch_id)
+    assert twice is None  # the same reading twice: decided reading by reading
+
+
+def test_downgrade_puts_back_the_content_hashes(pc: Device, settings: Settings) -> None:
+    from sync_server.db import migrate
+
+    pid = make_patient(pc)
+    readings = _mixed_readings(pid)
+    assert statuses(pc.push([change(pc, r) for r in readings])) == [("applied", None)] * 4
+    migrate.downgrade(settings.database_url, "2026_11_26_0012")
+    stored = query(settings, "SELECT DISTINCT reading_id, content_hash FROM wearable_data")
+    expected = {
+        r.id: readings_service._content_hash(readings_service.reading_facts(r))
+        for r in (
+            readings_service.reading_from_change_fields(r.id, reading_change_fields(r))  # as the server read it
+            for r in readings
+        )
+    }
+    assert {x["reading_id"]: bytes(x["content_hash"]) for x in stored} == expected
+    migrate.upgrade(settings.database_url)
+    assert query(settings, "SELECT count(*) AS n FROM wearable_data")[0]["n"] == 6

@@ -208,59 +208,80 @@ async def queue_daily(
     conn: asyncpg.Connection,
     clinic_id: uuid.UUID,
     patient_ids: Sequence[uuid.UUID | str],
-    metrics: Sequence[str],
     times: Sequence[datetime],
 ) -> None:
-    """Queue the (patient, metric, clinic-local day) of each row just stored, for `fold_daily` (native path).
+    """Queue the clinic-local days of readings just stored (reading i: ``patient_ids[i]`` at ``times[i]``) for
+    `fold_daily` (native path).
 
-    One row for the whole batch (the distinct triples as three parallel arrays), written in the push's own
-    transaction: the days become visible to the folder exactly when the readings do. The times travel as
-    epoch seconds (a float8 is encoded in C; a timestamptz costs asyncpg Python arithmetic per value); a
+    One row for the whole batch: per patient, the first and last time it stored (three parallel arrays);
+    the folder recomputes every day from the first's to the last's, all metrics. A batch holds the readings
+    a PC took since its last sync, so a patient's range is a day or two (a glucometer's download of stored
+    records may span weeks: the days without readings cost one index probe each). Written in the push's
+    own transaction: the days become visible to the folder exactly when the readings do. The times travel
+    as epoch seconds (a float8 is encoded in C; a timestamptz costs asyncpg Python arithmetic per value); a
     double holds any microsecond time of this era to well under a microsecond, and ``to_timestamp`` rounds
     back to the exact microsecond, so no time moves to another day.
     """
-    if not patient_ids:
+    first: dict[uuid.UUID | str, datetime] = {}
+    last: dict[uuid.UUID | str, datetime] = {}
+    for patient, at in zip(patient_ids, times, strict=True):
+        if patient not in first:
+            first[patient] = last[patient] = at
+        elif at < first[patient]:
+            first[patient] = at
+        elif at > last[patient]:
+            last[patient] = at
+    if not first:
         return
     await conn.execute(
         """
-        INSERT INTO wearable_daily_pending (clinic_id, patient_ids, metrics, days)
-        SELECT $1, array_agg(k.patient_id), array_agg(k.metric), array_agg(k.day)
-        FROM (
-            SELECT DISTINCT r.patient_id, r.metric, (to_timestamp(r.epoch) AT TIME ZONE s.value)::date AS day
-            FROM unnest($2::uuid[], $3::text[], $4::float8[]) AS r(patient_id, metric, epoch)
-            CROSS JOIN wearable_settings s WHERE s.key = 'day_zone'
-        ) AS k
+        INSERT INTO wearable_daily_pending (clinic_id, patient_ids, firsts, lasts)
+        SELECT $1, $2::uuid[],
+               ARRAY(SELECT to_timestamp(e) FROM unnest($3::float8[]) WITH ORDINALITY AS u(e, i) ORDER BY i),
+               ARRAY(SELECT to_timestamp(e) FROM unnest($4::float8[]) WITH ORDINALITY AS u(e, i) ORDER BY i)
         """,
         clinic_id,
-        patient_ids,
-        metrics,
-        [t.timestamp() for t in times],
+        list(first),
+        [t.timestamp() for t in first.values()],
+        [last[p].timestamp() for p in first],
     )
+
+
+# The (clinic, patient, clinic-local day) keys of queue rows `q`: every day of each patient's range.
+_DAYS = """
+    SELECT q.id AS queued, q.clinic_id, k.patient_id, d.day::date AS day
+    FROM {queue} q
+    CROSS JOIN LATERAL unnest(q.patient_ids, q.firsts, q.lasts) AS k(patient_id, first, last)
+    CROSS JOIN (SELECT value AS zone FROM wearable_settings WHERE key = 'day_zone') AS z
+    CROSS JOIN LATERAL generate_series(
+        (k.first AT TIME ZONE z.zone)::date::timestamp, (k.last AT TIME ZONE z.zone)::date::timestamp, interval '1 day'
+    ) AS d(day)
+"""
 
 
 FOLD_LOCK = 571_701
 """Advisory lock key (transaction-level) held by whoever recomputes queued days: one refresher at a time, so a
 day recomputed from an older snapshot can never overwrite one recomputed from a newer one."""
 
-# Whole days recomputed from `wearable_data` for the `keys` CTE's (clinic_id, patient_id, metric, day), one
-# per (patient, metric, day): a late reading for an old day fixes that day. LATERAL, so that each key is one
-# range scan of the patient index (patient_id, metric, time) in the one partition its day lies in (a join
-# let the planner hash the whole table once per fold: measured 0.4 s per 5 batches at 60k rows, growing).
+# Whole days recomputed from `wearable_data` for the `keys` CTE's (clinic_id, patient_id, day), every metric
+# of the patient's readings that day: a late reading for an old day fixes that day. LATERAL, so that each key
+# is one range scan of the patient index (patient_id, metric, time) in the one partition its day lies in (a
+# join let the planner hash the whole table once per fold: measured 0.4 s per 5 batches at 60k rows, growing).
 _RECOMPUTE = """
     ins AS (
         INSERT INTO wearable_daily_avg AS d (clinic_id, patient_id, metric, day, avg, min, max, count, unit)
-        SELECT k.clinic_id, k.patient_id, k.metric, k.day, a.avg, a.min, a.max, a.count, a.unit
+        SELECT k.clinic_id, k.patient_id, a.metric, k.day, a.avg, a.min, a.max, a.count, a.unit
         FROM keys k
         CROSS JOIN (SELECT value AS zone FROM wearable_settings WHERE key = 'day_zone') AS z
         CROSS JOIN LATERAL (
-            SELECT avg(w.value) AS avg, min(w.value) AS min, max(w.value) AS max, count(*) AS count,
+            SELECT w.metric, avg(w.value) AS avg, min(w.value) AS min, max(w.value) AS max, count(*) AS count,
                    min(w.unit) AS unit
             FROM wearable_data w
-            WHERE w.patient_id = k.patient_id AND w.metric = k.metric
+            WHERE w.patient_id = k.patient_id
               AND w.time >= (k.day::timestamp AT TIME ZONE z.zone)
               AND w.time < ((k.day + 1)::timestamp AT TIME ZONE z.zone)
+            GROUP BY w.metric
         ) AS a
-        WHERE a.count > 0
         ON CONFLICT (patient_id, metric, day) DO UPDATE
             SET clinic_id = EXCLUDED.clinic_id, avg = EXCLUDED.avg, min = EXCLUDED.min, max = EXCLUDED.max,
                 count = EXCLUDED.count, unit = EXCLUDED.unit
@@ -283,11 +304,11 @@ async def fold_daily(conn: asyncpg.Connection, batches: int) -> int:
         WITH taken AS (
             DELETE FROM wearable_daily_pending
             WHERE id IN (SELECT id FROM wearable_daily_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-            RETURNING id, clinic_id, patient_ids, metrics, days
+            RETURNING id, clinic_id, patient_ids, firsts, lasts
         ), keys AS (
-            SELECT DISTINCT ON (k.patient_id, k.metric, k.day) t.clinic_id, k.patient_id, k.metric, k.day
-            FROM taken t CROSS JOIN LATERAL unnest(t.patient_ids, t.metrics, t.days) AS k(patient_id, metric, day)
-            ORDER BY k.patient_id, k.metric, k.day, t.id DESC
+            SELECT DISTINCT ON (x.patient_id, x.day) x.clinic_id, x.patient_id, x.day
+            FROM ({_DAYS.format(queue="taken")}) AS x
+            ORDER BY x.patient_id, x.day, x.queued DESC
         ), {_RECOMPUTE.strip()}
         SELECT count(*) FROM taken  -- ins runs to completion whether read or not
         """,
@@ -310,11 +331,10 @@ async def refresh_patient(conn: asyncpg.Connection, patient_id: uuid.UUID) -> No
     await conn.execute(
         f"""
         WITH keys AS (
-            SELECT DISTINCT ON (k.metric, k.day) p.clinic_id, k.patient_id, k.metric, k.day
-            FROM wearable_daily_pending p
-            CROSS JOIN LATERAL unnest(p.patient_ids, p.metrics, p.days) AS k(patient_id, metric, day)
-            WHERE $1 = ANY(p.patient_ids) AND k.patient_id = $1
-            ORDER BY k.metric, k.day, p.id DESC
+            SELECT DISTINCT ON (x.day) x.clinic_id, x.patient_id, x.day
+            FROM ({_DAYS.format(queue="(SELECT * FROM wearable_daily_pending WHERE $1 = ANY(patient_ids))")}) AS x
+            WHERE x.patient_id = $1
+            ORDER BY x.day, x.queued DESC
         ), {_RECOMPUTE.strip()}
         SELECT 1  -- ins runs to completion whether read or not
         """,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from shared.clock import HLC, Stamp, check_incoming, decode, system_wall_ms
@@ -26,6 +28,33 @@ def rejected(change: Change, code: RejectCode, message: str) -> ChangeResult:
     return ChangeResult(
         kind=change.kind, id=change.id, status=ChangeStatus.REJECTED, reason=code, message=message[:MAX_MESSAGE]
     )
+
+
+def same_result_for(template: ChangeResult, ids: Iterable[uuid.UUID]) -> list[ChangeResult]:
+    """Copies of a validated result, one per id, with only the id replaced (the bulk answers of a push).
+
+    Built as pydantic's own copy builds a model (instance dict, set fields, no extra, no private), without the
+    validation or the copy machinery: 0.7 µs a result against 1.9 for ``model_copy(update=...)``. The ids
+    are UUIDs already (validated in the changes). Equal to ``model_copy`` results, JSON included
+    (tests/sync_server/test_change_results.py).
+    """
+    base = dict(template.__dict__)
+    fields_set = frozenset(template.model_fields_set | {"id"})
+    new = ChangeResult.__new__
+    out = []
+    for rid in ids:
+        result = new(ChangeResult)
+        values = base.copy()
+        values["id"] = rid
+        _set(result, "__dict__", values)
+        _set(result, "__pydantic_fields_set__", set(fields_set))
+        _set(result, "__pydantic_extra__", None)
+        _set(result, "__pydantic_private__", None)
+        out.append(result)
+    return out
+
+
+_set = object.__setattr__
 
 
 def accept_stamp(change: Change, clock: HLC) -> Stamp:

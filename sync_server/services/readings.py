@@ -78,6 +78,7 @@ from sync_server.db import sync as sync_db
 from sync_server.db import wearables as db
 from sync_server.services.change_results import RejectChange as _Reject
 from sync_server.services.change_results import rejected as _rejected
+from sync_server.services.change_results import same_result_for
 from sync_server.services.context import Actor
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -163,7 +164,7 @@ def _validate(index: int, change: Change, now: datetime, wall_ms: int) -> _Incom
     return _Incoming(index, change, reading, _content_hash(reading), _key_columns(reading))
 
 
-_TIME, _PATIENT, _READING, _METRIC = (db.COLUMNS.index(c) for c in ("time", "patient_id", "reading_id", "metric"))
+_TIME, _PATIENT, _READING = (db.COLUMNS.index(c) for c in ("time", "patient_id", "reading_id"))
 
 _APPLIED = ChangeResult(
     kind=RecordKind.READING, id=uuid.UUID(int=0), status=ChangeStatus.APPLIED, server_version=SERVER_VERSION
@@ -260,8 +261,8 @@ async def _push_new(
         return None
     clock.update(bulk.top)
     if layout.mode == db.NATIVE:  # their days, for the daily averages' folder (`fold_daily`)
-        await db.queue_daily(conn, actor.clinic_id, bulk.value_patients, bulk.columns.metrics, bulk.value_times)
-    results = {i: _applied(c) for i, c in zip(indexes, changes, strict=True)}
+        await db.queue_daily(conn, actor.clinic_id, bulk.columns.patient_ids, bulk.columns.measured_at)
+    results = dict(zip(indexes, same_result_for(_APPLIED, bulk.columns.ids), strict=True))
     await _audit(conn, actor, req.batch_id, results, len(changes))
     return list(results.items())
 
@@ -274,8 +275,6 @@ class BulkRows:
     rows: list[tuple[Any, ...]]
     patients: list[uuid.UUID]  # distinct
     months: list[datetime]  # the first instant of each UTC month with a reading
-    value_patients: Sequence[str]  # patient of each row (for the daily-averages queue)
-    value_times: Sequence[datetime]  # time of each row
     top: Stamp  # the greatest stamp of the changes
 
 
@@ -346,8 +345,6 @@ def bulk_rows(changes: Sequence[Change], clinic_id: uuid.UUID, batch_id: uuid.UU
         rows=rows,
         patients=[uuid.UUID(p) for p in set(cols.patient_ids)],
         months=[datetime(y, m, 1, tzinfo=UTC) for y, m in months],
-        value_patients=patients,
-        value_times=times,
         top=top,
     )
 
@@ -389,9 +386,7 @@ async def _push_each(
     if stored_now and layout.mode == db.NATIVE:  # their days, for the daily averages' folder (`fold_daily`)
         ids = set(new_ids)
         kept = rows if len(stored_now) == len(to_insert) else [r for r in rows if r[_READING] in ids]
-        await db.queue_daily(
-            conn, actor.clinic_id, [r[_PATIENT] for r in kept], [r[_METRIC] for r in kept], [r[_TIME] for r in kept]
-        )
+        await db.queue_daily(conn, actor.clinic_id, [r[_PATIENT] for r in kept], [r[_TIME] for r in kept])
     await _audit(conn, actor, req.batch_id, results, len(new_ids))
     # New ids only, once each (checked under the patients' locks): the plain-INSERT feed write.
     await sync_db.add_to_feed(conn, actor.clinic_id, RecordKind.READING, new_ids, req.batch_id)

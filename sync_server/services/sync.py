@@ -152,7 +152,7 @@ async def push(
     if stored is not None:
         if stored["device_id"] != actor.user_id:
             raise errors.BatchDeviceMismatch("This batch id was already used by another device")
-        return PushResponse.model_validate(json.loads(stored["response"]))
+        return PushResponse.model_validate_json(sync_db.batch_answer(stored))
     ids = [c.id for c in req.changes if c.kind is RecordKind.PATIENT]
     states = {row["id"]: _stored(row) for row in await sync_db.lock_patients(conn, ids)}
     results: list[ChangeResult | None] = []
@@ -221,7 +221,7 @@ async def push(
         batch_id=req.batch_id,
         device_id=actor.user_id,
         clinic_id=actor.clinic_id,
-        response=response.model_dump_json(),
+        response=response.model_dump_json().encode(),
     )
     await audit.append_many(
         conn,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -270,9 +271,7 @@ def test_a_concurrently_stored_measurement_falls_back_to_on_conflict(pc: Device,
                 direct = await wearables_db.copy_direct(conn, rows)
                 inserted = await wearables_db.insert(conn, rows)
                 assert layout.mode == wearables_db.NATIVE
-                await wearables_db.queue_daily(
-                    conn, clinic, [pid, pid], ["bp_systolic", "bp_diastolic"], [fresh.measured_at] * 2
-                )
+                await wearables_db.queue_daily(conn, clinic, [pid], [fresh.measured_at])
             return direct, inserted
         finally:
             await conn.close()
@@ -329,8 +328,9 @@ def test_daily_average_is_fixed_by_a_late_reading(pc: Device, settings: Settings
 
 
 def test_days_are_queued_in_the_push_and_folded_once(pc: Device, settings: Settings) -> None:
-    """A push queues one row naming its (patient, metric, day) triples; folding recomputes those days and empties the
-    queue; a replay (new batch id or the same one) stores nothing and queues nothing; a second fold is a no-op."""
+    """A push queues one row naming each patient's first and last reading time; folding recomputes those days
+    (every metric) and empties the queue; a replay (new batch id or the same one) stores nothing and queues
+    nothing; a second fold is a no-op."""
     fold(settings)  # whatever earlier tests left
     pid = make_patient(pc)
     other = make_patient(pc)
@@ -342,17 +342,11 @@ def test_days_are_queued_in_the_push_and_folded_once(pc: Device, settings: Setti
         assert statuses(pc.push(batch, batch_id=batch_id)) == [("applied", None)] * 4
         queued = query(
             settings,
-            "SELECT k.patient_id, k.metric, k.day::text AS day"
-            " FROM wearable_daily_pending p, unnest(p.patient_ids, p.metrics, p.days) AS k(patient_id, metric, day)",
+            "SELECT k.patient_id, k.first, k.last"
+            " FROM wearable_daily_pending p, unnest(p.patient_ids, p.firsts, p.lasts) AS k(patient_id, first, last)",
         )
-        assert sorted((r["patient_id"], r["metric"], r["day"]) for r in queued) == sorted(
-            [
-                (pid, "bp_systolic", "2026-03-10"),
-                (pid, "bp_diastolic", "2026-03-10"),
-                (other, "spo2", "2026-03-10"),
-                (pid, "bp_systolic", "2026-03-11"),
-                (pid, "bp_diastolic", "2026-03-11"),
-            ]
+        assert sorted((r["patient_id"], r["first"], r["last"]) for r in queued) == sorted(
+            [(pid, T0, T0 + timedelta(days=1)), (other, T0, T0)]
         )
         assert statuses(pc.push(batch, batch_id=batch_id)) == [("applied", None)] * 4  # the stored answer
         assert statuses(pc.push(batch)) == [("applied", None)] * 4  # a new batch of the same readings
@@ -395,7 +389,7 @@ def test_refresh_patient_recomputes_its_queued_days_and_leaves_the_queue(pc: Dev
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", wearables_db.FOLD_LOCK)
                 await conn.execute("DELETE FROM wearable_daily_avg WHERE patient_id = ANY($1)", [pid, other])
                 await conn.execute("DELETE FROM wearable_daily_pending")
-                await wearables_db.queue_daily(conn, clinic, [pid, other], ["bp_systolic"] * 2, [T0, T0])
+                await wearables_db.queue_daily(conn, clinic, [pid, other], [T0, T0])
                 await readings_service.refresh_patient(conn, pid)
                 averages = [tuple(r) for r in await conn.fetch(daily, [pid, other])]
                 return averages, await wearables_db.pending_daily(conn)
@@ -544,21 +538,27 @@ def test_bulk_rows_are_the_rows_of_the_per_reading_path(pc: Device) -> None:
         return tuple(str(v) if isinstance(v, uuid.UUID) else v for v in row)
 
     assert [texts(r) for r in bulk.rows] == [texts(r) for r in each]
-    assert len(bulk.rows) == 6 and list(bulk.value_patients) == [str(pid)] * 6 and bulk.patients == [pid]
-    assert list(bulk.value_times) == [r[0] for r in each]
+    assert len(bulk.rows) == 6 and bulk.patients == [pid]
     assert bulk.months == [datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)]
     twice = readings_service.bulk_rows([*changes, changes[0]], clinic, batch_id)
     assert twice is None  # the same reading twice: decided reading by reading
 
 
-def test_downgrade_puts_back_the_content_hashes(pc: Device, settings: Settings) -> None:
+def test_downgrade_of_0013_puts_back_hashes_and_answers_and_old_answers_still_replay(
+    pc: Device, settings: Settings
+) -> None:
     from sync_server.db import migrate
 
     pid = make_patient(pc)
     readings = _mixed_readings(pid)
-    assert statuses(pc.push([change(pc, r) for r in readings])) == [("applied", None)] * 4
+    batch = [change(pc, r) for r in readings]
+    batch_id = str(uuid7())
+    first = pc.push(batch, batch_id=batch_id)
+    assert statuses(first) == [("applied", None)] * 4
+    stored = query(settings, "SELECT response FROM sync_batches WHERE batch_id = $1", uuid.UUID(batch_id))
+    assert bytes(stored[0]["response"])[:1] != b"{"  # compressed by the server
     migrate.downgrade(settings.database_url, "2026_11_26_0012")
-    stored = query(settings, "SELECT DISTINCT reading_id, content_hash FROM wearable_data")
+    hashes = query(settings, "SELECT DISTINCT reading_id, content_hash FROM wearable_data")
     expected = {
         r.id: readings_service._content_hash(readings_service.reading_facts(r))
         for r in (
@@ -566,6 +566,82 @@ def test_downgrade_puts_back_the_content_hashes(pc: Device, settings: Settings) 
             for r in readings
         )
     }
-    assert {x["reading_id"]: bytes(x["content_hash"]) for x in stored} == expected
+    assert {x["reading_id"]: bytes(x["content_hash"]) for x in hashes} == expected
+    answer = query(settings, "SELECT response FROM sync_batches WHERE batch_id = $1", uuid.UUID(batch_id))
+    assert json.loads(answer[0]["response"]) == first.json()  # jsonb again, the same answer
     migrate.upgrade(settings.database_url)
     assert query(settings, "SELECT count(*) AS n FROM wearable_data")[0]["n"] == 6
+    # the answer stored as plain JSON (before the upgrade) is still the answer to a retry of the batch
+    again = pc.push(batch, batch_id=batch_id)
+    assert again.json() == first.json()
+
+
+def test_0013_converts_queued_days_both_ways(settings: Settings) -> None:
+    """Days queued when the migration runs are kept: ranges become (patient, metric, day) triples on downgrade
+    (the metrics the patient has readings of that day) and one-day ranges again on upgrade."""
+    from shared.clock import HLC
+    from sync_server.db import migrate
+
+    pid, clinic = uuid7(), uuid7()
+    stamp = HLC("test").now()
+    readings = [
+        reading(pid, T0, {"bp_systolic": "120", "bp_diastolic": "80"}),
+        reading(pid, T0 + timedelta(days=1), {"spo2": "97"}, characteristic="2A5E", device_id="OXI"),
+    ]
+    changes = [
+        Change.model_validate(
+            {
+                "kind": "reading",
+                "id": str(r.id),
+                "op": "upsert",
+                "hlc": encode(stamp),
+                "fields": reading_change_fields(r),
+                "field_hlcs": dict.fromkeys(reading_change_fields(r), encode(stamp)),
+            }
+        )
+        for r in readings
+    ]
+    bulk = readings_service.bulk_rows(changes, clinic, uuid7())
+    assert bulk is not None
+
+    async def store() -> None:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            async with conn.transaction():
+                await wearables_db.prepare(conn, bulk.months)
+                await conn.copy_records_to_table("wearable_data", records=bulk.rows, columns=wearables_db.COLUMNS)
+                await wearables_db.queue_daily(conn, clinic, [pid, pid], [T0, T0 + timedelta(days=1)])
+        finally:
+            await conn.close()
+
+    pg.run(store())
+    migrate.downgrade(settings.database_url, "2026_11_26_0012")
+    triples = query(
+        settings,
+        "SELECT k.patient_id, k.metric, k.day::text AS day"
+        " FROM wearable_daily_pending p, unnest(p.patient_ids, p.metrics, p.days) AS k(patient_id, metric, day)",
+    )
+    assert sorted(tuple(r) for r in triples) == [
+        (pid, "bp_diastolic", "2026-03-10"),
+        (pid, "bp_systolic", "2026-03-10"),
+        (pid, "spo2", "2026-03-11"),
+    ]
+    migrate.upgrade(settings.database_url)
+    ranges = query(
+        settings,
+        "SELECT k.patient_id, k.first, k.last"
+        " FROM wearable_daily_pending p, unnest(p.patient_ids, p.firsts, p.lasts) AS k(patient_id, first, last)",
+    )
+    ist_midnight = datetime(2026, 3, 9, 18, 30, tzinfo=UTC)  # 2026-03-10 00:00 in Asia/Kolkata
+    assert sorted(tuple(r) for r in ranges) == [
+        (pid, ist_midnight, ist_midnight),
+        (pid, ist_midnight + timedelta(days=1), ist_midnight + timedelta(days=1)),
+    ]
+    folded = fold(settings)
+    assert folded == 1
+    daily = query(settings, "SELECT metric, day::text AS day, avg FROM wearable_daily_avg ORDER BY day, metric")
+    assert [tuple(r) for r in daily] == [
+        ("bp_diastolic", "2026-03-10", 80.0),
+        ("bp_systolic", "2026-03-10", 120.0),
+        ("spo2", "2026-03-11", 97.0),
+    ]

@@ -126,7 +126,9 @@ class SyncClient:
         try:
             data = self._transport.get_revocations()
             import_list(self._revocations_dir, data, default_trust())
-        except (KnownError, RevocationImportError) as exc:
+        except KnownError as exc:  # the server's own words (e.g. 503 "Signing is not configured") go in the log
+            log.warning("revocation list not refreshed: %s — %s", exc, exc.detail or "no detail")
+        except RevocationImportError as exc:
             log.warning("revocation list not refreshed: %s", exc)
 
     # ---- push ---------------------------------------------------------------------------------------

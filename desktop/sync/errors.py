@@ -62,3 +62,12 @@ class ServerError(KnownError):
     default_message = "The IntegMed server had an internal problem."
     action = "Work continues on this PC; sync will retry later. Tell your IT person if it lasts."
     code = "desktop.server_error"
+
+
+class ServiceUnavailable(ServerError):
+    """The server answered 503 with its own problem (e.g. signing not configured): not a crash, a missing part."""
+
+    title = "A server service is not available"
+    default_message = "The IntegMed server cannot do this right now."
+    action = "Work continues on this PC; sync will retry later. Tell your IT person if it lasts."
+    code = "desktop.service_unavailable"

@@ -23,7 +23,14 @@ from typing import Any
 import httpx
 
 from desktop.errors import Cancelled, ServerUnreachable
-from desktop.sync.errors import AppOutdated, DeviceSignInRequired, ServerError, ServerOutdated, ServerRefused
+from desktop.sync.errors import (
+    AppOutdated,
+    DeviceSignInRequired,
+    ServerError,
+    ServerOutdated,
+    ServerRefused,
+    ServiceUnavailable,
+)
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.sync.protocol import PullResponse, PushRequest, PushResponse
 
@@ -64,6 +71,8 @@ def raise_for_problem(resp: httpx.Response) -> None:
         raise ServerOutdated(detail=detail)
     if code in ("auth.device_invalid",):
         raise DeviceSignInRequired(detail=detail)
+    if resp.status_code == 503 and code:  # the server's own refusal (a missing part), not a crash
+        raise ServiceUnavailable(str(problem.get("title") or detail), detail=detail)
     if resp.status_code >= 500:
         raise ServerError(detail=detail)
     extra = {k: v for k, v in problem.items() if k not in ("type", "title", "status", "code", "detail", "instance")}

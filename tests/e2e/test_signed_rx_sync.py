@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pathlib
 import uuid
 from collections.abc import Callable
 
@@ -134,3 +135,37 @@ def test_a_revoked_key_reaches_the_pc_by_sync_and_its_signatures_stop_verifying(
     with pytest.raises(SignatureNotVerifiable) as refused:
         signed_on_pc(a, keys, doctor, p.id)  # signed after the revocation: refused at signing, offline
     assert refused.value.detail is not None and refused.value.detail.startswith("revoked_key")
+
+
+def test_a_server_without_signing_still_syncs_and_the_log_says_why_no_revocations(
+    server: Server,
+    sandbox_url: str,
+    tmp_path: pathlib.Path,
+    sqlite_template_e2e: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The revocation refresh never fails a sync; what the server said (503 "not configured") is in the log,
+    not a bare "internal problem"."""
+    import shutil
+
+    from desktop.config import DATABASE_FILE
+    from tests.helpers.servers import free_port
+
+    plain = Server(server.settings.model_copy(update={"signing_issuer_key": None}), free_port())
+    plain.start()
+    try:
+        data_dir = tmp_path / "no-signing-pc"
+        data_dir.mkdir()
+        shutil.copyfile(sqlite_template_e2e, data_dir / DATABASE_FILE)
+        pc = PC("No-signing PC", data_dir, plain.url, sandbox_url).open()
+        try:
+            pc.enroll()
+            with caplog.at_level("WARNING", logger="desktop.sync.client"):
+                report = pc.sync()
+            assert report.pending == 0
+            logged = [r.getMessage() for r in caplog.records if "revocation list not refreshed" in r.getMessage()]
+            assert logged and "Signing is not configured" in logged[0], logged
+        finally:
+            pc.close()
+    finally:
+        plain.stop()

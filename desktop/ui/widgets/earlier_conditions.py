@@ -13,12 +13,9 @@ import html
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QPlainTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -27,6 +24,7 @@ from desktop.services.patient_conditions import MIN_EXCLUSION_REASON, EarlierCon
 from desktop.services.prescribing import Alert, PadCheck
 from desktop.ui.signals import emit
 from desktop.ui.style import MUTED_COLOR, WARNING_COLOR
+from desktop.ui.widgets.reason_dialog import ReasonDialog, ask_reason
 
 TITLE = "From earlier visits (checked too) · Ctrl+Shift+X: exclude / include the selected one"
 
@@ -138,56 +136,29 @@ class EarlierConditionsPanel(QWidget):
         self.on_shortcut_activated()
 
 
-class ExcludeConditionDialog(QDialog):
+class ExcludeConditionDialog(ReasonDialog):
     """Asks why an earlier condition does not apply to this prescription; OK only once a reason is typed.
 
     Keyboard: the reason box has focus; Ctrl+Enter excludes, Esc cancels.
     """
 
     def __init__(self, condition: EarlierCondition, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(f"Exclude {condition.label}")
-        self.setMinimumWidth(520)
-        heading = QLabel(
-            f"<b>{html.escape(condition.label)}</b> ({html.escape(condition.coded)}) was diagnosed at a visit on "
-            f"{condition.seen_on:%d %b %Y}. Leave it out of this prescription's checks?",
-            self,
+        super().__init__(
+            title=f"Exclude {condition.label}",
+            blocks=[
+                f"<b>{html.escape(condition.label)}</b> ({html.escape(condition.coded)}) was diagnosed at a visit "
+                f"on {condition.seen_on:%d %b %Y}. Leave it out of this prescription's checks?"
+            ],
+            prompt="Why does it no longer apply (e.g. resolved, delivered, wrong diagnosis)? At least "
+            f"{MIN_EXCLUSION_REASON} letters; recorded with your name and the time.",
+            reason_name="Reason for excluding the condition",
+            ok_text="Exclude",
+            min_letters=MIN_EXCLUSION_REASON,
+            width=520,
+            parent=parent,
         )
-        heading.setWordWrap(True)
-        prompt = QLabel(
-            f"Why does it no longer apply (e.g. resolved, delivered, wrong diagnosis)? At least {MIN_EXCLUSION_REASON}"
-            " letters; recorded with your name and the time.",
-            self,
-        )
-        prompt.setWordWrap(True)
-        self.reason = QPlainTextEdit(self)
-        self.reason.setAccessibleName("Reason for excluding the condition")
-        self.reason.setTabChangesFocus(True)
-        self.reason.setFixedHeight(64)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok_button.setText("Exclude (Ctrl+Enter)")
-        self.ok_button.setShortcut("Ctrl+Return")
-        self.ok_button.setEnabled(False)
-        layout = QVBoxLayout(self)
-        layout.addWidget(heading)
-        layout.addWidget(prompt)
-        layout.addWidget(self.reason)
-        layout.addWidget(self.buttons)
-        self.reason.textChanged.connect(self.on_reason_text_changed)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        self.reason.setFocus()
-
-    @Slot()
-    def on_reason_text_changed(self) -> None:
-        self.ok_button.setEnabled(len(self.reason.toPlainText().replace(" ", "").strip()) >= MIN_EXCLUSION_REASON)
-
-    def reason_text(self) -> str:
-        return " ".join(self.reason.toPlainText().split())
 
 
 def ask_exclusion_reason(parent: QWidget, condition: EarlierCondition) -> str | None:
     """The typed reason, or None when cancelled."""
-    dialog = ExcludeConditionDialog(condition, parent)
-    return dialog.reason_text() if dialog.exec() == QDialog.DialogCode.Accepted else None
+    return ask_reason(ExcludeConditionDialog(condition, parent))

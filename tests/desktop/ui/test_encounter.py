@@ -246,6 +246,7 @@ def test_keyboard_flow_complete_then_read_only_and_addendum(qtbot: QtBot, harnes
         press(qtbot, Qt.Key.Key_Return)
         qtbot.waitUntil(lambda: screen.diagnoses.count() == 1, timeout=20_000)
         activate(qtbot, screen)  # offscreen: the closed popup keeps the activation
+    harness.settle()  # the checks the new diagnosis set off are done: nothing rebuilds the pad after this
     screen.followup.setFocus()
     press(qtbot, Qt.Key.Key_Tab)  # the note's last field leads to the Rx pad's first line
     assert QApplication.focusWidget() is screen.pad.rows[0].edit

@@ -13,17 +13,22 @@ readings of a pushed batch, in order, the answer is:
   value, bounds and source), a measurement time in the future or before 2000, or an unknown patient.
 * ``rejected`` ``not_in_scope``: the patient belongs to another clinic. ``clock_skew`` as for patients.
 
-Nothing of a rejected reading is stored. Validation takes the compiled fast path
-(`shared.records.reading.reading_facts_fast`) for the shape desktops send and the pydantic model for
-anything else and for every refusal's message. After one lookup of the batch's ids and natural keys (under
-the patients' locks), the new readings' rows go with ONE COPY straight into ``wearable_data`` in a savepoint;
-should a concurrent push have stored one of the same measurements meanwhile, the savepoint is rolled back
-and the batch goes through the staging table and ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING``
-(`sync_server.db.wearables`). A replayed batch adds nothing either way. The new readings then enter the
-clinic's feed.
+Nothing of a rejected reading is stored. A batch as desktops send it (every reading a new, valid,
+plausible upsert of a patient of the caller's clinic, none twice) takes the **bulk path**: checked column by
+column (`shared.records.reading_columns`), its rows go with ONE COPY straight into ``wearable_data`` and its
+feed entries with one plain INSERT, in a savepoint and with no lookup first — the unique constraints
+(``wearable_data``'s, and the feed's one entry per reading id) catch a reading stored before, and the batch is
+then decided reading by reading. That **per-reading path** takes any batch: validation by the compiled fast path
+(`shared.records.reading.reading_facts_fast`) for the shape desktops send and the pydantic model for anything
+else and for every refusal's message; one lookup of the batch's ids and natural keys (under the patients'
+locks; a stored reading with the same id is compared by content hash, rebuilt from its rows); the new
+readings' rows with ONE COPY in a savepoint; should a concurrent push have stored one of the same
+measurements meanwhile, the savepoint is rolled back and the batch goes through the staging table and ONE
+``INSERT … SELECT … ON CONFLICT DO NOTHING`` (`sync_server.db.wearables`). A replayed batch adds nothing
+either way. The new readings then enter the clinic's feed.
 
-**Daily averages** (native path) are not updated by the push: it queues the (patient, metric, clinic-local
-day) triples it stored rows for, one queue row per batch in the same transaction, and `DailyFolder` (a
+**Daily averages** (native path) are not updated by the push: it queues each patient's first and last
+reading time of the batch, one queue row per batch in the same transaction, and `DailyFolder` (a
 background task of the API process) recomputes those whole days from ``wearable_data`` within about
 `FOLD_INTERVAL_S`. A late reading for an old day queues that day, so the day is recomputed with it. A
 health-graph page first recomputes its patient's queued days (`refresh_patient`), so it never shows an

@@ -5,10 +5,12 @@ file and syncs it. SQLite's default runs the checkpoint inside the commit that t
 on the committing thread, i.e. our writer: a page of 100 pulled patient edits (≈ 680 WAL pages with their
 search index and history) then waited 20-30 ms for a checkpoint every other page (BENCHMARKS.md, P2).
 
-`Checkpointer` runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection after commits (`poke`), while
-the writer goes on: a passive checkpoint never blocks a reader or the writer, and copies what no open reader
-still needs (the rest goes next time). The engine keeps SQLite's automatic checkpoint as a bound
-(`desktop.store.engine.WAL_AUTOCHECKPOINT_PAGES`), so the WAL stays bounded even if this thread falls behind.
+`Checkpointer` runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection once commits pause for `QUIET_S`
+(`poke` after each commit), while the writer goes on: a passive checkpoint never blocks a reader or the
+writer, and copies what no open reader still needs (the rest goes next time). Waiting for a pause folds a
+burst of commits (a first sync's pages, an import) into one checkpoint instead of syncing the file after
+each. The engine keeps SQLite's automatic checkpoint as a bound (`desktop.store.engine.WAL_AUTOCHECKPOINT_PAGES`),
+so the WAL stays bounded while commits never pause, or if this thread falls behind.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 THREAD_NAME = "integmed-checkpoint"
+QUIET_S = 0.1
+"""Checkpoint once no commit came for this long."""
 
 
 class Checkpointer:
@@ -34,7 +38,7 @@ class Checkpointer:
         self._thread.start()
 
     def poke(self) -> None:
-        """A commit happened: checkpoint soon (commits in a burst are folded into one checkpoint)."""
+        """A commit happened: checkpoint once commits pause."""
         self._wake.set()
 
     def close(self) -> None:
@@ -49,6 +53,8 @@ class Checkpointer:
             while True:
                 self._wake.wait()
                 self._wake.clear()
+                while not self._closing and self._wake.wait(QUIET_S):  # another commit: wait for the pause
+                    self._wake.clear()
                 if self._closing:
                     return
                 if conn is None:

@@ -102,9 +102,10 @@ def translating_sqlite_errors(path: Path | None = None) -> Iterator[None]:
         raise known from exc
 
 
-WAL_AUTOCHECKPOINT_PAGES = 10_000
-"""Pages (4 KiB) after which a commit checkpoints the WAL itself: 40 MiB, ten times SQLite's default, reached
-only if the checkpoint thread (`desktop.store.checkpoint`) cannot keep up."""
+WAL_AUTOCHECKPOINT_PAGES = 4_000
+"""Pages (4 KiB) after which a commit checkpoints the WAL itself: 16 MiB, four times SQLite's default, reached
+only while commits never pause (a first sync) or if the checkpoint thread (`desktop.store.checkpoint`) falls
+behind."""
 
 
 def create_engine(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:

@@ -127,10 +127,12 @@ def encode(stamp: Stamp) -> str:
     return f"{stamp.wall_ms:0{WALL_HEX_DIGITS}x}-{stamp.counter:0{COUNTER_HEX_DIGITS}x}-{stamp.node}"
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=8_192)
 def decode(text: str) -> Stamp:
     """Parse text made by `encode` (cached: a sync batch decodes the same stamps many times; `Stamp` is frozen
-    and errors are not cached).
+    and errors are not cached). The cache holds a push batch's stamps (at most 1000 changes, most stamping
+    all their fields alike); an entry costs ≈ 370 B, and 65,536 of them kept 23 MiB of a long-running API
+    process once 50,000 records had passed through it (BENCHMARKS.md, P2).
 
     Args:
         text: an encoded stamp.

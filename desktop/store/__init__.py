@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from desktop.errors import DatabaseUnavailable
 from desktop.store import migrate
+from desktop.store.checkpoint import Checkpointer
 from desktop.store.engine import create_engine
 from desktop.store.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from desktop.store.writer import Writer
@@ -34,6 +35,7 @@ class LocalStore:
         uow: makes units of work (``uow.write()`` on the writer thread, ``uow.read()`` anywhere).
         clock: this PC's hybrid logical clock (node id = device id).
         migration: what opening did to the schema (a backup path when it upgraded an existing file).
+        checkpointer: moves the WAL into the database file after commits, off the writer's thread.
     """
 
     database: Path
@@ -42,10 +44,12 @@ class LocalStore:
     uow: UnitOfWorkFactory
     clock: HLC
     migration: migrate.MigrationReport
+    checkpointer: Checkpointer
 
     def close(self) -> None:
         """Let queued writes finish, then close every connection (WAL is checkpointed on the last one)."""
         self.writer.shutdown(wait=True)
+        self.checkpointer.close()
         self.engine.dispose()
 
     def __enter__(self) -> LocalStore:
@@ -87,14 +91,16 @@ def open_local_store(
         create_engine(database) if busy_timeout_ms is None else create_engine(database, busy_timeout_ms=busy_timeout_ms)
     )
     writer = Writer()
-    factory = UnitOfWorkFactory(engine, writer)
+    checkpointer = Checkpointer(engine)
+    factory = UnitOfWorkFactory(engine, writer, on_commit=checkpointer.poke)
     try:
         clock = writer.run(_start_clock, factory, wall_clock)
     except BaseException:
         writer.shutdown()
+        checkpointer.close()
         engine.dispose()
         raise
-    return LocalStore(database, engine, writer, factory, clock, report)
+    return LocalStore(database, engine, writer, factory, clock, report, checkpointer)
 
 
 def _start_clock(factory: UnitOfWorkFactory, wall_clock: WallClock) -> HLC:

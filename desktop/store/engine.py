@@ -8,6 +8,8 @@ Every connection gets, from a ``connect`` listener (pragmas are per connection, 
   failing at once; within one process the writer thread already serialises writes.
 * ``synchronous=NORMAL``: in WAL mode this is durable against application crashes and loses at most the
   last transactions on power loss, never consistency (https://sqlite.org/pragma.html#pragma_synchronous).
+* ``wal_autocheckpoint``: `WAL_AUTOCHECKPOINT_PAGES`, a bound only; checkpoints run on their own thread
+  after commits (`desktop.store.checkpoint`), not inside the writer's commits.
 
 Transactions: Python's ``sqlite3`` module (before 3.12's ``autocommit``) issues BEGIN lazily and only before
 DML, which breaks repeatable reads and transactional DDL. We switch that off (``isolation_level = None``)
@@ -100,6 +102,12 @@ def translating_sqlite_errors(path: Path | None = None) -> Iterator[None]:
         raise known from exc
 
 
+WAL_AUTOCHECKPOINT_PAGES = 4_000
+"""Pages (4 KiB) after which a commit checkpoints the WAL itself: 16 MiB, four times SQLite's default, reached
+only while commits never pause (a first sync) or if the checkpoint thread (`desktop.store.checkpoint`) falls
+behind."""
+
+
 def create_engine(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
     """An engine for the SQLite file at ``path`` with the pragmas, BEGIN control and error translation above.
 
@@ -122,6 +130,7 @@ def create_engine(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         finally:
             cursor.close()
 

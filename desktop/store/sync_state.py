@@ -19,9 +19,8 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from desktop.store.tables import outbox, patient_history, patients, sync_state
+from desktop.store.tables import outbox, patient_history, patients
 from shared.clock import Stamp, decode, encode
 from shared.ids import uuid7
 
@@ -49,20 +48,23 @@ class SyncStateRepository:
 
     # -- raw ------------------------------------------------------------------------------------------
 
+    # Plain SQL through the driver: these run several times in every sync round (an idle one included), where
+    # building the same statements with SQLAlchemy Core cost 4-8x as much as running them (BENCHMARKS.md, P2).
+
     def get(self, key: Key | str) -> str | None:
         """The stored text for ``key``, or ``None``."""
-        value = self._conn.execute(
-            sa.select(sync_state.c.value).where(sync_state.c.key == str(key))
-        ).scalar_one_or_none()
+        value = self._conn.exec_driver_sql("SELECT value FROM sync_state WHERE key = ?", (str(key),)).scalar()
         return None if value is None else str(value)
 
     def set(self, key: Key | str, value: str | None) -> None:
         """Store text for ``key``; ``None`` removes the key."""
         if value is None:
-            self._conn.execute(sync_state.delete().where(sync_state.c.key == str(key)))
+            self._conn.exec_driver_sql("DELETE FROM sync_state WHERE key = ?", (str(key),))
             return
-        insert = sqlite_insert(sync_state).values(key=str(key), value=value)
-        self._conn.execute(insert.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+        self._conn.exec_driver_sql(
+            "INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(key), value),
+        )
 
     # -- typed ----------------------------------------------------------------------------------------
 
@@ -135,6 +137,25 @@ class SyncStateRepository:
     def set_last_error(self, text: str | None) -> None:
         """Record (or with ``None`` clear) the last sync error."""
         self.set(Key.LAST_ERROR, text)
+
+    def record_pull(self, cursor: str, stamp: Stamp, when: datetime) -> None:
+        """`set_pull_cursor`, `remember_stamp` and `set_last_pull_at` of an applied page, in one statement."""
+        if when.tzinfo is None:
+            raise ValueError("sync times must be timezone-aware")
+        # Encoded stamps sort like stamps (ASCII, compared byte by byte): max() keeps the greater one.
+        self._conn.exec_driver_sql(
+            "INSERT INTO sync_state (key, value) VALUES (?, ?), (?, ?), (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
+            " CASE WHEN key = ? THEN max(value, excluded.value) ELSE excluded.value END",
+            (
+                str(Key.PULL_CURSOR),
+                cursor,
+                str(Key.LAST_RECEIVED_HLC),
+                encode(stamp),
+                str(Key.LAST_PULL_AT),
+                when.isoformat(),
+                str(Key.LAST_RECEIVED_HLC),
+            ),
+        )
 
     # -- clock ----------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ opening one elsewhere raises ``RuntimeError``, because it means a write bypassed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 import sqlalchemy as sa
@@ -41,9 +42,10 @@ class UnitOfWork:
     outbox: OutboxRepository
     sync_state: SyncStateRepository
 
-    def __init__(self, engine: Engine, *, write: bool) -> None:
+    def __init__(self, engine: Engine, *, write: bool, on_commit: Callable[[], None] | None = None) -> None:
         self._engine = engine
         self._write = write
+        self._on_commit = on_commit
         self._conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
 
@@ -75,6 +77,8 @@ class UnitOfWork:
         if self._tx is None or not self._tx.is_active:
             raise RuntimeError("nothing to commit: the unit of work is not open or already finished")
         self._tx.commit()
+        if self._on_commit is not None:
+            self._on_commit()
 
     def rollback(self) -> None:
         """Abandon the transaction now (leaving the block does it too)."""
@@ -102,11 +106,13 @@ class UnitOfWorkFactory:
     Args:
         engine: the store's engine.
         writer: the process's single writer.
+        on_commit: called after each commit of a write unit of work (the store pokes its checkpointer).
     """
 
-    def __init__(self, engine: Engine, writer: Writer) -> None:
+    def __init__(self, engine: Engine, writer: Writer, on_commit: Callable[[], None] | None = None) -> None:
         self._engine = engine
         self._writer = writer
+        self._on_commit = on_commit
 
     @property
     def writer(self) -> Writer:
@@ -119,7 +125,7 @@ class UnitOfWorkFactory:
             raise RuntimeError(
                 "local writes must run on the writer thread: wrap the call in writer.run(...) (desktop/store/writer.py)"
             )
-        return UnitOfWork(self._engine, write=True)
+        return UnitOfWork(self._engine, write=True, on_commit=self._on_commit)
 
     def read(self) -> UnitOfWork:
         """A read-only snapshot on the calling thread."""

@@ -25,7 +25,7 @@ from desktop.progress import NullProgress, Progress
 from desktop.rx.revocations import RevocationImportError, import_list
 from desktop.store.outbox import OutboxEntry, QueuedChange
 from desktop.store.unit_of_work import UnitOfWorkFactory
-from desktop.sync.apply import ApplyStats, apply_page
+from desktop.sync.apply import ApplyStats, apply_in, apply_page
 from desktop.sync.apply_prescriptions import note_refused_drafts
 from desktop.sync.transport import EncodedBody, Transport, encode_json
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
@@ -107,14 +107,16 @@ class SyncClient:
         progress = progress or NullProgress()
         report = SyncReport()
         try:
-            self._push_all(report, progress)
-            self._pull_all(report, progress)
+            pending, cursor = self._read_start()
+            if pending:  # else nothing unsent and nothing in flight: no batch to make (saves a write transaction)
+                self._push_all(report, progress, pending)
+                cursor = self._read_cursor()
+            # The last page's transaction also clears the last error and counts what is still to send.
+            self._pull_all(report, progress, cursor)
         except Exception as exc:
             self._uows.writer.run(self._remember_error, str(exc))
             raise
-        report.pending = self._read_pending()
         report.finished_at = datetime.now(UTC)
-        self._uows.writer.run(self._remember_error, None)
         self._refresh_revocations()
         return report
 
@@ -133,10 +135,7 @@ class SyncClient:
 
     # ---- push ---------------------------------------------------------------------------------------
 
-    def _push_all(self, report: SyncReport, progress: Progress) -> None:
-        pending = self._read_pending()
-        if not pending:
-            return  # nothing unsent and nothing in flight: no batch to make (saves a write transaction)
+    def _push_all(self, report: SyncReport, progress: Progress, pending: int) -> None:
         progress.set_status(f"Sending {pending} change(s)")
         # Batches handed out before and never answered go first, one at a time, each with its own id.
         while True:
@@ -264,11 +263,15 @@ class SyncClient:
 
     # ---- pull ---------------------------------------------------------------------------------------
 
-    def _pull_all(self, report: SyncReport, progress: Progress) -> None:
-        """Pull pages until caught up; page n+1 is fetched while page n is applied (the cursor is still
-        stored only with an applied page, so a failure anywhere just drops the page fetched ahead)."""
+    def _pull_all(self, report: SyncReport, progress: Progress, cursor: str | None) -> None:
+        """Pull pages after ``cursor`` until caught up; page n+1 is fetched while page n is applied (the cursor
+        is still stored only with an applied page, so a failure anywhere just drops the page fetched ahead).
+
+        The last page is applied together with the round's closing writes (`_apply_last`), so an idle round
+        is one read, one request and one write transaction.
+        """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="integmed-pull") as wire:
-            page, remaining = self._transport.pull(self._read_cursor(), self._page_size)
+            page, remaining = self._transport.pull(cursor, self._page_size)
             progress.set_total(len(page.changes) + remaining)
             if remaining:
                 progress.set_status(f"Receiving {len(page.changes) + remaining} record(s)")
@@ -277,7 +280,10 @@ class SyncClient:
                     raise Cancelled()
                 ahead = wire.submit(self._transport.pull, page.next_cursor, self._page_size) if page.has_more else None
                 try:
-                    stats: ApplyStats = self._uows.writer.run(apply_page, self._uows, page, self._clock)
+                    if ahead is None:
+                        stats, report.pending = self._uows.writer.run(self._apply_last, page)
+                    else:
+                        stats = self._uows.writer.run(apply_page, self._uows, page, self._clock)
                 except BaseException:
                     if ahead is not None:
                         ahead.cancel()
@@ -292,6 +298,16 @@ class SyncClient:
                     report.caught_up = True
                     return
                 page, _ = ahead.result()
+
+    def _apply_last(self, page: PullResponse) -> tuple[ApplyStats, int]:
+        """Apply the round's last page, clear the last error (the round succeeded) and count the changes still
+        to send (queued meanwhile, or held back), in one transaction."""
+        with self._uows.write() as uow:
+            stats = apply_in(uow, page, self._clock)
+            uow.sync_state.set_last_error(None)
+            pending = uow.outbox.pending_count()
+            uow.commit()
+        return stats, pending
 
     # ---- waiting pull ---------------------------------------------------------------------------------
 
@@ -327,9 +343,10 @@ class SyncClient:
 
     # ---- small reads/writes ---------------------------------------------------------------------------
 
-    def _read_pending(self) -> int:
+    def _read_start(self) -> tuple[int, str | None]:
+        """What a round starts from: changes still to send, and the stored pull cursor (one snapshot)."""
         with self._uows.read() as uow:
-            return uow.outbox.pending_count()
+            return uow.outbox.pending_count(), uow.sync_state.pull_cursor()
 
     def _read_cursor(self) -> str | None:
         with self._uows.read() as uow:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.records.staff import Role
 from shared.sync.protocol import PullResponse, PushRequest, PushResponse
 from sync_server import errors
-from sync_server.api.deps import ClinicStaff, CurrentDevice, Db, Meta, State, require_roles
+from sync_server.api.deps import ClinicStaff, CurrentDevice, Db, DeviceToCheck, Meta, State, require_roles
 from sync_server.services import devices as devices_service
 from sync_server.services import sync as sync_service
 from sync_server.services.context import Actor
@@ -126,8 +126,7 @@ async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State, requ
 )
 async def pull(
     request: Request,
-    response: Response,
-    device: CurrentDevice,
+    device: DeviceToCheck,  # its enrolment is checked by the page read's own statement
     st: State,
     cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
@@ -136,7 +135,7 @@ async def pull(
     ] = 0,
     x_integmed_protocol: Annotated[int | None, Header()] = None,
     x_integmed_schema: Annotated[int | None, Header()] = None,
-) -> PullResponse:
+) -> Response:
     if x_integmed_protocol is not None or x_integmed_schema is not None:
         sync_service.check_versions(schema_version=x_integmed_schema or 0, protocol_version=x_integmed_protocol or 0)
     listener = getattr(request.app.state, "feed_listener", None)
@@ -148,9 +147,9 @@ async def pull(
     page, remaining = await sync_service.pull_waiting(
         st.pool, listener, device, cursor=cursor, limit=limit, wait=wait, clock=st.clock, gone=gone
     )
+    # The body is the page's `PullResponse` JSON, built chunk by chunk by the service (bounded memory).
     # Progress for a first sync: how much is left after this page (header, so the body stays the protocol's).
-    response.headers["X-IntegMed-Remaining"] = str(remaining)
-    return page
+    return Response(page.body, media_type="application/json", headers={"X-IntegMed-Remaining": str(remaining)})
 
 
 @router.get(

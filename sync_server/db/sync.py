@@ -319,26 +319,54 @@ async def detect_duplicates(conn: asyncpg.Connection, clinic_id: uuid.UUID, pati
     return int(status.split()[-1])
 
 
+_FEED_KINDS_OTHER = "('reading', 'encounter', 'encounter_addendum', 'prescription_draft', 'signed_prescription')"
+"""Feed kinds whose rows `services.sync.pull` reads by id after the page (readings, encounters, prescriptions)."""
+
+
+def _page_sql(gate: str = "") -> str:
+    """The feed entries after $2 with each patient's current state joined: only the columns a pulled change
+    needs (`patients.state_of`, version, stamps), not the row's bookkeeping (created/updated by and at)."""
+    return f"""
+    SELECT f.seq, f.kind, f.record_id, f.batch_id, p.id, p.name, p.gender, p.year_of_birth, p.date_of_birth,
+           p.mobile, p.abha_number, p.abha_address, p.address, p.deleted, p.version, p.hlc, p.field_hlcs
+    FROM change_feed f LEFT JOIN patients p ON p.id = f.record_id AND f.kind = 'patient'
+    WHERE {gate}f.clinic_id = $1 AND f.seq > $2
+      AND (f.kind IN {_FEED_KINDS_OTHER} OR (f.kind = 'patient' AND p.id IS NOT NULL))
+    ORDER BY f.seq
+    LIMIT $3
+"""
+
+
+_PAGE = _page_sql()
+
+
 async def feed_page(conn: asyncpg.Connection, clinic_id: uuid.UUID, after: int, limit: int) -> list[asyncpg.Record]:
     """Up to ``limit`` feed entries after ``after``: patients joined with their current state, readings
     (their rows come from `sync_server.db.wearables.readings_rows`) and encounters (`services.encounter_sync`)."""
-    return list(
-        await conn.fetch(
-            """
-            SELECT f.seq, f.kind, f.record_id, f.batch_id, p.*
-            FROM change_feed f LEFT JOIN patients p ON p.id = f.record_id AND f.kind = 'patient'
-            WHERE f.clinic_id = $1 AND f.seq > $2
-              AND (f.kind IN ('reading', 'encounter', 'encounter_addendum', 'prescription_draft',
-                              'signed_prescription')
-                   OR (f.kind = 'patient' AND p.id IS NOT NULL))
-            ORDER BY f.seq
-            LIMIT $3
-            """,
-            clinic_id,
-            after,
-            limit,
-        )
-    )
+    return list(await conn.fetch(_PAGE, clinic_id, after, limit))
+
+
+# `_PAGE` behind the device check, in one statement: one row with ``live`` false (device revoked, unknown or of
+# another clinic), one row with ``live`` true and no entry (nothing new), or the page's entries. The lateral
+# page can only run as the inner side of a nested loop over the one outer row, which keeps its order; the
+# outer ORDER BY says so rather than relying on it.
+_DEVICE_PAGE = f"""
+    SELECT d.live, e.*
+    FROM (SELECT EXISTS (SELECT FROM devices WHERE id = $4 AND clinic_id = $1 AND revoked_at IS NULL) AS live) d
+    LEFT JOIN LATERAL ({_page_sql("d.live AND ")}) e ON true
+    ORDER BY e.seq
+"""
+
+
+async def device_feed_page(
+    conn: asyncpg.Connection, device_id: uuid.UUID, clinic_id: uuid.UUID, after: int, limit: int
+) -> list[asyncpg.Record] | None:
+    """`feed_page` for a device, checked in the same statement: None when the device is not enrolled (or
+    revoked, or of another clinic). An idle PC's pull is then one round trip to the database."""
+    rows = await conn.fetch(_DEVICE_PAGE, clinic_id, after, limit, device_id)
+    if not rows[0]["live"]:
+        return None
+    return [] if rows[0]["seq"] is None else list(rows)
 
 
 _HISTORY_COLUMNS = ("clinic_id", "kind", "record_id", "field", "value", "hlc", "replaced_by_hlc", "lost", "source")

@@ -24,7 +24,7 @@ from datetime import date
 from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, encode
@@ -369,17 +369,83 @@ def parse_cursor(cursor: str | None) -> int:
     return int(cursor)
 
 
-async def remaining_after(conn: asyncpg.Connection, actor: Actor, page: PullResponse) -> int:
+async def remaining_after(conn: asyncpg.Connection, actor: Actor, page: Page) -> int:
     """Feed entries still to fetch after this page (0 on the last page)."""
     if not page.has_more:
         return 0
     return await sync_db.feed_remaining(conn, actor.clinic_id, parse_cursor(page.next_cursor))
 
 
-async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, limit: int, clock: HLC) -> PullResponse:
+SIGN_IN_ENDED = "This sign-in has ended: sign in again"
+"""The 401 detail for a token whose device or session has ended (as `api.deps.current_actor` words it)."""
+
+PAGE_CHUNK = 500
+"""Feed entries read and turned into JSON at a time while a page is built: what the page's objects cost in
+memory at most (a page of 5000 held all its rows, dicts and models at once: +30 MiB on the API's peak RSS)."""
+
+_CHANGES_JSON = TypeAdapter(list[PulledChange])
+_EMPTY_HEAD = b'{"changes":[]'
+
+
+@dataclass(frozen=True)
+class Page:
+    """One pull page, as its `PullResponse` JSON body (built chunk by chunk) and what the route needs of it."""
+
+    body: bytes
+    count: int  # changes in the body
+    next_cursor: str
+    has_more: bool
+
+    def response(self) -> PullResponse:
+        """The page as a model (tests, tools): what the body says."""
+        return PullResponse.model_validate_json(self.body)
+
+
+async def pull(
+    conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, limit: int, clock: HLC, chunk: int = PAGE_CHUNK
+) -> Page:
+    """The page after ``cursor`` for a device, whose enrolment is checked by the page's first statement.
+
+    The entries are read ``chunk`` (`PAGE_CHUNK`) at a time, each chunk after the last seq of the one before,
+    and each chunk's changes become JSON before the next is read. A chunk is what a page of that size would
+    be: the entries of one statement, in seq order, with the state their records have when it runs.
+
+    Raises:
+        errors.Unauthenticated: the device is revoked or no longer of the token's clinic.
+    """
     after = parse_cursor(cursor)
-    rows = await sync_db.feed_page(conn, actor.clinic_id, after, limit + 1)
-    page = rows[:limit]
+    rows = await sync_db.device_feed_page(conn, actor.user_id, actor.clinic_id, after, min(limit, chunk) + 1)
+    if rows is None:
+        raise errors.Unauthenticated(SIGN_IN_ENDED, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    parts: list[bytes] = [b'{"changes":[']  # the body's pieces, joined once at the end (one copy of the body)
+    entries = count = 0
+    while True:
+        want = min(limit - entries, chunk)
+        entries_now, more = rows[:want], len(rows) > want
+        changes = await _pulled_changes(conn, entries_now)
+        if changes:
+            if count:
+                parts.append(b",")
+            parts.append(_CHANGES_JSON.dump_json(changes)[1:-1])  # the list's items, without its brackets
+            count += len(changes)
+        if entries_now:
+            after = entries_now[-1]["seq"]
+            entries += len(entries_now)
+        del changes, entries_now
+        if not more or entries >= limit:
+            break
+        rows = await sync_db.feed_page(conn, actor.clinic_id, after, min(limit - entries, chunk) + 1)
+    next_cursor = str(after)
+    head = PullResponse.model_construct(
+        changes=[], next_cursor=next_cursor, has_more=more, server_hlc=encode(clock.now())
+    ).model_dump_json()
+    assert head.startswith(_EMPTY_HEAD.decode()), "PullResponse's changes come first"
+    parts += [b"]", head[len(_EMPTY_HEAD) :].encode()]
+    return Page(b"".join(parts), count, next_cursor, more)
+
+
+async def _pulled_changes(conn: asyncpg.Connection, page: list[asyncpg.Record]) -> list[PulledChange]:
+    """The changes of these feed entries, in their order (an entry whose record is not there is left out)."""
     changes = []
     pulled_readings = await readings.pulled(conn, page)
     pulled_encounters = await encounter_sync.pulled(conn, page)
@@ -415,10 +481,7 @@ async def pull(conn: asyncpg.Connection, actor: Actor, *, cursor: str | None, li
                 batch_id=row["batch_id"],
             )
         )
-    next_cursor = str(page[-1]["seq"]) if page else str(after)
-    return PullResponse.model_construct(
-        changes=changes, next_cursor=next_cursor, has_more=len(rows) > limit, server_hlc=encode(clock.now())
-    )
+    return changes
 
 
 MAX_WAIT_S = 25.0
@@ -441,10 +504,10 @@ async def pull_waiting(
     wait: float,
     clock: HLC,
     gone: Callable[[], Awaitable[object]] | None = None,
-) -> tuple[PullResponse, int]:
+) -> tuple[Page, int]:
     """A page after ``cursor`` and the count after it; with ``wait`` > 0 and nothing new, wait for a commit.
 
-    Each read is its own short transaction on a pooled connection; no connection is held while waiting. The
+    Each read takes a pooled connection for its statements only (`_read_page`); none is held while waiting. The
     clinic's ticket is taken before the first read (`FeedListener` explains why no commit can slip between).
     At the deadline the answer is an empty page with the same cursor. Without a live listener (database
     link lost) the wait is a short sleep and a second read, so a client never spins. ``gone`` returns when the
@@ -454,7 +517,7 @@ async def pull_waiting(
     """
     ticket = listener.ticket(actor.clinic_id) if wait > 0 and listener is not None else None
     page, remaining = await _read_page(pool, actor, cursor=cursor, limit=limit, clock=clock)
-    if ticket is None or listener is None or page.changes or page.has_more or listener.draining:
+    if ticket is None or listener is None or page.count or page.has_more or listener.draining:
         return page, remaining
     try:
         with listener.waiter():
@@ -482,8 +545,15 @@ async def pull_waiting(
 
 async def _read_page(
     pool: asyncpg.Pool, actor: Actor, *, cursor: str | None, limit: int, clock: HLC
-) -> tuple[PullResponse, int]:
-    async with pool.acquire() as conn, conn.transaction():
+) -> tuple[Page, int]:
+    """A page and the count after it, on one pooled connection and without a transaction of its own.
+
+    The entries and their patients' state come from one statement (one snapshot); the rows of the other kinds
+    and the count are read after it, so they are never older than their entries: a record changed meanwhile
+    comes as it is now, and again with its later entry, where it merges to nothing. An idle PC's pull is
+    one statement (`sync_db.device_feed_page`, which also checks the device).
+    """
+    async with pool.acquire() as conn:
         page = await pull(conn, actor, cursor=cursor, limit=limit, clock=clock)
         return page, await remaining_after(conn, actor, page)
 

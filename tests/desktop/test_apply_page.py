@@ -71,3 +71,21 @@ def test_an_echo_of_what_is_stored_changes_nothing(local_store: LocalStore, pati
     stats = local_store.writer.run(apply_page, local_store.uow, page(change), local_store.clock)
     assert (stats.inserted, stats.updated, stats.unchanged) == (0, 0, 1)
     assert patient_service.get(patient_id) == before
+
+
+def test_an_empty_page_moves_the_cursor_and_keeps_the_greater_stamp(local_store: LocalStore) -> None:
+    """An idle round's page: the cursor, the pull time and the server's stamp are stored; an older stamp than
+    the one kept already (a slow server) does not replace it."""
+    later = encode(SERVER.now())
+    earlier = encode(HLC("srv-slow", wall_clock=lambda: 1_000).now())
+
+    def empty(cursor: str, stamp: str) -> PullResponse:
+        return PullResponse(changes=[], next_cursor=cursor, has_more=False, server_hlc=stamp)
+
+    for cursor, stamp in (("7", later), ("8", earlier)):
+        stats = local_store.writer.run(apply_page, local_store.uow, empty(cursor, stamp), local_store.clock)
+        assert (stats.inserted, stats.updated, stats.unchanged, stats.conflicts) == (0, 0, 0, 0)
+    with local_store.uow.read() as uow:
+        assert uow.sync_state.pull_cursor() == "8"
+        assert uow.sync_state.get("last_received_hlc") == later
+        assert uow.sync_state.last_pull_at() is not None

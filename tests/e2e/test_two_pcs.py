@@ -161,7 +161,9 @@ def test_server_down_for_a_day_then_queue_drains(make_pc: Callable[..., PC], ser
         assert "reach" in (uow.sync_state.last_error() or "").lower() or uow.sync_state.last_error()
     server.start()
     report = a.sync()
-    assert report.complete and report.applied == 40
+    assert report.complete and report.applied == 40 and report.pending == 0
+    with a.store.uow.read() as uow:  # type: ignore[union-attr]
+        assert uow.sync_state.last_error() is None  # the round that went through cleared it
     assert len(server_snapshot(server, sandbox_url)) == 40
 
 

@@ -475,3 +475,81 @@ def test_openapi_documents_the_waiting_pull(api: TestClient) -> None:
     wait = next(p for p in pull["parameters"] if p["name"] == "wait")
     assert wait["required"] is False and wait["schema"]["maximum"] == 25 and wait["schema"]["minimum"] == 0
     assert "503" in pull["responses"] and "LISTEN/NOTIFY" in pull["description"]
+
+
+# ---- pull pages: built in chunks, the device checked in the page's own statement --------------------------
+
+
+async def _pages(dsn: str, device_id: uuid.UUID, clinic_id: uuid.UUID, *, limit: int, chunk: int) -> list[Any]:
+    from sync_server.services import sync as sync_service
+    from sync_server.services.context import Actor, RequestMeta
+
+    actor = Actor(device_id, device_id, clinic_id, "device", None, RequestMeta(None, None))
+    conn = await asyncpg.connect(dsn)
+    try:
+        pages, cursor = [], None
+        while True:
+            page = await sync_service.pull(conn, actor, cursor=cursor, limit=limit, clock=HLC("srv-t"), chunk=chunk)
+            body = page.response()
+            assert (page.count, page.next_cursor, page.has_more) == (len(body.changes), body.next_cursor, body.has_more)
+            pages.append(([c.model_dump(mode="json") for c in body.changes], body.next_cursor, body.has_more))
+            cursor = page.next_cursor
+            if not page.has_more:
+                return pages
+    finally:
+        await conn.close()
+
+
+def test_a_page_built_in_chunks_is_the_page(settings: Settings, api: TestClient, doctor: SignedIn) -> None:
+    a = Device(api, doctor)
+    base = pg.scalar(settings.database_url, "SELECT coalesce(max(seq), 0) FROM change_feed")
+    assert a.push([a.change(uuid7(), new_patient(name=f"Chunked {i}")) for i in range(7)]).status_code == 200
+    clinic = uuid.UUID(str(pg.scalar(settings.database_url, "SELECT clinic_id FROM devices WHERE id = $1", a.id)))
+    device = uuid.UUID(a.id)
+    whole = asyncio.run(_pages(settings.database_url, device, clinic, limit=1000, chunk=1000))
+    changes = [c for page, _, _ in whole for c in page]
+    assert len(changes) >= 7 and changes[-1]["seq"] > base
+    for limit, chunk in ((5, 2), (3, 3), (7, 1), (1000, 2)):
+        pages = asyncio.run(_pages(settings.database_url, device, clinic, limit=limit, chunk=chunk))
+        assert [c for page, _, _ in pages for c in page] == changes, (limit, chunk)
+        assert all(len(page) == limit and more for page, _, more in pages[:-1])  # full pages until the last
+        assert [cursor for _, cursor, _ in pages] == [str(page[-1]["seq"]) for page, _, _ in pages]
+    # Over HTTP the body is the same page (and the protocol's JSON).
+    r = api.get("/api/v1/sync/pull", params={"limit": 5}, headers=a.headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert int(r.headers["x-integmed-remaining"]) == len(changes) - 5
+    assert r.json()["changes"] == changes[:5] and r.json()["has_more"] is True
+
+
+async def _device_pages(dsn: str, device_id: uuid.UUID, clinic_id: uuid.UUID, after: int) -> list[Any]:
+    from sync_server.db import sync as sync_db
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [
+            rows if rows is None else [r["seq"] for r in rows]
+            for rows in [
+                await sync_db.device_feed_page(conn, device_id, clinic_id, after, 10),
+                await sync_db.device_feed_page(conn, device_id, clinic_id, after + 10**9, 10),
+                await sync_db.device_feed_page(conn, device_id, uuid7(), after, 10),  # another clinic's
+                await sync_db.device_feed_page(conn, uuid7(), clinic_id, after, 10),  # not enrolled
+            ]
+        ]
+    finally:
+        await conn.close()
+
+
+def test_the_page_read_checks_the_device(
+    settings: Settings, api: TestClient, doctor: SignedIn, sandbox_url: str
+) -> None:
+    a = Device(api, doctor)
+    base = pg.scalar(settings.database_url, "SELECT coalesce(max(seq), 0) FROM change_feed")
+    assert a.push([a.change(uuid7(), new_patient()) for _ in range(2)]).status_code == 200
+    clinic = uuid.UUID(str(pg.scalar(settings.database_url, "SELECT clinic_id FROM devices WHERE id = $1", a.id)))
+    live, idle, other_clinic, unknown = asyncio.run(_device_pages(settings.database_url, uuid.UUID(a.id), clinic, base))
+    assert live == [base + 1, base + 2] and idle == [] and other_clinic is None and unknown is None
+    admin = sign_in(api, sandbox_url, "+919840000003")
+    assert api.delete(f"/api/v1/devices/{a.id}", headers=admin.headers).status_code == 204
+    assert asyncio.run(_device_pages(settings.database_url, uuid.UUID(a.id), clinic, base)) == [None] * 4
+    r = api.get("/api/v1/sync/pull", params={"wait": 1}, headers=a.headers)  # a waiting pull too, at once
+    assert r.status_code == 401 and r.json()["code"] == "auth.unauthenticated"

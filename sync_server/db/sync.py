@@ -131,25 +131,38 @@ async def bump_feed(
         return
     # ONE statement: counter, NOTIFY and entries. A record listed twice keeps its last position, as one upsert
     # per entry in list order would leave it (one statement cannot upsert a row twice).
-    await conn.execute(
-        f"""
-        WITH {_COUNTER.strip()}, u AS (
-            SELECT DISTINCT ON (e.record_id) e.record_id, e.pos
-            FROM unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
-            ORDER BY e.record_id, e.pos DESC
-        )
-        INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
-        SELECT $1, c.last_seq - $2 + u.pos, $5, u.record_id, $6 FROM c, n, u
-        ON CONFLICT (kind, record_id) DO UPDATE
-            SET seq = EXCLUDED.seq, clinic_id = EXCLUDED.clinic_id, batch_id = EXCLUDED.batch_id
-        """,
-        clinic_id,
-        len(record_ids),
-        FEED_CHANNEL,
-        list(record_ids),
-        kind,
-        batch_id,
+    await _write_feed(conn, _BUMP_SQL, clinic_id, kind, record_ids, batch_id)
+
+
+_BUMP_SQL = f"""
+    WITH {_COUNTER.strip()}, u AS (
+        SELECT DISTINCT ON (e.record_id) e.record_id, e.pos
+        FROM unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
+        ORDER BY e.record_id, e.pos DESC
     )
+    INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
+    SELECT $1, c.last_seq - $2 + u.pos, $5, u.record_id, $6 FROM c, n, u
+    ON CONFLICT (kind, record_id) DO UPDATE
+        SET seq = EXCLUDED.seq, clinic_id = EXCLUDED.clinic_id, batch_id = EXCLUDED.batch_id
+"""
+_INSERT_SQL = f"""
+    WITH {_COUNTER.strip()}
+    INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
+    SELECT $1, c.last_seq - $2 + e.pos, $5, e.record_id, $6
+    FROM c, n, unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
+"""
+
+
+async def _write_feed(
+    conn: asyncpg.Connection,
+    sql: str,
+    clinic_id: uuid.UUID,
+    kind: str,
+    record_ids: Sequence[uuid.UUID],
+    batch_id: uuid.UUID | None,
+) -> None:
+    """Run one of the feed statements (`_BUMP_SQL`, `_INSERT_SQL`): the same six parameters."""
+    await conn.execute(sql, clinic_id, len(record_ids), FEED_CHANNEL, list(record_ids), kind, batch_id)
 
 
 async def add_to_feed(
@@ -190,20 +203,7 @@ async def insert_feed(
     """
     if not record_ids:
         return
-    await conn.execute(
-        f"""
-        WITH {_COUNTER.strip()}
-        INSERT INTO change_feed (clinic_id, seq, kind, record_id, batch_id)
-        SELECT $1, c.last_seq - $2 + e.pos, $5, e.record_id, $6
-        FROM c, n, unnest($4::uuid[]) WITH ORDINALITY AS e(record_id, pos)
-        """,
-        clinic_id,
-        len(record_ids),
-        FEED_CHANNEL,
-        list(record_ids),
-        kind,
-        batch_id,
-    )
+    await _write_feed(conn, _INSERT_SQL, clinic_id, kind, record_ids, batch_id)
 
 
 async def lock_patients(conn: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:

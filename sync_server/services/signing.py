@@ -24,7 +24,6 @@ from shared.fhir.prescription_record import (
     PractitionerIn,
     build_prescription_record,
 )
-from shared.fhir.validation import validate_bundle
 from shared.ids import uuid7
 from shared.records.prescription import Draft
 from shared.signing import cose, keys
@@ -213,6 +212,9 @@ def prescription_record_bundle(
         ayush=[cast(AyushIn, {k: v for k, v in line.items() if v is not None}) for line in rx["ayush_medications"]],
         signature={"hash": rx["content_hash"], "signed_at": rx["signed_at"], "kid": rx["signer_kid"]},
     )
+    # Imported here: the FHIR R4B models cost an API process ≈ 20 MiB, and only signing needs them.
+    from shared.fhir.validation import validate_bundle
+
     validate_bundle(bundle)
     return bundle
 

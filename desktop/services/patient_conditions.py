@@ -23,18 +23,25 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 
 from desktop.store.encounters import EncounterRepository
-from desktop.store.prescriptions import OverrideRecord, PrescriptionRepository
+from desktop.store.prescriptions import (
+    CONDITION_EXCLUDED,
+    CONDITION_INCLUDED,
+    CONDITION_KEY_PREFIX,
+    MIN_AUDIT_REASON,
+    OverrideRecord,
+    PrescriptionRepository,
+)
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.store.writer import Writer
 from shared.errors import FieldProblem, RuleViolation
 from shared.ids import uuid7
 from shared.records.encounter import Diagnosis, Encounter, EncounterStatus, SoapNote
 
-EXCLUDED_RULE = "CONDITION-EXCLUDED"
-INCLUDED_RULE = "CONDITION-INCLUDED"
-MIN_EXCLUSION_REASON = 8
+EXCLUDED_RULE = CONDITION_EXCLUDED
+INCLUDED_RULE = CONDITION_INCLUDED
+MIN_EXCLUSION_REASON = MIN_AUDIT_REASON
 """Characters (not counting spaces) an exclusion reason needs, as for an alert override."""
-_KEY_PREFIX = "condition:"
+_KEY_PREFIX = CONDITION_KEY_PREFIX
 
 
 def condition_key(dx: Diagnosis) -> str:
@@ -144,18 +151,9 @@ def earlier_conditions(conn: sa.Connection, encounter: Encounter) -> EarlierCond
                     key=condition_key(dx), label=dx.condition, code=dx.code, system=dx.system,
                     encounter_id=other.id, seen_on=other.start_time.astimezone().date(), primary=primary,
                 )  # fmt: skip
-    decided = _exclusions(conn, encounter.id)
+    decided = PrescriptionRepository(conn).condition_exclusions(encounter.id)
     items = tuple(replace(item, excluded_reason=decided.get(item.audit_key)) for item in found.values())
     return EarlierConditions(encounter.id, items)
-
-
-def _exclusions(conn: sa.Connection, encounter_id: uuid.UUID) -> dict[str, str]:
-    """Audit key → reason, for the conditions whose latest row excludes them."""
-    latest: dict[str, OverrideRecord] = {}
-    for record in PrescriptionRepository(conn).overrides(encounter_id):  # oldest first
-        if record.rule_id in (EXCLUDED_RULE, INCLUDED_RULE):
-            latest[record.alert_key] = record
-    return {key: r.reason for key, r in latest.items() if r.rule_id == EXCLUDED_RULE}
 
 
 def _utc_now() -> datetime:

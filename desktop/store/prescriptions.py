@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from desktop.store.tables import prescription_history, prescriptions, rx_alert_overrides, rx_refusals
 from shared.clock import Stamp, encode
+from shared.ids import uuid7
 from shared.sync.merge import LostValue, Side
 from shared.sync.prescription_merge import CONTENT_FIELDS, OWNER_FIELDS
 from shared.sync.protocol import DELETED_FIELD, JsonValue
@@ -109,6 +110,17 @@ def pad_lines(fields: dict[str, Any]) -> list[Any]:
 SYNC_FIELDS = (*OWNER_FIELDS, *CONTENT_FIELDS, DELETED_FIELD)
 
 
+CONDITION_EXCLUDED = "CONDITION-EXCLUDED"
+"""``rule_id`` of an audited exclusion of an earlier visit's condition from a prescription's checks."""
+CONDITION_INCLUDED = "CONDITION-INCLUDED"
+"""``rule_id`` of putting an excluded condition back into the checks; the latest row per condition decides."""
+CONDITION_KEY_PREFIX = "condition:"
+"""``alert_key`` of those rows: the prefix, then the condition's key (``SNOMED:…`` / ``ICD10:…`` / text)."""
+SYNCED_INCLUDE_REASON = "checked again: the synced draft no longer excludes it"
+MIN_AUDIT_REASON = 8
+"""Characters (trimmed) ``rx_alert_overrides.reason`` needs (its CHECK)."""
+
+
 class PrescriptionRepository:
     """Prescription rows on one unit of work's connection."""
 
@@ -170,11 +182,16 @@ class PrescriptionRepository:
         }
 
     def add_history(self, prescription_id: uuid.UUID, lost: Any, winners: dict[str, str], *, now: datetime) -> None:
-        """Keep every value that lost a merge (`LostValue`s), with the stamp that beat it."""
+        """Keep every value that lost a merge (`LostValue`s), with the stamp that beat it.
+
+        A field of the content unit the winner does not carry (``excluded_conditions``: absent means none) was
+        beaten by the winner's content stamp (every field of the unit carries the same one).
+        """
+        unit_stamp = winners.get(CONTENT_FIELDS[0])
         rows = [
             {"prescription_id": prescription_id, "field": lv.field, "value": lv.value, "hlc": lv.hlc,
-             "replaced_by_hlc": winners[lv.field], "lost": lv.side is Side.INCOMING, "source": "sync",
-             "recorded_at": now}
+             "replaced_by_hlc": winners.get(lv.field, unit_stamp), "lost": lv.side is Side.INCOMING,
+             "source": "sync", "recorded_at": now}
             for lv in lost
         ]  # fmt: skip
         if rows:
@@ -225,6 +242,52 @@ class PrescriptionRepository:
             .order_by(rx_alert_overrides.c.created_at, rx_alert_overrides.c.id)
         ).all()
         return [OverrideRecord(**row._asdict()) for row in rows]
+
+    def condition_exclusions(self, encounter_id: uuid.UUID) -> dict[str, str]:
+        """``alert_key`` → reason, for the earlier conditions whose latest row excludes them for this encounter."""
+        latest: dict[str, OverrideRecord] = {}
+        for record in self.overrides(encounter_id):  # oldest first
+            if record.rule_id in (CONDITION_EXCLUDED, CONDITION_INCLUDED):
+                latest[record.alert_key] = record
+        return {key: r.reason for key, r in latest.items() if r.rule_id == CONDITION_EXCLUDED}
+
+    def mirror_exclusions(
+        self,
+        encounter_id: uuid.UUID,
+        excluded: list[dict[str, Any]],
+        *,
+        user_id: uuid.UUID,
+        kb_version: str,
+        now: datetime,
+    ) -> int:
+        """Make this encounter's exclusions those of a pulled draft's content (``excluded_conditions``: the
+        ``{condition, reason}`` its doctor left out of the checks), with audited rows as the doctor's own: an
+        exclusion row for each one not in force here with that reason, an inclusion row for each one in force
+        here that the content no longer lists. How many rows were written.
+
+        A reason shorter than the column allows (a server never accepts one) is skipped, not shortened or padded.
+        """
+        current = self.condition_exclusions(encounter_id)
+        wanted = {
+            CONDITION_KEY_PREFIX + str(x["condition"]): " ".join(str(x["reason"]).split())
+            for x in excluded
+            if isinstance(x, dict) and x.get("condition") and x.get("reason")
+        }
+        rows = [
+            (key, CONDITION_EXCLUDED, reason)
+            for key, reason in wanted.items()
+            if current.get(key) != reason and len(reason.replace(" ", "")) >= MIN_AUDIT_REASON
+        ] + [(key, CONDITION_INCLUDED, SYNCED_INCLUDE_REASON) for key in current.keys() - wanted.keys()]
+        for key, rule_id, reason in rows:
+            self.add_override(
+                OverrideRecord(
+                    id=uuid7(), encounter_id=encounter_id, user_id=user_id, created_at=now, rule_id=rule_id,
+                    alert_key=key, severity="excluded" if rule_id == CONDITION_EXCLUDED else "included",
+                    reason=reason, lines=[{"key": key.removeprefix(CONDITION_KEY_PREFIX), "from": "synced draft"}],
+                    kb_version=kb_version,
+                )
+            )  # fmt: skip
+        return len(rows)
 
     def add_refusal(self, record: RefusalRecord) -> None:
         self._conn.execute(rx_refusals.insert().values(**record.__dict__))

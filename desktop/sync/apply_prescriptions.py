@@ -5,6 +5,9 @@
   final here (signed, or its encounter completed) never changes: the pulled list is kept in history. A draft
   whose encounter is not here yet is parked, like an encounter without its patient; one for an encounter
   that already holds another prescription here is parked too (the PC keeps one prescription per encounter).
+  When the pulled content is the one kept, its ``excluded_conditions`` become this PC's exclusions of earlier
+  conditions for that encounter (audited rows in the doctor's name: excluded, or checked again), so the Rx
+  pad here checks what the draft was checked with.
 * ``signed_prescription``: the signature is verified on this PC (`shared.signing.rx.verify_qr_payload`,
   against the shipped trust roots and the revocation lists cached in the data folder, as of its signing
   time), and the COSE bytes, QR text and content must be
@@ -36,7 +39,7 @@ from shared.signing.revocation import RevocationList
 from shared.signing.rx import encode_qr_payload, verify_qr_payload
 from shared.signing.trust import TrustStore, default_trust
 from shared.sync.merge import LostValue, MergeOutcome, Side
-from shared.sync.prescription_merge import CONTENT_FIELDS, DraftConflict, merge_draft
+from shared.sync.prescription_merge import CONTENT_FIELDS, OPTIONAL_CONTENT_FIELDS, DraftConflict, merge_draft
 from shared.sync.protocol import Change, RecordKind
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ PARKED_KEY = "parked_prescriptions"
 REFUSED_KEY = "refused_signed_prescriptions"
 """Sync-state key: pulled signed prescriptions this PC refused to store, with the reason (JSON object)."""
 KINDS = frozenset({RecordKind.PRESCRIPTION_DRAFT, RecordKind.SIGNED_PRESCRIPTION})
+(EXCLUDED_FIELD,) = OPTIONAL_CONTENT_FIELDS
 
 
 @dataclass
@@ -141,6 +145,7 @@ def _apply_draft(uow: UnitOfWork, change: Change, *, now: datetime, stats: Presc
             | {"id": change.id, "encounter_id": encounter_id, "patient_id": uuid.UUID(str(fields["patient_id"])),
                "status": "draft", "created_at": now, "updated_at": now}
         )  # fmt: skip
+        _mirror_exclusions(repo, encounter_id, fields, now)
         stats.inserted += 1
         return
     current, current_hlcs = repo.synced_state(local)
@@ -168,7 +173,25 @@ def _apply_draft(uow: UnitOfWork, change: Change, *, now: datetime, stats: Presc
         stats.unchanged += 1
         return
     repo.update(local.id, repo.values_of(result.fields, result.field_hlcs) | {"updated_at": now})
+    if "lines" in stamps and result.field_hlcs.get("lines") == stamps["lines"]:  # the pulled content won
+        _mirror_exclusions(repo, local.encounter_id, fields, now)
     stats.updated += 1
+
+
+def _mirror_exclusions(
+    repo: PrescriptionRepository, encounter_id: uuid.UUID, content: dict[str, Any], now: datetime
+) -> None:
+    """The doctor's exclusions of earlier conditions travel in the draft's content (``excluded_conditions``;
+    absent: none): make them this PC's, audited as that doctor's, so its Rx pad checks what the draft was
+    checked with."""
+    excluded = content.get(EXCLUDED_FIELD) or []
+    repo.mirror_exclusions(
+        encounter_id,
+        excluded if isinstance(excluded, list) else [],
+        user_id=uuid.UUID(str(content["prescriber_id"])),
+        kb_version=str(content.get("kb_version") or ""),
+        now=now,
+    )
 
 
 def _verify(

@@ -73,8 +73,10 @@ def accept_stamp(change: Change, clock: HLC) -> Stamp:
 
 def lost_values(actor: Actor, change: Change, merged: MergeResult) -> list[tuple[Any, ...]]:
     """`sync_server.db.sync.add_history` rows for every value that lost a merge, kept with the stamp that beat
-    it (conflict = the incoming one lost)."""
+    it (conflict = the incoming one lost). A field the winner does not carry (a draft's optional
+    ``excluded_conditions``, part of its content unit) was beaten by the winner's latest stamp."""
     kind = str(change.kind)
+    latest = max(merged.field_hlcs.values(), default="")
     return [
         (
             actor.clinic_id,
@@ -83,7 +85,7 @@ def lost_values(actor: Actor, change: Change, merged: MergeResult) -> list[tuple
             lost.field,
             json.dumps(lost.value),
             lost.hlc,
-            merged.field_hlcs[lost.field],
+            merged.field_hlcs.get(lost.field, latest),
             lost.side is Side.INCOMING,
             str(actor.user_id),
         )

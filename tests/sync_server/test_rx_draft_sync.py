@@ -81,6 +81,28 @@ def test_draft_is_stored_merged_as_a_whole_list_and_pulled(
     assert pulled[0]["fields"]["deleted"] is True
 
 
+def test_an_older_draft_with_exclusions_loses_whole_and_its_exclusions_go_to_history(
+    api: TestClient, doctor: SignedIn, settings: Settings
+) -> None:
+    """The optional ``excluded_conditions`` is part of the content unit: losing to a stored content that has
+    none is an answered merge (history keeps it, beaten by the winner's stamp), never a server error."""
+    a, pid, eid = setup(api, doctor)
+    me, rx_id = doctor.user["id"], uuid7()
+    owner = {"encounter_id": str(eid), "patient_id": str(pid), "deleted": False}
+    assert [
+        r["status"] for r in results(a.push([draft_change(a, rx_id, owner | content(me, [med("METFORMIN")]))]))
+    ] == ["applied"]
+    excluded = [{"condition": "SNOMED:77386006", "reason": "Delivered 2 Nov 2026; not breastfeeding"}]
+    older = draft_change(a, rx_id, content(me, [med("AMLODIPINE")]) | {"excluded_conditions": excluded}, ago_ms=60_000)
+    assert [r["status"] for r in results(a.push([older]))] == ["merged"]
+    kept = pg.scalar(
+        settings.database_url,
+        "SELECT value::text FROM record_history WHERE kind = 'prescription_draft' AND lost"
+        " AND field = 'excluded_conditions'",
+    )
+    assert kept is not None and "77386006" in kept
+
+
 def test_the_server_gate_refuses_with_the_rules_reason(
     api: TestClient, doctor: SignedIn, sandbox_url: str, settings: Settings
 ) -> None:

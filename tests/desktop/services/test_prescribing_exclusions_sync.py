@@ -68,3 +68,71 @@ def test_the_queued_draft_carries_the_exclusions_in_force(
     rx.patient_conditions.include(today, rx.patient_conditions.earlier(today).items[0], DOCTOR)
     assert rx.save(today, ["Metf 1000 bd 30d"], MBBS, DOCTOR) is not None
     assert "excluded_conditions" not in queued(local_store)[-1].fields
+
+
+def test_pulled_drafts_bring_their_exclusions_and_take_them_back(
+    local_store: LocalStore, patient_service: PatientService
+) -> None:
+    """PC B: a draft from PC A that excludes the earlier pregnancy makes B's pad leave it out too (audited in
+    the prescriber's name); A's next draft, without it, checks it again here; an older draft changes nothing."""
+    from desktop.store.prescriptions import PrescriptionRepository
+    from desktop.sync.apply_prescriptions import apply_prescriptions
+    from shared.clock import Stamp, encode
+    from shared.sync.protocol import Op
+
+    encounters = EncounterService(writer=local_store.writer, uow=local_store.uow, clock=local_store.clock)
+    rx = PrescribingService(writer=local_store.writer, uow=local_store.uow, clock=local_store.clock)
+    patient = patient_service.register({"name": "Sita Devi", "gender": "F", "year_of_birth": 1996}, "t")
+
+    def visit(start: datetime) -> uuid.UUID:
+        body = {"patient_id": str(patient.id), "encounter_type": "opd", "start_time": start, "chief_complaint": "V"}
+        return encounters.start(body, DOCTOR).id
+
+    earlier = visit(datetime(2026, 1, 12, 10, tzinfo=UTC))
+    note = {"assessment": {"primary_diagnosis": {"condition": "Pregnancy", "code": "77386006"}}}
+    encounters.save_draft(earlier, {"soap_note": note})
+    encounters.complete(earlier)
+    today = visit(datetime(2026, 11, 25, 10, tzinfo=UTC))
+    saved = rx.save(today, ["Metf 1000 bd 30d"], MBBS, DOCTOR)
+    assert saved is not None
+    base = {**queued(local_store)[-1].fields, "lines": ["warfarin 5 od x 30d"]}
+    other_doctor = uuid.UUID("019ab000-0000-7000-8000-00000000d0c2")
+
+    def pull(fields: dict[str, object], wall_ms: int) -> None:
+        stamp = encode(Stamp(wall_ms, 0, "pc-a"))
+        change = Change(
+            kind=RecordKind.PRESCRIPTION_DRAFT, id=saved.id, op=Op.UPSERT, hlc=stamp, fields=fields,
+            field_hlcs=dict.fromkeys(fields, stamp),
+        )  # fmt: skip
+
+        def apply() -> None:
+            with local_store.uow.write() as uow:
+                apply_prescriptions(uow, [change], clinic_id=uuid.uuid4(), now=datetime.now(UTC))
+                uow.commit()
+
+        local_store.writer.run(apply)
+
+    def state() -> list[str | None]:
+        return [item.excluded_reason for item in rx.patient_conditions.earlier(today).items]
+
+    assert state() == [None]
+    excluding = {**base, "prescriber_id": str(other_doctor),
+                 "excluded_conditions": [{"condition": "SNOMED:77386006", "reason": REASON}]}  # fmt: skip
+    pull(excluding, 2**41)
+    assert state() == [REASON]
+    with local_store.uow.read() as uow:
+        (row,) = PrescriptionRepository(uow.connection).overrides(today)
+    assert (row.rule_id, row.alert_key, row.user_id, row.reason) == (
+        "CONDITION-EXCLUDED",
+        "condition:SNOMED:77386006",
+        other_doctor,
+        REASON,
+    )
+    pull(excluding, 2**41 + 1)  # the same content again (an echo): nothing new recorded
+    pull({**base, "prescriber_id": str(other_doctor)}, 2**41 + 2)  # A put it back: checked again here
+    assert state() == [None]
+    pull(excluding, 2**40)  # an older draft loses the merge: its exclusions are not taken
+    assert state() == [None]
+    with local_store.uow.read() as uow:
+        rules = [r.rule_id for r in PrescriptionRepository(uow.connection).overrides(today)]
+    assert rules == ["CONDITION-EXCLUDED", "CONDITION-INCLUDED"]

@@ -27,9 +27,8 @@ def queued(local_store: LocalStore) -> list[Change]:
     return [e.to_change() for e in entries if e.kind == RecordKind.PRESCRIPTION_DRAFT]
 
 
-def test_the_queued_draft_carries_the_exclusions_in_force(
-    local_store: LocalStore, patient_service: PatientService
-) -> None:
+def pregnant_earlier(local_store: LocalStore, patient_service: PatientService) -> tuple[PrescribingService, uuid.UUID]:
+    """A patient whose earlier, completed visit diagnosed pregnancy; the prescribing service and today's visit."""
     encounters = EncounterService(writer=local_store.writer, uow=local_store.uow, clock=local_store.clock)
     rx = PrescribingService(writer=local_store.writer, uow=local_store.uow, clock=local_store.clock)
     patient = patient_service.register({"name": "Sita Devi", "gender": "F", "year_of_birth": 1996}, "t")
@@ -42,7 +41,13 @@ def test_the_queued_draft_carries_the_exclusions_in_force(
     note = {"assessment": {"primary_diagnosis": {"condition": "Pregnancy", "code": "77386006"}}}
     encounters.save_draft(earlier, {"soap_note": note})
     encounters.complete(earlier)
-    today = visit(datetime(2026, 11, 25, 10, tzinfo=UTC))
+    return rx, visit(datetime(2026, 11, 25, 10, tzinfo=UTC))
+
+
+def test_the_queued_draft_carries_the_exclusions_in_force(
+    local_store: LocalStore, patient_service: PatientService
+) -> None:
+    rx, today = pregnant_earlier(local_store, patient_service)
 
     # No exclusion: the synced content is exactly what servers before the field accept.
     assert rx.save(today, ["Metf 1000 bd 30d"], MBBS, DOCTOR) is not None
@@ -80,19 +85,7 @@ def test_pulled_drafts_bring_their_exclusions_and_take_them_back(
     from shared.clock import Stamp, encode
     from shared.sync.protocol import Op
 
-    encounters = EncounterService(writer=local_store.writer, uow=local_store.uow, clock=local_store.clock)
-    rx = PrescribingService(writer=local_store.writer, uow=local_store.uow, clock=local_store.clock)
-    patient = patient_service.register({"name": "Sita Devi", "gender": "F", "year_of_birth": 1996}, "t")
-
-    def visit(start: datetime) -> uuid.UUID:
-        body = {"patient_id": str(patient.id), "encounter_type": "opd", "start_time": start, "chief_complaint": "V"}
-        return encounters.start(body, DOCTOR).id
-
-    earlier = visit(datetime(2026, 1, 12, 10, tzinfo=UTC))
-    note = {"assessment": {"primary_diagnosis": {"condition": "Pregnancy", "code": "77386006"}}}
-    encounters.save_draft(earlier, {"soap_note": note})
-    encounters.complete(earlier)
-    today = visit(datetime(2026, 11, 25, 10, tzinfo=UTC))
+    rx, today = pregnant_earlier(local_store, patient_service)
     saved = rx.save(today, ["Metf 1000 bd 30d"], MBBS, DOCTOR)
     assert saved is not None
     base = {**queued(local_store)[-1].fields, "lines": ["warfarin 5 od x 30d"]}

@@ -686,8 +686,10 @@ class PrescribingService:
             "advisories": advisories,
             "kb_version": result.kb_version,
             "policy_version": result.policy_version,
+            # The server's gate reads rule_id and reason; alert_key and names let another PC make the
+            # override its own (the pad keys overrides by alert: rule and medicines).
             "overrides": [
-                {"rule_id": a.rule_id, "reason": a.overridden_reason}
+                {"rule_id": a.rule_id, "reason": a.overridden_reason, "alert_key": a.key, "names": list(a.names)}
                 for a in result.alerts
                 if a.tier == "override" and a.overridden_reason is not None
             ],

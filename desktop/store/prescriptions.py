@@ -289,6 +289,38 @@ class PrescriptionRepository:
             )  # fmt: skip
         return len(rows)
 
+    def mirror_overrides(
+        self,
+        encounter_id: uuid.UUID,
+        overrides: list[Any],
+        *,
+        user_id: uuid.UUID,
+        kb_version: str,
+        now: datetime,
+    ) -> int:
+        """Make a pulled draft's overrides of major alerts this encounter's own: an audited row (in the
+        prescriber's name) for each ``{rule_id, reason, alert_key, names}`` not recorded here with that reason.
+        Entries without ``alert_key`` (drafts from the REST API or older PCs) name a rule, not the alert the pad
+        keys overrides by: left out, the pad asks again. How many rows were written."""
+        latest = {o.alert_key: o.reason for o in self.overrides(encounter_id)}
+        rows = 0
+        for o in overrides:
+            if not isinstance(o, dict) or not isinstance(o.get("alert_key"), str) or not o.get("rule_id"):
+                continue
+            reason = " ".join(str(o.get("reason") or "").split())
+            if latest.get(o["alert_key"]) == reason or len(reason.replace(" ", "")) < MIN_AUDIT_REASON:
+                continue
+            names = [str(n) for n in o.get("names") or [] if isinstance(n, str)]
+            self.add_override(
+                OverrideRecord(
+                    id=uuid7(), encounter_id=encounter_id, user_id=user_id, created_at=now,
+                    rule_id=str(o["rule_id"]), alert_key=o["alert_key"], severity="major", reason=reason,
+                    lines=[{"name": n} for n in names] + [{"from": "synced draft"}], kb_version=kb_version,
+                )
+            )  # fmt: skip
+            rows += 1
+        return rows
+
     def add_refusal(self, record: RefusalRecord) -> None:
         self._conn.execute(rx_refusals.insert().values(**record.__dict__))
 

@@ -6,8 +6,9 @@
   whose encounter is not here yet is parked, like an encounter without its patient; one for an encounter
   that already holds another prescription here is parked too (the PC keeps one prescription per encounter).
   When the pulled content is the one kept, its ``excluded_conditions`` become this PC's exclusions of earlier
-  conditions for that encounter (audited rows in the doctor's name: excluded, or checked again), so the Rx
-  pad here checks what the draft was checked with.
+  conditions for that encounter (audited rows in the doctor's name: excluded, or checked again) and its
+  ``overrides`` (those naming their alert) this PC's overrides, so the Rx pad here checks what the draft was
+  checked with.
 * ``signed_prescription``: the signature is verified on this PC (`shared.signing.rx.verify_qr_payload`,
   against the shipped trust roots and the revocation lists cached in the data folder, as of its signing
   time), and the COSE bytes, QR text and content must be
@@ -145,7 +146,7 @@ def _apply_draft(uow: UnitOfWork, change: Change, *, now: datetime, stats: Presc
             | {"id": change.id, "encounter_id": encounter_id, "patient_id": uuid.UUID(str(fields["patient_id"])),
                "status": "draft", "created_at": now, "updated_at": now}
         )  # fmt: skip
-        _mirror_exclusions(repo, encounter_id, fields, now)
+        _mirror_decisions(repo, encounter_id, fields, now)
         stats.inserted += 1
         return
     current, current_hlcs = repo.synced_state(local)
@@ -174,24 +175,20 @@ def _apply_draft(uow: UnitOfWork, change: Change, *, now: datetime, stats: Presc
         return
     repo.update(local.id, repo.values_of(result.fields, result.field_hlcs) | {"updated_at": now})
     if "lines" in stamps and result.field_hlcs.get("lines") == stamps["lines"]:  # the pulled content won
-        _mirror_exclusions(repo, local.encounter_id, fields, now)
+        _mirror_decisions(repo, local.encounter_id, fields, now)
     stats.updated += 1
 
 
-def _mirror_exclusions(
+def _mirror_decisions(
     repo: PrescriptionRepository, encounter_id: uuid.UUID, content: dict[str, Any], now: datetime
 ) -> None:
-    """The doctor's exclusions of earlier conditions travel in the draft's content (``excluded_conditions``;
-    absent: none): make them this PC's, audited as that doctor's, so its Rx pad checks what the draft was
-    checked with."""
-    excluded = content.get(EXCLUDED_FIELD) or []
-    repo.mirror_exclusions(
-        encounter_id,
-        excluded if isinstance(excluded, list) else [],
-        user_id=uuid.UUID(str(content["prescriber_id"])),
-        kb_version=str(content.get("kb_version") or ""),
-        now=now,
-    )
+    """The doctor's decisions travel in the draft's content: exclusions of earlier conditions
+    (``excluded_conditions``; absent: none) and overrides of major alerts (``overrides``). Make them this PC's,
+    audited as that doctor's, so its Rx pad checks what the draft was checked with."""
+    excluded, overrides = content.get(EXCLUDED_FIELD) or [], content.get("overrides") or []
+    who = {"user_id": uuid.UUID(str(content["prescriber_id"])), "kb_version": str(content.get("kb_version") or "")}
+    repo.mirror_exclusions(encounter_id, excluded if isinstance(excluded, list) else [], now=now, **who)
+    repo.mirror_overrides(encounter_id, overrides if isinstance(overrides, list) else [], now=now, **who)
 
 
 def _verify(

@@ -129,3 +129,18 @@ def test_pulled_drafts_bring_their_exclusions_and_take_them_back(
     with local_store.uow.read() as uow:
         rules = [r.rule_id for r in PrescriptionRepository(uow.connection).overrides(today)]
     assert rules == ["CONDITION-EXCLUDED", "CONDITION-INCLUDED"]
+
+    # A's override of a major alert comes with the content too: this PC's pad sees it overridden.
+    lines = ["warfarin 5 od x 30d", "aspirin 75 od x 30d"]
+    (major,) = [a for a in rx.check(lines, [], MBBS).alerts if a.tier == "override"]
+    why = "Mechanical valve; cardiologist advised, INR weekly"
+    synced = {"rule_id": major.rule_id, "reason": why, "alert_key": major.key, "names": list(major.names)}
+    pull({**base, "lines": lines, "prescriber_id": str(other_doctor), "overrides": [synced]}, 2**41 + 3)
+    assert rx.override_reasons(today)[major.key] == why
+    (again,) = [a for a in rx.check(lines, [], MBBS, rx.override_reasons(today)).alerts if a.tier == "override"]
+    assert again.overridden_reason == why
+    # Without the alert's key (a REST draft) the rule alone is not taken: the pad asks again.
+    bare = {"rule_id": major.rule_id, "reason": "Another reason, typed through the API"}
+    pull({**base, "lines": lines, "prescriber_id": str(other_doctor), "overrides": [bare]}, 2**41 + 4)
+    assert rx.override_reasons(today)[major.key] == why
+    assert [o.user_id for o in rx.overrides(today) if o.alert_key == major.key] == [other_doctor]

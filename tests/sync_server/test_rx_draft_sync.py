@@ -132,12 +132,15 @@ def test_the_server_gate_refuses_with_the_rules_reason(
     )
     assert pg.scalar(settings.database_url, "SELECT count(*) FROM prescriptions") == 0
     # With a typed override the major pair goes through, and the override is audited.
-    overridden = owner | content(
-        me, [med("WARFARIN"), med("ASPIRIN")], [{"rule_id": "DDI-002", "reason": "Mechanical valve; INR weekly"}]
-    )
+    # A PC's override also names its alert (rule and medicines), for the other PCs: kept as sent.
+    override = {"rule_id": "DDI-002", "reason": "Mechanical valve; INR weekly", "alert_key": "DDI-002:ASPIRIN|WARFARIN",
+                "names": ["WARFARIN", "ASPIRIN"]}  # fmt: skip
+    overridden = owner | content(me, [med("WARFARIN"), med("ASPIRIN")], [override])
     assert [r["status"] for r in results(a.push([draft_change(a, ids[1], overridden)]))] == ["applied"]
     audited = pg.scalar(settings.database_url, "SELECT count(*) FROM audit_logs WHERE action = 'prescription.override'")
     assert audited == 1
+    pulled = [c for c in Device(api, doctor, "PC B").pull_all()[0] if c["kind"] == "prescription_draft"]
+    assert pulled[0]["fields"]["overrides"] == [override]
 
 
 def test_a_signed_prescription_is_frozen_for_draft_edits_and_in_the_feed(api: TestClient, doctor: SignedIn) -> None:

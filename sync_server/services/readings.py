@@ -61,7 +61,6 @@ from shared.records.reading import (
     TimeSource,
     check_plausible,
     facts_plausible,
-    reading_change_fields,
     reading_facts,
     reading_facts_fast,
     reading_from_change_fields,
@@ -537,6 +536,44 @@ def _fields_of(rows: Sequence[Mapping[str, Any]]) -> Reading:
     )
 
 
+def _json_time(at: datetime) -> str:
+    # pydantic's JSON form of an aware UTC datetime (what `reading_change_fields` writes)
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def pulled_fields(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The change fields of a stored reading, from its rows in value order: exactly
+    ``reading_change_fields(_fields_of(rows))`` (tests/sync_server/test_wearables.py compares them), built
+    straight from the columns (the stored rows were validated when pushed), without rebuilding the
+    model for each reading of a new PC's first pull."""
+    first = rows[0]
+    encounter = first["encounter_id"]
+    return {
+        "patient_id": str(first["patient_id"]),
+        "encounter_id": None if encounter is None else str(encounter),
+        "device_id": first["device_id"],
+        "device_name": first["device_name"],
+        "characteristic": first["characteristic"],
+        "measured_at": _json_time(first["time"]),
+        "device_time": first["device_time"],
+        "time_source": first["time_source"],
+        "sequence": first["sequence"],
+        "values": [
+            {
+                "metric": r["metric"],
+                "value": r["value_text"],
+                "unit": r["unit"],
+                "ucum": r["ucum"],
+                "original_value": r["original_value"],
+                "original_unit": r["original_unit"],
+            }
+            for r in rows
+        ],
+        "raw_hex": first["raw_hex"],
+        "received_at": _json_time(first["received_at"]),
+    }
+
+
 async def pulled(conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, PulledChange]:
     """The pull-feed change of each reading among these feed rows (kind ``reading``), by reading id."""
     wanted = {r["record_id"]: r for r in feed_rows if r["kind"] == RecordKind.READING}
@@ -546,7 +583,7 @@ async def pulled(conn: asyncpg.Connection, feed_rows: Sequence[asyncpg.Record]) 
     out = {}
     for reading_id, rows in grouped.items():
         feed = wanted[reading_id]
-        fields = reading_change_fields(_fields_of(rows))
+        fields = pulled_fields(rows)
         hlc = rows[0]["hlc"]
         out[reading_id] = PulledChange(
             kind=RecordKind.READING,

@@ -645,3 +645,24 @@ def test_0013_converts_queued_days_both_ways(settings: Settings) -> None:
         ("bp_systolic", "2026-03-10", 120.0),
         ("spo2", "2026-03-11", 97.0),
     ]
+
+
+def test_pulled_fields_are_the_models_change_fields(pc: Device, settings: Settings) -> None:
+    """The pull builds a reading's fields straight from its rows: the same dict, key order included, as
+    rebuilding the model and dumping it (microseconds, °F originals, encounter, time sources, sequences)."""
+    pid = make_patient(pc)
+    readings = [
+        *_mixed_readings(pid),
+        reading(pid, T0 + timedelta(microseconds=1), {"spo2": "97"}, characteristic="2A5E", device_id="OXI-7"),
+    ]
+    assert statuses(pc.push([change(pc, r) for r in readings])) == [("applied", None)] * 5
+    rows = query(settings, "SELECT * FROM wearable_data ORDER BY reading_id, value_index")
+    grouped: dict[uuid.UUID, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row["reading_id"], []).append(row)
+    for stored in grouped.values():
+        fast = readings_service.pulled_fields(stored)
+        slow = reading_change_fields(readings_service._fields_of(stored))
+        assert fast == slow and list(fast) == list(slow)
+    pushed = {r.id: reading_change_fields(r) for r in readings}
+    assert {rid: readings_service.pulled_fields(rows) for rid, rows in grouped.items()} == pushed

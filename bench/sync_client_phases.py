@@ -7,7 +7,8 @@ last line of stdout. It uses what the desktop app uses and nothing else: the SQL
 (`desktop.store.open_local_store`), `PatientService`, `AuthService` (HPR OTP sign-in and enrolment against
 the sandbox, as ``tests/e2e/conftest.py`` does) and `SyncClient.run_once` over `Transport`. The only
 additions are an httpx event hook that counts requests and body bytes, reads of ``/proc`` for CPU time
-and peak RSS (``VmHWM``), and time stamps of the steps of a live edits round (`_stamped`).
+and peak RSS (``VmHWM``), and time stamps of the steps of a live edits round (`_stamped_a`, `_stamped_b`;
+PC B of a live round runs in a process of its own).
 
 The sync modules and httpx are imported only by the phases that sync, so the ``coldstart`` phase imports
 just what opening the store and searching needs.
@@ -20,6 +21,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -388,24 +390,114 @@ def phase_edits(spec: dict[str, Any]) -> dict[str, Any]:
             )
         # The same edits with B idle as the desktop's sync worker keeps it: a waiting pull open
         # (`SyncClient.watch`), A syncing as after a local write. Clock: A's `run_once` starts -> B's watch has
-        # applied the page. Also for a single edit (the "someone fixed a mobile at reception" case).
-        for count, key in ((edits, "live_rounds"), (1, "live_single")):
-            out: list[dict[str, float]] = []
-            for round_no in range(spec["rounds"]):
-                offset = 1000 * round_no + (17 if count == 1 else 3)
-                out.append(_live_round(a, b, client_a, client_b, ids, count, (5 + round_no) % 10, offset))
-            live[key] = out
+        # applied the page. Also for a single edit (the "someone fixed a mobile at reception" case). B runs in
+        # a process of its own, as the other PC it stands for (in one process B's apply and A's echo pull
+        # shared one interpreter lock: ``"b_process": false`` measures that way).
+        separate = spec.get("b_process", True)
+        if separate:
+            b.close()
+            other: Any = _OtherPC(spec)
+        else:
+            other = _SamePC(b, client_b)
+        try:
+            for count, key in ((edits, "live_rounds"), (1, "live_single")):
+                out: list[dict[str, float]] = []
+                for round_no in range(spec["rounds"]):
+                    offset = 1000 * round_no + (17 if count == 1 else 3)
+                    out.append(_live_round(a, client_a, other, ids, count, (5 + round_no) % 10, offset))
+                live[key] = out
+        finally:
+            other.close()
+        live["b_process"] = separate
     finally:
         a.close()
-        b.close()
+        if not separate:
+            b.close()
     return _finish({"edits": edits, "rounds": rounds} | live, cpu0)
 
 
-def _live_round(
-    a: PC, b: PC, client_a: Any, client_b: Any, ids: list[uuid.UUID], count: int, digit: int, offset: int
-) -> dict[str, float]:
+def _now() -> float:
+    """A clock two processes agree on (CLOCK_MONOTONIC), for the steps of a live round."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def _watch_once(b: PC, client_b: Any, chosen: list[uuid.UUID], ready: Callable[[], None]) -> dict[str, Any]:
+    """B's side of a live round: open its waiting pull, say so, and return when the page is applied."""
     from concurrent.futures import ThreadPoolExecutor
 
+    stamps: dict[str, float] = {}
+    with ThreadPoolExecutor(1) as pool, _stamped_b(client_b, stamps):
+        watching = pool.submit(lambda: (client_b.watch(20), _now()))
+        time.sleep(0.3)  # let B's waiting pull reach the server (the worker keeps it open all the time)
+        ready()
+        report, applied = watching.result(timeout=60)
+    seen = {str(p.id): p.mobile for p in b.patients.rows_for(chosen)}
+    return {"pulled": report.pulled, "applied_at": applied, "stamps": stamps, "seen": seen}
+
+
+class _SamePC:
+    """PC B in this process (a thread runs its waiting pull)."""
+
+    def __init__(self, b: PC, client_b: Any) -> None:
+        self.b, self.client_b = b, client_b
+        self._pending: Any = None
+
+    def start(self, chosen: list[uuid.UUID]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1)
+        ready = threading.Event()
+        self._pending = self._pool.submit(_watch_once, self.b, self.client_b, chosen, ready.set)
+        ready.wait(30)
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._pending.result(timeout=60)
+        self._pool.shutdown()
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _other_pc_main(conn: Any, spec: dict[str, Any]) -> None:
+    """PC B in a process of its own: one live round per message (the ids to watch), until None."""
+    b = PC(spec["b_dir"], spec["server"], spec["sandbox"])
+    try:
+        client_b = b.client()
+        while (chosen := conn.recv()) is not None:
+            conn.send(_watch_once(b, client_b, [uuid.UUID(c) for c in chosen], lambda: conn.send("ready")))
+    finally:
+        b.close()
+
+
+class _OtherPC:
+    """PC B in a child process (started once for all live rounds)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # this process has threads: no fork
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_other_pc_main, args=(child, spec), daemon=True)
+        self._proc.start()
+
+    def start(self, chosen: list[uuid.UUID]) -> None:
+        self._conn.send([str(c) for c in chosen])
+        assert self._conn.poll(60) and self._conn.recv() == "ready", "PC B did not open its waiting pull"
+
+    def result(self) -> dict[str, Any]:
+        assert self._conn.poll(60), "PC B did not apply the page"
+        out: dict[str, Any] = self._conn.recv()
+        return out
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._proc.join(30)
+
+
+def _live_round(
+    a: PC, client_a: Any, other: Any, ids: list[uuid.UUID], count: int, digit: int, offset: int
+) -> dict[str, float]:
     n = len(ids)
     step = max(1, n // count)
     chosen = [ids[(k * step + offset) % n] for k in range(count)]
@@ -413,62 +505,67 @@ def _live_round(
     for patient_id in chosen:
         mobile = _new_mobile(a.patients.get(patient_id).mobile or "+919000000000", digit)
         a.patients.update(patient_id, {"mobile": mobile}, ACTOR)
-        expected[patient_id] = mobile
+        expected[str(patient_id)] = mobile
     stamps: dict[str, float] = {}
-    with ThreadPoolExecutor(1) as pool, _stamped(client_a, client_b, stamps):
-        watching = pool.submit(lambda: (client_b.watch(20), time.perf_counter()))
-        time.sleep(0.3)  # let B's waiting pull reach the server (the worker keeps it open all the time)
-        t1 = time.perf_counter()
+    other.start(chosen)
+    with _stamped_a(client_a, stamps):
+        t1 = _now()
         report_a = client_a.run_once()
-        t2 = time.perf_counter()
-        report_b, t3 = watching.result(timeout=60)
+        t2 = _now()
+    b_side = other.result()
     assert report_a.applied == count, report_a
-    assert report_b.pulled == count, report_b
-    seen = {p.id: p.mobile for p in b.patients.rows_for(chosen)}
-    assert seen == expected, "B does not show A's edits"
+    assert b_side["pulled"] == count, b_side
+    assert b_side["seen"] == expected, "B does not show A's edits"
+    stamps |= b_side["stamps"]
     # Where the time goes (ms from A's `run_once` start): A's body ready, A's push sent / answered, B's answer
     # read off the socket, B's page parsed, B's page applied.
-    return {"a_round_ms": (t2 - t1) * 1000, "visible_ms": (t3 - t1) * 1000} | {
+    return {"a_round_ms": (t2 - t1) * 1000, "visible_ms": (b_side["applied_at"] - t1) * 1000} | {
         k: (v - t1) * 1000 for k, v in stamps.items()
     }
 
 
+def _wrap(obj: Any, name: str, before: str | None, after: str, stamps: dict[str, float]) -> None:
+    """Stamp (first occurrence) the start and the end of ``obj.name``, on the instance only (the code timed
+    is the production code)."""
+    inner = getattr(obj, name)
+
+    def timed(*args: Any, **kw: Any) -> Any:
+        if before:
+            stamps.setdefault(before, _now())
+        result = inner(*args, **kw)
+        stamps.setdefault(after, _now())
+        return result
+
+    setattr(obj, name, timed)
+
+
 @contextlib.contextmanager
-def _stamped(client_a: Any, client_b: Any, stamps: dict[str, float]) -> Iterator[None]:
-    """Time stamps (first occurrence) of the steps of a live round, by wrapping the two clients' methods on
-    the instances only (the code timed is the production code)."""
-
-    def wrap(obj: Any, name: str, before: str | None, after: str) -> None:
-        inner = getattr(obj, name)
-
-        def timed(*args: Any, **kw: Any) -> Any:
-            if before:
-                stamps.setdefault(before, time.perf_counter())
-            result = inner(*args, **kw)
-            stamps.setdefault(after, time.perf_counter())
-            return result
-
-        setattr(obj, name, timed)
-
-    wrap(client_a, "_encode", "a_encode_start", "a_encoded")
-    wrap(client_a._transport, "push_encoded", "a_push_sent", "a_push_answered")
-    wrap(client_a, "_pull_all", "a_echo_pull_start", "a_echo_pull_done")
-    wrap(client_b, "_apply_if_cursor", "b_parsed", "b_applied")
-    wait_http = client_b._transport._wait_http
-    if wait_http is not None:
-        wrap(wait_http, "get", None, "b_answer_read")
+def _stamped_a(client_a: Any, stamps: dict[str, float]) -> Iterator[None]:
+    """Time stamps of PC A's steps of a live round."""
+    wrapped = ((client_a, "_encode"), (client_a._transport, "push_encoded"), (client_a, "_pull_all"))
+    _wrap(client_a, "_encode", "a_encode_start", "a_encoded", stamps)
+    _wrap(client_a._transport, "push_encoded", "a_push_sent", "a_push_answered", stamps)
+    _wrap(client_a, "_pull_all", "a_echo_pull_start", "a_echo_pull_done", stamps)
     try:
         yield
     finally:
-        for obj, name in (
-            (client_a, "_encode"),
-            (client_a._transport, "push_encoded"),
-            (client_a, "_pull_all"),
-            (client_b, "_apply_if_cursor"),
-            (wait_http, "get"),
-        ):
-            if obj is not None:
-                obj.__dict__.pop(name, None)
+        for obj, name in wrapped:
+            obj.__dict__.pop(name, None)
+
+
+@contextlib.contextmanager
+def _stamped_b(client_b: Any, stamps: dict[str, float]) -> Iterator[None]:
+    """Time stamps of PC B's steps of a live round."""
+    _wrap(client_b, "_apply_if_cursor", "b_parsed", "b_applied", stamps)
+    wait_http = client_b._transport._wait_http
+    if wait_http is not None:
+        _wrap(wait_http, "get", None, "b_answer_read", stamps)
+    try:
+        yield
+    finally:
+        client_b.__dict__.pop("_apply_if_cursor", None)
+        if wait_http is not None:
+            wait_http.__dict__.pop("get", None)
 
 
 def phase_search(spec: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import struct
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -22,8 +21,7 @@ from shared.records.reading import (
     reading_from_change_fields,
 )
 from shared.records.reading_columns import ReadingColumns, reading_columns
-from tests.shared.gatt.strategies import date_time_bytes
-from tests.shared.test_reading_record import _FIELD_STRATEGIES, build, reading, sf
+from tests.shared.test_reading_record import _FIELD_STRATEGIES, reading, synced_samples
 
 METRICS = Metrics.load_default()
 
@@ -100,17 +98,7 @@ def test_readings_as_desktops_send_them_take_the_column_path() -> None:
     models = [
         reading_from_change_fields(uuid7(), reading()),  # type: ignore[arg-type]
         reading_from_change_fields(uuid7(), reading(encounter_id=str(uuid7()), sequence=4, device_name="Omron")),  # type: ignore[arg-type]
-        build(
-            bytes([0x07])
-            + sf(160, -1)
-            + sf(107, -1)
-            + sf(125, -1)
-            + date_time_bytes(datetime(2026, 1, 31, 23, 59))
-            + sf(72, 0),
-            "2A35",
-            device_name="Omron X4",
-        ),
-        build(bytes([0x01]) + struct.pack("<I", 0xFF000000 | 986), "2A1C"),  # °F: original value kept
+        *synced_samples()[1:],
     ]
     cols = reading_columns([m.id for m in models], [reading_change_fields(m) for m in models], METRICS)
     assert cols is not None

@@ -410,22 +410,27 @@ def _fields(draw: st.DrawFn) -> dict[str, object]:
     return fields
 
 
+def synced_samples() -> list[Reading]:
+    """Readings as desktops sync them: from change fields, a BP cuff with its own clock, a °F thermometer."""
+    return [
+        reading_from_change_fields(uuid7(), reading()),  # type: ignore[arg-type]
+        build(
+            bytes([0x07])
+            + sf(160, -1)
+            + sf(107, -1)
+            + sf(125, -1)
+            + date_time_bytes(datetime(2026, 1, 31, 23, 59))
+            + sf(72, 0),
+            "2A35",
+            device_name="Omron X4",
+        ),
+        build(bytes([0x01]) + struct.pack("<I", 0xFF000000 | 986), "2A1C"),  # °F: original value kept
+    ]
+
+
 class TestFastPath:
     def test_the_synced_shape_takes_the_fast_path(self) -> None:
-        for r in (
-            reading_from_change_fields(uuid7(), reading()),  # type: ignore[arg-type]
-            build(
-                bytes([0x07])
-                + sf(160, -1)
-                + sf(107, -1)
-                + sf(125, -1)
-                + date_time_bytes(datetime(2026, 1, 31, 23, 59))
-                + sf(72, 0),
-                "2A35",
-                device_name="Omron X4",
-            ),
-            build(bytes([0x01]) + struct.pack("<I", 0xFF000000 | 986), "2A1C"),
-        ):
+        for r in synced_samples():
             assert reading_facts_fast(r.id, reading_change_fields(r)) == reading_facts(r)
             assert facts_plausible(reading_facts(r))
 

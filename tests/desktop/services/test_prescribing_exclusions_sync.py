@@ -81,9 +81,9 @@ def test_pulled_drafts_bring_their_exclusions_and_take_them_back(
     """PC B: a draft from PC A that excludes the earlier pregnancy makes B's pad leave it out too (audited in
     the prescriber's name); A's next draft, without it, checks it again here; an older draft changes nothing."""
     from desktop.store.prescriptions import PrescriptionRepository
-    from desktop.sync.apply_prescriptions import apply_prescriptions
     from shared.clock import Stamp, encode
     from shared.sync.protocol import Op
+    from tests.desktop.services.test_prescribing_sync import apply_pulled
 
     rx, today = pregnant_earlier(local_store, patient_service)
     saved = rx.save(today, ["Metf 1000 bd 30d"], MBBS, DOCTOR)
@@ -97,13 +97,7 @@ def test_pulled_drafts_bring_their_exclusions_and_take_them_back(
             kind=RecordKind.PRESCRIPTION_DRAFT, id=saved.id, op=Op.UPSERT, hlc=stamp, fields=fields,
             field_hlcs=dict.fromkeys(fields, stamp),
         )  # fmt: skip
-
-        def apply() -> None:
-            with local_store.uow.write() as uow:
-                apply_prescriptions(uow, [change], clinic_id=uuid.uuid4(), now=datetime.now(UTC))
-                uow.commit()
-
-        local_store.writer.run(apply)
+        apply_pulled(local_store, change)
 
     def state() -> list[str | None]:
         return [item.excluded_reason for item in rx.patient_conditions.earlier(today).items]

@@ -66,6 +66,17 @@ def test_a_save_queues_the_whole_list_with_one_stamp_and_a_discard_a_tombstone(
     assert restored.fields["deleted"] is False and restored.fields["encounter_id"] == str(encounter_id)
 
 
+def apply_pulled(local_store: LocalStore, change: Change) -> None:
+    """Apply one pulled prescription change on the store's writer, as a pulled page does."""
+
+    def apply() -> None:
+        with local_store.uow.write() as uow:
+            apply_prescriptions(uow, [change], clinic_id=uuid.uuid4(), now=datetime.now(UTC))
+            uow.commit()
+
+    local_store.writer.run(apply)
+
+
 def test_a_pulled_list_for_a_completed_encounter_is_kept_in_history_not_applied(
     rx: PrescribingService, encounters: EncounterService, encounter_id: uuid.UUID, local_store: LocalStore
 ) -> None:
@@ -84,12 +95,7 @@ def test_a_pulled_list_for_a_completed_encounter_is_kept_in_history_not_applied(
         field_hlcs=dict.fromkeys(fields, later),
     )  # fmt: skip
 
-    def apply() -> None:
-        with local_store.uow.write() as uow:
-            apply_prescriptions(uow, [change], clinic_id=uuid.uuid4(), now=datetime.now(UTC))
-            uow.commit()
-
-    local_store.writer.run(apply)
+    apply_pulled(local_store, change)
     kept = rx.saved(encounter_id)
     assert kept is not None and kept.status == "final" and kept.medications == saved.medications
     assert [(lv.field, lv.value) for lv in rx.history(encounter_id)] == [("medications", fields["medications"])]

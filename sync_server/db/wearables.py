@@ -6,11 +6,13 @@ One row per metric of a reading; the reading's own fields repeat on each of its 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -44,6 +46,7 @@ COLUMNS = (
 """The columns a staged row carries, in `copy_records_to_table` order (``ingested_at`` is the server's)."""
 
 _COLS = ", ".join(COLUMNS)
+T = TypeVar("T")
 NATIVE = "native_partitions"
 TIMESCALE = "timescaledb"
 
@@ -163,27 +166,74 @@ async def insert(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> s
     return {r["reading_id"] for r in inserted}
 
 
+class NotNew(Exception):
+    """Raised by `copy_new`'s chunk producer: not a batch for the bulk path; what was written is rolled back."""
+
+
 async def copy_new(
     conn: asyncpg.Connection,
-    rows: Sequence[tuple[Any, ...]],
+    chunks: Iterable[tuple[Sequence[tuple[Any, ...]], Sequence[datetime]]],
     feed: Callable[[], Awaitable[None]],
-) -> bool:
-    """COPY rows of readings believed new straight into ``wearable_data`` and run ``feed`` (the plain INSERT
-    of their feed entries), both in one savepoint; False, with nothing of either written, on a conflict.
+) -> Layout | None:
+    """COPY chunks of rows of readings believed new straight into ``wearable_data``, then run ``feed`` (the plain
+    INSERT of their feed entries), all in one savepoint; the layout, or None with nothing of it written.
+
+    ``chunks`` yields (rows, any time in each month they fall in); its months' partitions are made first
+    (`prepare`). **Pipelined:** each chunk's COPY is put on the wire and the producer is asked for the next
+    chunk while PostgreSQL stores it (the connection itself is used by one statement at a time), so checking
+    the next chunk in Python overlaps storing this one; the producer's work after its last chunk overlaps the
+    last COPY. The producer raises `NotNew` to give up (None).
 
     No lookup first: the unique constraints say whether one was stored — ``(reading_id, metric, time)`` and
     the natural key in ``wearable_data``, and the feed's ``(kind, record_id)`` for an id stored at any other
     time (every stored reading has its feed entry). A concurrent push of the same measurement waits on the
-    unique index and then conflicts. On False the caller decides each reading with the lookup
+    unique index and then conflicts. On None the caller decides each reading with the lookup
     (`matching`) and writes with `copy_direct`/`insert`.
     """
+    layout: Layout | None = None
+    prepared: set[tuple[int, int]] = set()
     try:
         async with conn.transaction():
-            await conn.copy_records_to_table("wearable_data", records=rows, columns=COLUMNS)
-            await feed()
-    except asyncpg.UniqueViolationError:
-        return False
-    return True
+            pending: asyncio.Future[str] | None = None
+            try:
+                for rows, times in chunks:  # the producer checks this chunk while the previous one is stored
+                    if pending is not None:
+                        await pending
+                        pending = None
+                    months = {(t.year, t.month): t for t in times}
+                    new_months = [t for m, t in months.items() if m not in prepared]
+                    if layout is None or new_months:
+                        layout = await prepare(conn, new_months)
+                        prepared.update(months)
+                    pending = await _copy_started(conn, rows)
+                if pending is not None:
+                    await pending
+                    pending = None
+                if layout is None:
+                    raise NotNew
+                await feed()
+            finally:
+                if pending is not None:  # the producer gave up: the COPY on the wire ends before the rollback
+                    with contextlib.suppress(asyncpg.PostgresError):
+                        await pending
+    except (NotNew, asyncpg.UniqueViolationError):
+        return None
+    return layout
+
+
+async def _copy_started(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> asyncio.Future[str]:
+    """Start a COPY of the rows into ``wearable_data``; returns once they are on the wire (asyncpg sends the
+    statement and every row, up to 512 KiB — a chunk is smaller — before its first wait)."""
+    return await started(conn.copy_records_to_table("wearable_data", records=rows, columns=COLUMNS))
+
+
+async def started(statement: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """Run one of this module's statements until it waits for PostgreSQL's answer (it is then on the wire) and
+    return its result to await: PostgreSQL works on it while the caller computes. Until the result is awaited
+    the caller must not use the connection (asyncpg runs one operation at a time)."""
+    task = asyncio.ensure_future(statement)
+    await asyncio.sleep(0)  # one turn of the loop: the task sends, then waits
+    return task
 
 
 async def copy_direct(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> bool:

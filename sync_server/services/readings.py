@@ -15,8 +15,9 @@ readings of a pushed batch, in order, the answer is:
 
 Nothing of a rejected reading is stored. A batch as desktops send it (every reading a new, valid,
 plausible upsert of a patient of the caller's clinic, none twice) takes the **bulk path**: checked column by
-column (`shared.records.reading_columns`), its rows go with ONE COPY straight into ``wearable_data`` and its
-feed entries with one plain INSERT, in a savepoint and with no lookup first — the unique constraints
+column (`shared.records.reading_columns`), its rows go straight into ``wearable_data`` by COPY in chunks
+(each chunk stored by PostgreSQL while Python checks the next) and its feed entries with one plain INSERT,
+in a savepoint and with no lookup first — the unique constraints
 (``wearable_data``'s, and the feed's one entry per reading id) catch a reading stored before, and the batch is
 then decided reading by reading. That **per-reading path** takes any batch: validation by the compiled fast path
 (`shared.records.reading.reading_facts_fast`) for the shape desktops send and the pydantic model for anything
@@ -42,10 +43,10 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -239,36 +240,106 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     return fast if fast is not None else await _push_each(conn, actor, req, clock)
 
 
+BULK_CHUNK = 200
+"""Readings a chunk of the bulk path: each chunk's COPY is stored by PostgreSQL while the next is checked."""
+
+
 async def _push_new(
     conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC, indexes: list[int]
 ) -> list[tuple[int, ChangeResult]] | None:
     """The bulk path: None (nothing written) unless every reading of the batch is new, valid and in scope.
 
-    Checked column by column (`bulk_rows`), then the rows go with one COPY and the feed entries with one
-    INSERT in a savepoint, with no lookup first: a reading already stored (by id or natural key) makes a
-    unique constraint fail, the savepoint is rolled back, and the caller decides the batch reading by reading.
+    Checked column by column (`bulk_rows`), `BULK_CHUNK` readings at a time, each chunk's rows COPYed while the
+    next chunk is checked (`db.copy_new`), and the feed entries written with one INSERT, all in a savepoint with
+    no lookup first: a reading already stored (by id or natural key) makes a unique constraint fail, the
+    savepoint is rolled back, and the caller decides the batch reading by reading — as it does when a chunk
+    turns out not to be for the bulk path after earlier chunks went in.
     """
     changes = [req.changes[i] for i in indexes]
-    bulk = bulk_rows(changes, actor.clinic_id, req.batch_id)
-    if bulk is None:
+    patients = _patients_named(changes)
+    if patients is None:
         return None
-    clinics = await db.lock_patients(conn, list(bulk.patients))
-    if len(clinics) != len(bulk.patients) or set(clinics.values()) != {actor.clinic_id}:
+    batch = _BulkBatch(indexes, changes, actor.clinic_id, req.batch_id, patients)
+    chunks = batch.chunks()
+    locking = await db.started(db.lock_patients(conn, patients))
+    try:
+        first = next(chunks)  # checked while PostgreSQL takes the locks
+    except db.NotNew:
+        await locking
+        return None
+    clinics = await locking
+    if len(clinics) != len(patients) or set(clinics.values()) != {actor.clinic_id}:
         return None  # an unknown patient or one of another clinic: answered reading by reading
-    layout = await db.prepare(conn, bulk.months)
-    ids = bulk.columns.ids
+    ids = [c.id for c in changes]
 
     async def feed() -> None:
         await sync_db.insert_feed(conn, actor.clinic_id, RecordKind.READING, ids, req.batch_id)
 
-    if not await db.copy_new(conn, bulk.rows, feed):
+    layout = await db.copy_new(conn, chain([first], chunks), feed)
+    if layout is None:
         return None
-    clock.update(bulk.top)
+    assert batch.top is not None, "a batch the bulk path stored has its greatest stamp"
+    clock.update(batch.top)
     if layout.mode == db.NATIVE:  # their days, for the daily averages' folder (`fold_daily`)
-        await db.queue_daily(conn, actor.clinic_id, bulk.columns.patient_ids, bulk.columns.measured_at)
-    results = dict(zip(indexes, same_result_for(_APPLIED, bulk.columns.ids), strict=True))
-    await _audit(conn, actor, req.batch_id, results, len(changes))
-    return list(results.items())
+        await db.queue_daily(conn, actor.clinic_id, batch.patient_ids, batch.measured_at)
+    await _audit(conn, actor, req.batch_id, dict(batch.results), len(changes))
+    return batch.results
+
+
+def _patients_named(changes: Sequence[Change]) -> list[uuid.UUID] | None:
+    """The distinct patients the readings name (to lock before anything is written); None if one is not a
+    patient id in the shape `reading_columns` accepts (the batch then goes reading by reading)."""
+    named = {c.fields.get("patient_id") for c in changes}
+    try:
+        patients = [uuid.UUID(p) for p in named if type(p) is str and len(p) == _UUID_TEXT]
+    except ValueError:
+        return None
+    return patients if len(patients) == len(named) else None
+
+
+_UUID_TEXT = 36
+
+
+class _BulkBatch:
+    """A batch on the bulk path, produced chunk by chunk for `db.copy_new`; gathers what the push needs after."""
+
+    def __init__(
+        self,
+        indexes: list[int],
+        changes: list[Change],
+        clinic_id: uuid.UUID,
+        batch_id: uuid.UUID,
+        patients: list[uuid.UUID],
+    ) -> None:
+        self.indexes, self.changes, self.clinic_id, self.batch_id = indexes, changes, clinic_id, batch_id
+        self.patients = set(patients)
+        self.seen = _Seen()
+        self.top: Stamp | None = None
+        self.patient_ids: list[str] = []
+        self.measured_at: list[datetime] = []
+        self.results: list[tuple[int, ChangeResult]] = []
+
+    def chunks(self) -> Iterator[tuple[list[tuple[Any, ...]], list[datetime]]]:
+        """Each chunk's rows and months, checked by `bulk_rows` (raises `db.NotNew` for a batch that is not for
+        the bulk path); the answers are built after the last chunk, while its COPY runs."""
+        changes = self.changes
+        for start in range(0, len(changes), BULK_CHUNK):
+            bulk = bulk_rows(changes[start : start + BULK_CHUNK], self.clinic_id, self.batch_id, self.seen)
+            if bulk is None or not self.patients.issuperset(bulk.patients):
+                raise db.NotNew
+            self.top = bulk.top if self.top is None else max(self.top, bulk.top)
+            self.patient_ids += bulk.columns.patient_ids
+            self.measured_at += bulk.columns.measured_at
+            yield bulk.rows, bulk.months
+        self.results = list(zip(self.indexes, same_result_for(_APPLIED, [c.id for c in changes]), strict=True))
+
+
+@dataclass(slots=True)
+class _Seen:
+    """The ids and natural keys of a batch's earlier chunks (`bulk_rows`: no reading twice in a batch)."""
+
+    ids: set[uuid.UUID] = field(default_factory=set)
+    keys: set[tuple[Any, ...]] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -282,7 +353,9 @@ class BulkRows:
     top: Stamp  # the greatest stamp of the changes
 
 
-def bulk_rows(changes: Sequence[Change], clinic_id: uuid.UUID, batch_id: uuid.UUID) -> BulkRows | None:
+def bulk_rows(
+    changes: Sequence[Change], clinic_id: uuid.UUID, batch_id: uuid.UUID, seen: _Seen | None = None
+) -> BulkRows | None:
     """The rows of a batch of reading changes if every one is a new reading's upsert that passes every check
     that needs no database (`shared.records.reading_columns`, stamps, times, no reading twice); else None.
 
@@ -305,8 +378,14 @@ def bulk_rows(changes: Sequence[Change], clinic_id: uuid.UUID, batch_id: uuid.UU
     key_seqs = [-1 if s is None else s for s in cols.sequences]
     n = len(changes)
     keys = set(zip(cols.device_ids, cols.characteristics, key_times, key_seqs, cols.measured_at, strict=True))
-    if len(set(cols.ids)) != n or len(keys) != n:  # the same reading twice in the batch
+    ids = set(cols.ids)
+    if len(ids) != n or len(keys) != n:  # the same reading twice in the batch
         return None
+    if seen is not None:  # nor in an earlier chunk of it
+        if not seen.ids.isdisjoint(ids) or not seen.keys.isdisjoint(keys):
+            return None
+        seen.ids |= ids
+        seen.keys |= keys
     per_value = itemgetter(*cols.value_reading)
 
     def spread(column: Sequence[Any]) -> Sequence[Any]:

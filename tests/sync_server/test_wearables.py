@@ -493,6 +493,56 @@ def test_a_stored_reading_sent_alone_again_is_caught_by_the_constraints(pc: Devi
     assert [x["record_id"] for x in feed] == [r.id, fresh.id]
 
 
+def test_a_batch_in_chunks_stores_each_reading_once_whichever_chunk_finds_a_problem(
+    pc: Device, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk path checks and COPYs a batch chunk by chunk. A batch with no problem is stored in feed order
+    across chunks (and months); a problem found in a later chunk — a reading stored before, the same reading or
+    measurement twice across chunks, an invalid reading — rolls back what earlier chunks wrote, and the batch is
+    decided reading by reading: every reading stored once, the answers those of one batch."""
+    monkeypatch.setattr(readings_service, "BULK_CHUNK", 2)
+    pid = make_patient(pc)
+    spo2 = [reading(pid, T0 + timedelta(hours=i), {"spo2": str(90 + i)}, characteristic="2A5E") for i in range(6)]
+    spo2[5] = spo2[5].model_copy(update={"measured_at": T0 + timedelta(days=31)})  # the next month, last chunk
+    count = "SELECT count(*) AS n FROM wearable_data"
+    # no problem: 6 readings in 3 chunks
+    assert statuses(pc.push([change(pc, r) for r in spo2])) == [("applied", None)] * 6
+    feed = query(settings, "SELECT record_id FROM change_feed WHERE kind = 'reading' ORDER BY seq")
+    assert [x["record_id"] for x in feed] == [r.id for r in spo2]
+
+    def fresh(n: int, hours: int) -> list[Reading]:
+        return [
+            reading(pid, T0 + timedelta(hours=hours + i), {"temperature": "36.8"}, characteristic="2A1C")
+            for i in range(n)
+        ]
+
+    # a stored reading in the second chunk: "already stored"; the first chunk's readings stored once
+    batch = fresh(2, 100) + [spo2[3]] + fresh(2, 110)
+    assert statuses(pc.push([change(pc, r) for r in batch])) == [("applied", None)] * 5
+    assert query(settings, count)[0]["n"] == 6 + 4
+    # the same reading in chunks 1 and 3, and the same measurement (other id, other metric) in chunks 1 and 2
+    twice = fresh(3, 120)
+    twin = twice[1].model_copy(
+        update={"id": uuid7(), "values": [ReadingValue(metric="spo2", value=Decimal(95), unit="%", ucum="%")]}
+    )
+    batch = [twice[0], twice[1], twin, twice[2]]  # the twin's metric differs: no constraint would catch it
+    assert statuses(pc.push([change(pc, r) for r in batch])) == [("applied", None)] * 4
+    again = fresh(3, 125)
+    assert statuses(pc.push([change(pc, r) for r in [*again, again[0]]])) == [("applied", None)] * 4
+    window = "SELECT reading_id, metric FROM wearable_data WHERE time >= $1 AND time < $2"
+    stored = query(settings, window, T0 + timedelta(hours=120), T0 + timedelta(hours=130))
+    assert sorted((x["reading_id"], x["metric"]) for x in stored) == sorted(
+        (r.id, "temperature") for r in [*twice, *again]
+    )
+    # an invalid reading in the last chunk
+    batch = [change(pc, r) for r in fresh(4, 130)]
+    batch.append(change(pc, reading(pid, T0 + timedelta(hours=140), {"spo2": "127"}, characteristic="2A5E")))
+    assert statuses(pc.push(batch)) == [("applied", None)] * 4 + [("rejected", "invalid_record")]
+    assert query(settings, count)[0]["n"] == 6 + 4 + 3 + 3 + 4
+    ids = "SELECT count(*) AS n, count(DISTINCT record_id) AS distinct_ids FROM change_feed WHERE kind = 'reading'"
+    assert tuple(query(settings, ids)[0]) == (20, 20)
+
+
 def _mixed_readings(pid: uuid.UUID) -> list[Reading]:
     received = reading(pid, T0, {"weight": "71.4"}, characteristic="2A9D", device_id="SCALE-7").model_copy(
         update={"time_source": TimeSource.RECEIVED, "device_time": None, "received_at": T0}

@@ -581,7 +581,8 @@ def stored_content_hashes(grouped: Mapping[Any, Sequence[Mapping[str, Any]]]) ->
     """`_content_hash` of stored readings, each rebuilt from its rows (in value order), by reading id.
 
     Equal to the hash of the reading as it was pushed: the rows keep every field (decimals as their text).
-    Also used by the downgrade of migration 2026_11_26_0013, which puts the stored hashes back.
+    The downgrade of migration 2026_11_26_0013 keeps its own copy of this formula (it puts the stored hashes
+    back); tests/sync_server/test_wearables.py checks the two agree.
     """
     return {rid: _content_hash(reading_facts(_fields_of(rows))) for rid, rows in grouped.items()}
 

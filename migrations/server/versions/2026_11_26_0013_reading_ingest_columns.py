@@ -24,7 +24,12 @@ Create Date: 2026-11-26
   downgrade converts back, naming the metrics the patient has readings of on each day.
 """
 
+import hashlib
+import uuid
 from collections import defaultdict
+from datetime import UTC
+from decimal import Decimal
+from typing import Any
 
 from alembic import op
 from sqlalchemy import text
@@ -119,8 +124,6 @@ def downgrade() -> None:
         """
     )
 
-    from sync_server.services.readings import stored_content_hashes
-
     bind = op.get_bind()
     for batch_id, data in bind.execute(text("SELECT batch_id, response FROM sync_batches")).all():
         if bytes(data)[:1] != b"{":
@@ -131,10 +134,10 @@ def downgrade() -> None:
 
     op.execute("ALTER TABLE wearable_data ADD COLUMN content_hash bytea")
     rows = bind.execute(text("SELECT * FROM wearable_data ORDER BY reading_id, value_index")).mappings().all()
-    grouped: defaultdict[object, list[object]] = defaultdict(list)
+    grouped: defaultdict[uuid.UUID, list[Any]] = defaultdict(list)
     for row in rows:
         grouped[row["reading_id"]].append(row)
-    for reading_id, hash_ in stored_content_hashes(grouped).items():
+    for reading_id, hash_ in ((rid, _content_hash(group)) for rid, group in grouped.items()):
         bind.execute(
             text("UPDATE wearable_data SET content_hash = :h WHERE reading_id = :r"), {"h": hash_, "r": reading_id}
         )
@@ -142,3 +145,31 @@ def downgrade() -> None:
     op.execute(
         "ALTER TABLE change_feed ADD CONSTRAINT change_feed_clinic_id_fkey FOREIGN KEY (clinic_id) REFERENCES clinics(id)"
     )
+
+
+def _content_hash(rows: list[Any]) -> bytes:
+    """The content hash revision 0012 stored for a reading, from its rows (in value order).
+
+    A copy of the formula as it stood at this revision (``sync_server.services.readings._content_hash`` over the
+    reading rebuilt from its rows), kept here so this downgrade does not depend on application code that may
+    change later: every field in record order, ids as their 128-bit value (hex; the encounter's in decimal),
+    texts as Python ``repr`` (None is not "None"), decimals as their text, times in ISO form in UTC.
+    """
+    first = rows[0]
+    encounter = None if first["encounter_id"] is None else uuid.UUID(str(first["encounter_id"])).int
+
+    def decimal(value: Any) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+    values = "|".join(
+        f"{r['metric']!r},{decimal(r['value_text'])},{r['unit']!r},{r['ucum']!r},{decimal(r['original_value'])},"
+        f"{r['original_unit']!r}"
+        for r in rows
+    )
+    text_ = (
+        f"{uuid.UUID(str(first['reading_id'])).int:x}|{uuid.UUID(str(first['patient_id'])).int:x}|{encounter}|"
+        f"{first['device_id']!r}|{first['device_name']!r}|{first['characteristic']!r}|"
+        f"{first['time'].astimezone(UTC).isoformat()}|{first['device_time']!r}|{first['time_source']!r}|"
+        f"{first['sequence']!r}|{first['raw_hex']}|{first['received_at'].astimezone(UTC).isoformat()}|{values}"
+    )
+    return hashlib.sha256(text_.encode()).digest()

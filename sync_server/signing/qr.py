@@ -10,9 +10,6 @@ from __future__ import annotations
 import base64
 import io
 
-import qrcode
-from qrcode.constants import ERROR_CORRECT_M
-
 BOX_PIXELS = 8
 QUIET_ZONE_MODULES = 4  # ISO/IEC 18004 minimum
 
@@ -23,6 +20,10 @@ def render_png(payload: str, *, box_pixels: int = BOX_PIXELS) -> bytes:
     Raises:
         ValueError: when the payload does not fit in a QR code (version 40) at error correction M.
     """
+    # Imported on first use: qrcode brings Pillow (several MiB) into an API process that may never sign.
+    import qrcode
+    from qrcode.constants import ERROR_CORRECT_M
+
     qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=box_pixels, border=QUIET_ZONE_MODULES)
     qr.add_data(payload, optimize=0)
     try:

@@ -55,14 +55,17 @@ def test_migrate_is_idempotent_and_downgrade_works(settings: Settings) -> None:
     assert pg.scalar(dsn, "SELECT to_regclass('public.patients')") == "patients"
 
 
-def test_head_read_from_the_files_is_alembics_and_the_api_does_not_import_alembic() -> None:
+def test_head_read_from_the_files_is_alembics_and_the_api_does_not_import_alembic_or_pillow() -> None:
+    """The API process starts without what only migrations (alembic, SQLAlchemy) or a server-side signature's
+    QR (qrcode, Pillow) need: they cost it memory whether used or not."""
     import subprocess
     import sys
 
     assert migrate.head_revision() == migrate.alembic_head()
     probe = (
         "import sys; from sync_server.app import create_app; from sync_server.db import migrate;"
-        " migrate.head_revision(); print(sorted(m for m in ('alembic', 'sqlalchemy') if m in sys.modules))"
+        " migrate.head_revision();"
+        " print(sorted(m for m in ('alembic', 'sqlalchemy', 'qrcode', 'PIL') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -9,7 +9,8 @@ as many batches editing the mobile of those patients. For each batch it times: p
 validation, costs a few ms more), `sync.push` inside its own transaction including the commit, and writing the
 answer as JSON (as the route does); ``cpu`` is this
 process's CPU time for all three (PostgreSQL's work is not in it). The first batch of each kind warms caches and
-is left out of the medians. ``--profile`` writes a cProfile of the creates.
+is left out of the medians. ``--profile`` writes a cProfile of the creates. The collector runs with the API
+process's settings (`sync_server.asgi.tune_gc`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from shared.clock import HLC, encode
 from shared.ids import uuid7
 from shared.records.patient import PatientFields
 from shared.sync.protocol import PushRequest, PushResponse
+from sync_server.asgi import tune_gc
 from sync_server.db import embedded, migrate
 from sync_server.services import sync as sync_service
 from sync_server.services.context import Actor, RequestMeta
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(sp._create_database(cluster.dsn, "bench"))
         dsn = cluster.dsn_for("bench")
         migrate.upgrade(dsn)
+        tune_gc()  # the collector settings of an API process (sync_server.asgi)
         results = asyncio.run(run(dsn, args))
     finally:
         if cluster is not None:

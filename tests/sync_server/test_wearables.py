@@ -517,7 +517,7 @@ def test_a_batch_in_chunks_stores_each_reading_once_whichever_chunk_finds_a_prob
         ]
 
     # a stored reading in the second chunk: "already stored"; the first chunk's readings stored once
-    batch = fresh(2, 100) + [spo2[3]] + fresh(2, 110)
+    batch = [*fresh(2, 100), spo2[3], *fresh(2, 110)]
     assert statuses(pc.push([change(pc, r) for r in batch])) == [("applied", None)] * 5
     assert query(settings, count)[0]["n"] == 6 + 4
     # the same reading in chunks 1 and 3, and the same measurement (other id, other metric) in chunks 1 and 2

@@ -213,6 +213,43 @@ also samples the round with py-spy into ``PREFIX-p<page size>.txt`` (collapsed s
 frames). Off by default: the per-thread sampling reads ``/proc`` every 50 ms."""
 
 
+CLIENT_GC_ENV = "INTEGMED_BENCH_CLIENT_GC"
+"""``app`` (`sync_bench.py --client-gc app`): the pull round runs under the desktop app's collector regime
+(`_app_collector`); unset or ``python``: Python's automatic collection, as in a plain process."""
+APP_GC_INTERVAL_S = 0.5  # desktop.ui.gc_guard.GuiThreadCollector's default interval
+
+
+@contextlib.contextmanager
+def _app_collector(on: bool) -> Iterator[None]:
+    """The desktop app's cycle-collector regime for the block: `desktop.ui.gc_guard.GuiThreadCollector` turns
+    automatic collection off and every 500 ms collects the oldest generation whose count passed its threshold,
+    on the GUI thread. Here a timer thread applies the same rule (this process has no Qt event loop; importing
+    PySide6 would add its memory to the phase's peak RSS); a collection costs the same CPU on either thread."""
+    if not on:
+        yield
+        return
+    thresholds = gc.get_threshold()
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(APP_GC_INTERVAL_S):
+            counts = gc.get_count()
+            for generation in (2, 1, 0):
+                if counts[generation] > thresholds[generation]:
+                    gc.collect(generation)
+                    break
+
+    timer = threading.Thread(target=tick, name="bench-app-gc", daemon=True)
+    gc.disable()
+    timer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        timer.join()
+        gc.enable()
+
+
 def _thread_cpu() -> dict[int, tuple[str, float]]:
     """CPU seconds (user + system) of each live thread of this process, by native thread id, with its name."""
     names = {t.native_id: t.name for t in threading.enumerate()}
@@ -369,7 +406,8 @@ def phase_pull(spec: dict[str, Any]) -> dict[str, Any]:
         pc.meter.reset()
         profile = os.environ.get(PULL_PROFILE_ENV)
         prefix = f"{profile}-p{spec['page_size']}" if profile and profile != "threads" else None
-        with _profiled(profile is not None, prefix) as threads_cpu:
+        app_gc = os.environ.get(CLIENT_GC_ENV) == "app"
+        with _app_collector(app_gc), _profiled(profile is not None, prefix) as threads_cpu:
             s0, c0 = cpu_seconds(server_pid), cpu_seconds()
             t0 = time.perf_counter()
             report = client.run_once()
@@ -394,6 +432,7 @@ def phase_pull(spec: dict[str, Any]) -> dict[str, Any]:
             "server_cpu_s": round(s1 - s0, 2),
             "round_client_cpu_s": round(c1 - c0, 2),
             "round_client_threads_cpu_s": threads_cpu,
+            "client_gc": "app" if app_gc else "python",
         },
         cpu0,
     )

@@ -49,7 +49,7 @@ def _json_text_encoder() -> Callable[[Any], str]:
     raise `RecursionError` instead of `ValueError`). Without the C accelerator it is ``encode`` itself.
     """
     settings = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)  # the C accelerator (not in the module's stubs)
     if make is None:  # pragma: no cover - CPython always has it
         return settings.encode
     string = json.encoder.encode_basestring

@@ -1,6 +1,7 @@
 """Micro-benchmark of the desktop side of a pull: parse one page's JSON and apply it into a real local store.
 
     PYTHONPATH=$PWD .venv/bin/python bench/pull_apply_bench.py --pages 10 --page-size 1000 [--edits] [--profile F]
+        [--shape sync-bench]
 
 Pages of new patients (then, with ``--edits``, pages that edit the mobile of patients already stored), built as
 the server sends them (`PullResponse` JSON), timed per phase: JSON parse and validation, apply (one transaction
@@ -42,6 +43,32 @@ def _patient(n: int) -> dict[str, Any]:
     }
 
 
+def _bench_patient(n: int) -> dict[str, Any]:
+    """A patient shaped like those of ``bench/sync_bench.py`` as the server sends them (gen.js documents through
+    `sync_bench.to_patient_fields` and `PatientService.register`): every record field, ``date_of_birth`` null,
+    an address object of four parts."""
+    payload = f"{9_100_000_000_000 + n:013d}"
+    return {
+        "abha_address": f"{FIRST[n % 10].lower()}.{LAST[(n // 10) % 10].lower()}{n % 9000 + 10}@abdm",
+        "abha_number": payload + str(luhn_check_digit(payload)),
+        "address": {
+            "district": DISTRICTS[n % 4],
+            "line": f"{n % 400 + 1}, Bazaar Road, Ward {n % 40}, near water tank, {TOWNS[n % 4]}",
+            "pincode": f"{683000 + n % 900}",
+            "state": "Kerala",
+        },
+        "date_of_birth": None,
+        "gender": "MF"[n % 2],
+        "mobile": f"+9198{n:08d}",
+        "name": f"{FIRST[n % 10]} {LAST[(n // 10) % 10]}",
+        "year_of_birth": 1950 + n % 60,
+    }
+
+
+DISTRICTS = ["Ernakulam", "Thrissur", "Kozhikode", "Kannur"]
+TOWNS = ["Perumbavoor", "Chalakudy", "Vadakara", "Thalassery"]
+
+
 def _page(changes: list[dict[str, Any]], seq0: int, wall: int) -> bytes:
     for i, change in enumerate(changes):
         change["seq"] = seq0 + i
@@ -76,17 +103,25 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--edits", action="store_true", help="then as many pages editing the stored patients")
     parser.add_argument("--profile", type=Path)
+    parser.add_argument(
+        "--shape",
+        choices=("small", "sync-bench"),
+        default="small",
+        help="small: 7 short fields stamped by node 'pc-a' (the figures of the fourth round); sync-bench: the"
+        " records of bench/sync_bench.py (8 fields with an address object, stamps with a device-id node)",
+    )
     parser.add_argument("--cache-mib", type=int, default=0, help="PRAGMA cache_size on the writer's connection")
     args = parser.parse_args()
     wall = int(time.time() * 1000) - 60_000
     ids = [uuid7() for _ in range(args.pages * args.page_size)]
+    make, node = (_patient, "pc-a") if args.shape == "small" else (_bench_patient, str(uuid7()))
     bodies: list[bytes] = []
     seq = 1
     for p in range(args.pages):
         changes = []
         for i in range(p * args.page_size, (p + 1) * args.page_size):
-            stamp = encode(Stamp(wall + i, 0, "pc-a"))
-            fields = _patient(i)
+            stamp = encode(Stamp(wall + i, 0, node))
+            fields = make(i)
             changes.append(
                 {
                     "kind": "patient",

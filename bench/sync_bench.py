@@ -59,7 +59,7 @@ from typing import Any
 import asyncpg
 import httpx
 import server_patients  # sibling module (bench/ is sys.path[0]): machine() and the run helpers
-from sync_client_phases import DEMO_DOCTOR_MOBILE, cpu_seconds, proc_memory_kib
+from sync_client_phases import CLIENT_GC_ENV, DEMO_DOCTOR_MOBILE, PULL_PROFILE_ENV, cpu_seconds, proc_memory_kib
 
 from shared.ids import luhn_check_digit, uuid7
 from sync_server.db import embedded, migrate
@@ -436,10 +436,12 @@ class PgMemory:
         self._thread.join(5)
 
 
-def client_phase(phase: str, spec: dict[str, Any], *, timeout_s: float = 3600) -> dict[str, Any]:
+def client_phase(
+    phase: str, spec: dict[str, Any], *, timeout_s: float = 3600, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run one PC phase in a child process (its own peak RSS); returns what it printed as JSON."""
     spawned_at = time.monotonic()
-    env = dict(os.environ) | {"PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    env = dict(os.environ) | {"PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"} | (extra_env or {})
     proc = subprocess.Popen(
         _python(str(CLIENT), phase), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, cwd=REPO
     )
@@ -531,7 +533,9 @@ def run_server_round(s: Session, batch_size: int, *, first: bool) -> dict[str, A
                 for page in s.args.page_sizes:
                     b_dir = str(s.workdir / f"pc-b-{tag}-p{page}")
                     spec = common | {"data_dir": b_dir, "name": f"PC B p{page}", "page_size": page}
-                    out["pull"].append(client_phase("pull", spec))
+                    env = {CLIENT_GC_ENV: s.args.client_gc}
+                    env |= {PULL_PROFILE_ENV: str(s.args.profile_pull)} if s.args.profile_pull else {}
+                    out["pull"].append(client_phase("pull", spec, extra_env=env))
                     r = out["pull"][-1]
                     _say(f"[{tag}] pull (pages of {page}): {r['seconds']:.1f} s, {r['rec_per_s']:,.0f} rec/s")
                 spec = common | {"data_dir": a_dir, "rounds": s.args.noop_rounds, "warmup": 3}
@@ -1045,6 +1049,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-results", type=Path, default=None, help="results/<label>.json of the peer's bench.js")
     parser.add_argument(
         "--profile-api", type=Path, default=None, help="run the API under cProfile, writing DIR/api-<tag>.prof"
+    )
+    parser.add_argument(
+        "--profile-pull",
+        default=None,
+        help="'threads': report the pull rounds' client CPU by thread; a path prefix: also py-spy them"
+        " into PREFIX-p<page size>.txt",
+    )
+    parser.add_argument(
+        "--client-gc",
+        choices=("python", "app"),
+        default="python",
+        help="the pull phases' cycle collector: python = automatic (a plain process, the `integmed sync` CLI);"
+        " app = the desktop app's regime (desktop.ui.gc_guard: collections due, every 500 ms, off the workers)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (PC stores, logs)")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -204,6 +205,125 @@ def _split(meter: HttpMeter, pull: bool) -> dict[str, int]:
     }
 
 
+# --------------------------------------------------------------------------------------------- profiling
+
+PULL_PROFILE_ENV = "INTEGMED_BENCH_PULL_PROFILE"
+"""Opt-in (`sync_bench.py --profile-pull`): ``threads`` reports the pull round's CPU by thread; a path prefix
+also samples the round with py-spy into ``PREFIX-p<page size>.txt`` (collapsed stacks, thread ids, native
+frames). Off by default: the per-thread sampling reads ``/proc`` every 50 ms."""
+
+
+CLIENT_GC_ENV = "INTEGMED_BENCH_CLIENT_GC"
+"""``app`` (`sync_bench.py --client-gc app`): the pull round runs under the desktop app's collector regime
+(`_app_collector`); unset or ``python``: Python's automatic collection, as in a plain process."""
+APP_GC_INTERVAL_S = 0.5  # desktop.ui.gc_guard.GuiThreadCollector's default interval
+
+
+@contextlib.contextmanager
+def _app_collector(on: bool) -> Iterator[None]:
+    """The desktop app's cycle-collector regime for the block: `desktop.ui.gc_guard.GuiThreadCollector` turns
+    automatic collection off and every 500 ms collects the oldest generation whose count passed its threshold,
+    on the GUI thread. Here a timer thread applies the same rule (this process has no Qt event loop; importing
+    PySide6 would add its memory to the phase's peak RSS); a collection costs the same CPU on either thread."""
+    if not on:
+        yield
+        return
+    thresholds = gc.get_threshold()
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(APP_GC_INTERVAL_S):
+            counts = gc.get_count()
+            for generation in (2, 1, 0):
+                if counts[generation] > thresholds[generation]:
+                    gc.collect(generation)
+                    break
+
+    timer = threading.Thread(target=tick, name="bench-app-gc", daemon=True)
+    gc.disable()
+    timer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        timer.join()
+        gc.enable()
+
+
+def _thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each live thread of this process, by native thread id, with its name."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            tid = int(task.name)
+            out[tid] = (names.get(tid, "?"), (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return out
+
+
+@contextlib.contextmanager
+def _profiled(on: bool, prefix: str | None) -> Iterator[dict[str, float]]:
+    """With ``on``, CPU seconds of the block by thread name (threads that end inside the block are read every
+    50 ms, so up to 50 ms of theirs is missed), and with ``prefix`` a py-spy recording of it."""
+    import signal
+    import subprocess
+
+    totals: dict[str, float] = {}
+    if not on:
+        yield totals
+        return
+    spy = None
+    if prefix:
+        out = f"{prefix}.txt"
+        argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--native", "--threads", "--format", "raw"]
+        argv += ["--rate", "250", "--output", out, "--pid", str(os.getpid())]
+        spy = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # attached
+    before = _thread_cpu()
+    seen: dict[int, tuple[str, float]] = dict(before)
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            seen.update(_thread_cpu())
+
+    sampler = threading.Thread(target=sample, name="bench-sampler", daemon=True)
+    started: dict[int, float] = {}
+    collected = [0.0, 0, 0, 0]  # CPU s in the collector, collections of generation 0, 1, 2
+
+    def collector(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[threading.get_ident()] = time.thread_time()
+        elif (t0 := started.pop(threading.get_ident(), None)) is not None:
+            collected[0] += time.thread_time() - t0
+            collected[1 + info["generation"]] += 1
+
+    gc.callbacks.append(collector)
+    sampler.start()
+    try:
+        yield totals
+    finally:
+        gc.callbacks.remove(collector)
+        totals["gc (in the threads above)"] = round(collected[0], 3)
+        totals["gc collections 0/1/2"] = collected[1:]  # type: ignore[assignment]
+        stop.set()
+        sampler.join()
+        seen.update(_thread_cpu())
+        for tid, (name, cpu) in seen.items():
+            if name == "bench-sampler":
+                continue
+            key = name.rsplit("_", 1)[0] if name.startswith("integmed-") else name
+            totals[key] = round(totals.get(key, 0.0) + cpu - before.get(tid, (name, 0.0))[1], 3)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+
+
 # --------------------------------------------------------------------------------------------- phases
 
 
@@ -284,11 +404,15 @@ def phase_pull(spec: dict[str, Any]) -> dict[str, Any]:
         pc.enroll(spec["name"])
         client = pc.client(page_size=spec["page_size"])
         pc.meter.reset()
-        s0, c0 = cpu_seconds(server_pid), cpu_seconds()
-        t0 = time.perf_counter()
-        report = client.run_once()
-        seconds = time.perf_counter() - t0
-        c1, s1 = cpu_seconds(), cpu_seconds(server_pid)
+        profile = os.environ.get(PULL_PROFILE_ENV)
+        prefix = f"{profile}-p{spec['page_size']}" if profile and profile != "threads" else None
+        app_gc = os.environ.get(CLIENT_GC_ENV) == "app"
+        with _app_collector(app_gc), _profiled(profile is not None, prefix) as threads_cpu:
+            s0, c0 = cpu_seconds(server_pid), cpu_seconds()
+            t0 = time.perf_counter()
+            report = client.run_once()
+            seconds = time.perf_counter() - t0
+            c1, s1 = cpu_seconds(), cpu_seconds(server_pid)
         n = spec["n"]
         assert report.pulled == n and report.inserted == n, report
         assert pc.patients.count() == n
@@ -307,6 +431,8 @@ def phase_pull(spec: dict[str, Any]) -> dict[str, Any]:
             "routes": dict(pc.meter.routes),
             "server_cpu_s": round(s1 - s0, 2),
             "round_client_cpu_s": round(c1 - c0, 2),
+            "round_client_threads_cpu_s": threads_cpu,
+            "client_gc": "app" if app_gc else "python",
         },
         cpu0,
     )

@@ -38,8 +38,32 @@ RECORD_FIELDS: tuple[str, ...] = tuple(PatientFields.model_fields)
 """The patient's own fields, as stored in columns of the same names and carried by sync changes."""
 
 _IN_CHUNK = 500
-_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
-"""`desktop.store.tables.JsonText` of a value that is not ``None`` (the same encoder settings)."""
+
+
+def _json_text_encoder() -> Callable[[Any], str]:
+    """`desktop.store.tables.JsonText`'s encoding (``json.dumps`` with its settings) as one function built once.
+
+    ``JSONEncoder.encode`` builds the C encoder afresh for every value; a pulled page of 1000 patients encodes
+    2000 values (address, field stamps), and building spent as long as encoding. This one is built once,
+    without the circular-reference check (a value parsed from JSON or built by us has no cycles; one would
+    raise `RecursionError` instead of `ValueError`). Without the C accelerator it is ``encode`` itself.
+    """
+    settings = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    make = getattr(json.encoder, "c_make_encoder", None)  # the C accelerator (not in the module's stubs)
+    if make is None:  # pragma: no cover - CPython always has it
+        return settings.encode
+    string = json.encoder.encode_basestring
+    chunks = make(None, settings.default, string, None, ":", ",", True, False, True)
+
+    def encode(value: Any) -> str:
+        return string(value) if isinstance(value, str) else "".join(chunks(value, 0))
+
+    return encode
+
+
+_JSON_TEXT = _json_text_encoder()
+"""`desktop.store.tables.JsonText` of a value that is not ``None`` (the same text; tests/desktop/store/
+test_patient_bulk_insert.py checks it against ``json.dumps`` with those settings)."""
 _MAX_CHAR = "\U0010ffff"  # sorts after every other character (SQLite compares text as UTF-8 bytes)
 _fts = sa.table(SEARCH_TABLE, sa.column("rowid"))
 _fts_ref: sa.ColumnClause[Any] = sa.literal_column(SEARCH_TABLE)
@@ -432,14 +456,21 @@ _DIGITS: sa.ColumnClause[str] = sa.literal_column(
 )
 
 
-def _insert_search_docs(ids: list[uuid.UUID]) -> sa.Insert:
-    """``INSERT INTO patient_search_docs … SELECT`` the documents of these patients, in insertion order."""
-    select = (
-        sa.select(patients.c.id, patients.c.name, _DIGITS)
-        .where(patients.c.id.in_(ids))
-        .order_by(sa.literal_column("patients.rowid"))
+def _search_docs_sql(where: str) -> str:
+    """``INSERT INTO patient_search_docs … SELECT`` the documents of the patients ``where`` says (SQL over
+    ``patients``, ``?`` parameters), in insertion order."""
+    select = sa.select(patients.c.id, patients.c.name, _DIGITS).select_from(patients)
+    return (
+        f"INSERT INTO patient_search_docs (patient_id, name, digits) {select.compile()}"
+        f" WHERE {where} ORDER BY patients.rowid"
     )
-    return patient_search_docs.insert().from_select(["patient_id", "name", "digits"], select)
+
+
+_LAST_ROWID_SQL = "SELECT max(rowid) FROM patients"
+_MIN_ROWID = -(2**63)
+_SEARCH_DOCS_AFTER_SQL = _search_docs_sql("patients.rowid > ?")
+"""The documents of the rows after a rowid: the rows one ``INSERT`` added, when SQLite gave them rowids after
+every stored one (it does, until some rowid reaches 2**63 - 1; `PatientRepository._insert_then_index`)."""
 
 
 _active = patients.c.deleted == sa.false()
@@ -755,10 +786,20 @@ class PatientRepository:
         documents' own trigger, row by row, inside the same transaction.
         """
         with self._search_trigger_off(_SEARCH_INSERT_TRIGGER, True) as off:
+            last = self._conn.exec_driver_sql(_LAST_ROWID_SQL).scalar() if off else None
             self._conn.exec_driver_sql(_INSERT_SQL, rows)
-            if off:
+            if not off:
+                return
+            # SQLite numbers new rows after the largest rowid (https://sqlite.org/autoinc.html), so the rows after
+            # ``last`` are exactly these: their documents come from a range scan, not 1000 id lookups. Once a
+            # rowid has reached 2**63 - 1 it picks free ones at random: the rows at or below ``last`` are then
+            # found by id.
+            after = _MIN_ROWID if last is None else last
+            added = self._conn.exec_driver_sql(_SEARCH_DOCS_AFTER_SQL, (after,)).rowcount
+            if added != len(rows):
                 for chunk in _chunks([row[0] for row in rows]):
-                    self._conn.execute(_insert_search_docs(chunk))
+                    sql = _search_docs_sql(f"patients.id IN ({', '.join('?' * len(chunk))}) AND patients.rowid <= ?")
+                    self._conn.exec_driver_sql(sql, (*chunk, after))
 
     def get_any(self, patient_id: uuid.UUID) -> Patient:
         """The patient even when tombstoned; raises `NotFound` when unknown."""

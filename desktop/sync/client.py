@@ -14,6 +14,7 @@ Like kinto.js ``Collection.sync()``: the cursor is stored only together with a s
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from desktop.store.outbox import OutboxEntry, QueuedChange
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.sync.apply import ApplyStats, apply_in, apply_page
 from desktop.sync.apply_prescriptions import note_refused_drafts
-from desktop.sync.transport import EncodedBody, Transport, encode_json
+from desktop.sync.transport import EncodedBody, RawPage, Transport, encode_json
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, ClockSkewError, decode
 from shared.ids import uuid7
@@ -264,40 +265,45 @@ class SyncClient:
     # ---- pull ---------------------------------------------------------------------------------------
 
     def _pull_all(self, report: SyncReport, progress: Progress, cursor: str | None) -> None:
-        """Pull pages after ``cursor`` until caught up; page n+1 is fetched while page n is applied (the cursor
-        is still stored only with an applied page, so a failure anywhere just drops the page fetched ahead).
+        """Pull pages after ``cursor`` until caught up, three stages at once: page n is applied on the writer
+        thread while this thread parses page n+1 and the wire thread fetches page n+2 (`_PageFeed`). The
+        cursor is still stored only with an applied page, and each page applied is the answer to the parsed
+        ``next_cursor`` of the page before it; a failure anywhere just drops the pages fetched ahead.
 
         The last page is applied together with the round's closing writes (`_apply_last`), so an idle round
         is one read, one request and one write transaction.
         """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="integmed-pull") as wire:
-            page, remaining = self._transport.pull(cursor, self._page_size)
-            progress.set_total(len(page.changes) + remaining)
-            if remaining:
-                progress.set_status(f"Receiving {len(page.changes) + remaining} record(s)")
+        with _PageFeed(self._transport, self._page_size) as feed:
+            raw = feed.page_after(cursor)
+            page = raw.parse()
+            progress.set_total(len(page.changes) + raw.remaining)
+            if raw.remaining:
+                progress.set_status(f"Receiving {len(page.changes) + raw.remaining} record(s)")
             while True:
                 if progress.cancelled:
                     raise Cancelled()
-                ahead = wire.submit(self._transport.pull, page.next_cursor, self._page_size) if page.has_more else None
-                try:
-                    if ahead is None:
-                        stats, report.pending = self._uows.writer.run(self._apply_last, page)
-                    else:
-                        stats = self._uows.writer.run(apply_page, self._uows, page, self._clock)
-                except BaseException:
-                    if ahead is not None:
-                        ahead.cancel()
-                    raise
-                report.pages += 1
-                report.pulled += len(page.changes)
-                report.inserted += stats.inserted
-                report.updated += stats.updated
-                report.conflicts += stats.conflicts
-                progress.advance(len(page.changes))
-                if ahead is None:
+                if not page.has_more:
+                    stats, report.pending = self._uows.writer.run(self._apply_last, page)
+                    self._count(report, progress, page, stats)
                     report.caught_up = True
                     return
-                page, _ = ahead.result()
+                feed.ask(page.next_cursor)  # usually on the wire already: the server named the cursor
+                applied = self._uows.writer.submit(apply_page, self._uows, page, self._clock)
+                try:
+                    following = feed.page_after(page.next_cursor).parse()
+                finally:
+                    stats = applied.result()  # waited for even when the next page failed: never left running
+                self._count(report, progress, page, stats)
+                page = following
+
+    @staticmethod
+    def _count(report: SyncReport, progress: Progress, page: PullResponse, stats: ApplyStats) -> None:
+        report.pages += 1
+        report.pulled += len(page.changes)
+        report.inserted += stats.inserted
+        report.updated += stats.updated
+        report.conflicts += stats.conflicts
+        progress.advance(len(page.changes))
 
     def _apply_last(self, page: PullResponse) -> tuple[ApplyStats, int]:
         """Apply the round's last page, clear the last error (the round succeeded) and count the changes still
@@ -358,3 +364,79 @@ class SyncClient:
                 return  # already stored: no commit for every quiet round
             uow.sync_state.set_last_error(text)
             uow.commit()
+
+
+class _PageFeed:
+    """Pull pages fetched ahead on a thread of their own, one request at a time, in the order asked.
+
+    `ask` says the page after a cursor is wanted (and fetches it unless that is under way); `page_after` waits
+    for it. When a wanted page has arrived and its answer named the next cursor
+    (`desktop.sync.transport.NEXT_CURSOR_HEADER`), that next page is fetched at once: the server builds page
+    n+2 while the client parses page n+1, and no page beyond that is fetched before it is wanted. A page is
+    handed out only for the cursor it was fetched with, so a hint that differs from the parsed cursor costs
+    one wasted request and nothing else; such fetches are dropped. Closing drops what was fetched ahead (and
+    waits for a request already on the wire).
+    """
+
+    def __init__(self, transport: Transport, limit: int) -> None:
+        self._transport = transport
+        self._limit = limit
+        self._wire = ThreadPoolExecutor(max_workers=1, thread_name_prefix="integmed-pull")
+        self._lock = threading.Lock()
+        self._fetches: dict[str | None, Future[RawPage]] = {}
+        self._wanted: set[str | None] = set()
+        self._handed: set[str | None] = set()
+        self._closed = False
+
+    def __enter__(self) -> _PageFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._closed = True
+            fetches, self._fetches = self._fetches, {}
+        for fetch in fetches.values():
+            fetch.cancel()
+        self._wire.shutdown(wait=True, cancel_futures=True)
+
+    def ask(self, cursor: str | None) -> None:
+        """Want the page after ``cursor``: fetch it unless that is under way, then fetch the one it names."""
+        with self._lock:
+            if cursor in self._wanted:
+                return
+            self._wanted.add(cursor)
+            fetch = self._fetches.get(cursor)
+            if fetch is None:
+                fetch = self._fetches[cursor] = self._wire.submit(self._transport.pull_raw, cursor, self._limit)
+        fetch.add_done_callback(self._fetch_named)  # now if it is done already
+
+    def page_after(self, cursor: str | None) -> RawPage:
+        """The page after ``cursor`` as received (wanting it first if need be); raises what its fetch raised."""
+        self.ask(cursor)
+        with self._lock:
+            fetch = self._fetches[cursor]
+        try:
+            return fetch.result()
+        finally:
+            with self._lock:
+                self._fetches.pop(cursor, None)
+                self._wanted.discard(cursor)
+                self._handed.add(cursor)
+                named = _named(fetch)
+                for other in [c for c in self._fetches if c not in self._wanted and c != named]:
+                    self._fetches.pop(other).cancel()  # fetched on a hint the parsed cursor did not confirm
+
+    def _fetch_named(self, fetch: Future[RawPage]) -> None:
+        named = _named(fetch)
+        if named is None:
+            return
+        with self._lock:
+            if not self._closed and named not in self._fetches and named not in self._handed:
+                self._fetches[named] = self._wire.submit(self._transport.pull_raw, named, self._limit)
+
+
+def _named(fetch: Future[RawPage]) -> str | None:
+    """The next cursor a finished fetch's answer named, if any."""
+    if not fetch.done() or fetch.cancelled() or fetch.exception() is not None:
+        return None
+    return fetch.result().next_cursor

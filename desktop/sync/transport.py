@@ -35,6 +35,8 @@ from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.sync.protocol import PullResponse, PushRequest, PushResponse
 
 log = logging.getLogger(__name__)
+NEXT_CURSOR_HEADER = "X-IntegMed-Next-Cursor"
+"""Pull answer header: the page's ``next_cursor``, sent when ``has_more`` (an older server sends none)."""
 GZIP_ABOVE = 1024
 GZIP_LEVEL = 5
 USER_AGENT = "IntegMed-Desktop/0.1"
@@ -77,6 +79,27 @@ def raise_for_problem(resp: httpx.Response) -> None:
         raise ServerError(detail=detail)
     extra = {k: v for k, v in problem.items() if k not in ("type", "title", "status", "code", "detail", "instance")}
     raise ServerRefused(detail, status=resp.status_code, problem_code=code or None, detail=detail, extra=extra)
+
+
+@dataclass(frozen=True)
+class RawPage:
+    """A pull answer as received, before its body is parsed.
+
+    Args:
+        content: the page's `PullResponse` JSON.
+        remaining: feed entries after the page (``X-IntegMed-Remaining``).
+        next_cursor: the page's ``next_cursor`` when the server says another page is ready
+            (`NEXT_CURSOR_HEADER`), so the next page can be asked for before this one is parsed; ``None``
+            otherwise. A hint only: the parsed page's own ``next_cursor`` is what the client stores.
+    """
+
+    content: bytes
+    remaining: int
+    next_cursor: str | None
+
+    def parse(self) -> PullResponse:
+        """The page; `pydantic.ValidationError` when the body is not a valid `PullResponse`."""
+        return PullResponse.model_validate_json(self.content)
 
 
 @dataclass(frozen=True)
@@ -215,10 +238,17 @@ class Transport:
 
     def pull(self, cursor: str | None, limit: int) -> tuple[PullResponse, int]:
         """One page after ``cursor``, and how many feed entries remain after it."""
+        raw = self.pull_raw(cursor, limit)
+        return raw.parse(), raw.remaining
+
+    def pull_raw(self, cursor: str | None, limit: int) -> RawPage:
+        """`pull` without parsing the body (the sync client parses a page while the next one is on the wire)."""
         params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
         resp = self._authed("GET", "/api/v1/sync/pull", params=params)
         remaining = resp.headers.get("x-integmed-remaining", "0")
-        return PullResponse.model_validate_json(resp.content), int(remaining) if remaining.isdigit() else 0
+        return RawPage(
+            resp.content, int(remaining) if remaining.isdigit() else 0, resp.headers.get(NEXT_CURSOR_HEADER) or None
+        )
 
     def wait_pull(self, cursor: str | None, limit: int, wait_s: float) -> tuple[PullResponse, int]:
         """`pull` that the server holds open up to ``wait_s`` seconds until a change after ``cursor`` exists.

@@ -118,7 +118,9 @@ async def push(body: PushRequest, device: CurrentDevice, db: Db, st: State, requ
         " change after the cursor, the request stays open until a commit bumps the clinic's feed (any API"
         " worker: PostgreSQL LISTEN/NOTIFY) and then answers the new page; at the deadline it answers an empty"
         " page with the same cursor. A server holding too many waiting pulls answers 503 `sync.waiters_full`"
-        " with Retry-After. An older server ignores `wait` and answers at once."
+        " with Retry-After. An older server ignores `wait` and answers at once. Headers: `X-IntegMed-Remaining`,"
+        " the feed entries after the page; `X-IntegMed-Next-Cursor` (only when `has_more`), the page's"
+        " `next_cursor`, so a client can ask for the next page before it has parsed this one."
     ),
     responses=errors.responses(
         errors.ClientOutdated, errors.ServerOutdated, errors.DeviceInvalid, sync_service.WaitersFull
@@ -149,7 +151,10 @@ async def pull(
     )
     # The body is the page's `PullResponse` JSON, built chunk by chunk by the service (bounded memory).
     # Progress for a first sync: how much is left after this page (header, so the body stays the protocol's).
-    return Response(page.body, media_type="application/json", headers={"X-IntegMed-Remaining": str(remaining)})
+    headers = {"X-IntegMed-Remaining": str(remaining)}
+    if page.has_more:  # lets the client ask for the next page while it still parses this one
+        headers["X-IntegMed-Next-Cursor"] = page.next_cursor
+    return Response(page.body, media_type="application/json", headers=headers)
 
 
 @router.get(

@@ -17,7 +17,7 @@ from desktop.errors import ServerUnreachable
 from desktop.store.outbox import OutboxEntry
 from desktop.store.patients import BULK_INDEX_FROM
 from desktop.sync.client import SyncClient, wire_change
-from desktop.sync.transport import RetryPolicy, Transport
+from desktop.sync.transport import NEXT_CURSOR_HEADER, RetryPolicy, Transport
 from shared.sync.protocol import Change
 from tests.e2e.conftest import PC, Server, server_snapshot
 
@@ -164,3 +164,122 @@ def test_outbox_entries_go_out_as_protocol_changes_whatever_their_kind() -> None
     assert {k: v for k, v in wire_change(reading).items() if k != "kind"} == {
         k: v for k, v in wire_change(entry).items() if k != "kind"
     }
+
+
+PULL = "/api/v1/sync/pull"
+
+
+class RewriteNextCursor(httpx.BaseTransport):
+    """Pull answers with their ``X-IntegMed-Next-Cursor`` header dropped (an older server) or replaced by a cursor
+    that is not the page's (a lying hint); every request is recorded with its cursor."""
+
+    def __init__(self, hint: Callable[[str], str | None]) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.hint = hint
+        self.asked: list[str | None] = []
+        self.named: dict[str | None, str] = {}  # the cursor each request asked with -> the server's next cursor
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.url.path != PULL:
+            return response
+        self.asked.append(request.url.params.get("cursor"))
+        response.read()  # the body decoded: it goes on without its content encoding
+        dropped = {NEXT_CURSOR_HEADER.lower().encode(), b"content-encoding", b"content-length"}
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in dropped]
+        named = response.headers.get(NEXT_CURSOR_HEADER)
+        if named is not None:
+            self.named[request.url.params.get("cursor")] = named
+            changed = self.hint(named)
+            if changed is not None:
+                headers.append((NEXT_CURSOR_HEADER.encode(), changed.encode()))
+        return httpx.Response(response.status_code, headers=headers, content=response.content)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def chain(self) -> list[str | None]:
+        """The cursors of the feed's pages from the start, as the server named them."""
+        cursors: list[str | None] = [None]
+        while cursors[-1] in self.named:
+            cursors.append(self.named[cursors[-1]])
+        return cursors
+
+
+def _pc_with(make_pc: Callable[..., PC], name: str, wire: httpx.BaseTransport) -> PC:
+    def factory(url: str) -> Transport:
+        return Transport(url, http=httpx.Client(transport=wire, trust_env=False), retry=RetryPolicy(attempts=1))
+
+    pc = make_pc(name, transport_factory=factory)
+    pc.enroll()
+    return pc
+
+
+def _stored_cursor(pc: PC) -> str | None:
+    assert pc.store is not None
+    with pc.store.uow.read() as uow:
+        return uow.sync_state.pull_cursor()
+
+
+@pytest.mark.parametrize(
+    ("hint", "wasted"),
+    [
+        (lambda named: named, 0),  # the server's own hint: each page asked for once, before the previous is parsed
+        (lambda named: None, 0),  # an older server names no cursor: asked for after parsing, as before
+        (lambda named: "1", None),  # a hint that is not the page's: wasted requests, the right pages applied
+    ],
+    ids=["hint", "no-hint", "wrong-hint"],
+)
+def test_pages_asked_for_on_the_servers_hint_are_applied_once_each_in_order(
+    make_pc: Callable[..., PC], hint: Callable[[str], str | None], wasted: int | None
+) -> None:
+    a = make_pc("pc-a")
+    a.enroll()
+    count = 30
+    _register(a, count)
+    assert _client(a, batch_size=50).run_once().complete
+    wire = RewriteNextCursor(hint)
+    b = _pc_with(make_pc, "pc-b", wire)
+
+    report = _client(b, page_size=4).run_once()
+
+    pages = -(-count // 4)
+    assert report.complete and report.pages == pages and report.pulled == report.inserted == count
+    assert b.snapshot() == a.snapshot()
+    chain = wire.chain()
+    assert len(chain) == pages  # the server names the next cursor on every page but the last
+    assert _stored_cursor(b) == _stored_cursor(a)  # the last page's cursor, as without pages fetched ahead
+    # Every page of the feed was asked for once, with the cursor of the page before it, in order.
+    assert [cursor for cursor in wire.asked if cursor in chain] == chain
+    if wasted is not None:
+        assert len(wire.asked) == pages + wasted
+    else:
+        assert len(wire.asked) > pages  # the wrong hints were asked for too, and their pages dropped
+
+
+def test_a_page_fetched_ahead_that_fails_stops_the_round_after_the_pages_before_it(
+    make_pc: Callable[..., PC],
+) -> None:
+    a = make_pc("pc-a")
+    a.enroll()
+    _register(a, 12)
+    assert _client(a, batch_size=50).run_once().complete
+
+    class FailThirdPull(RewriteNextCursor):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == PULL and len(self.asked) == 2:
+                self.asked.append(request.url.params.get("cursor"))
+                raise httpx.ConnectError("link down", request=request)
+            return super().handle_request(request)
+
+    wire = FailThirdPull(lambda named: named)
+    b = _pc_with(make_pc, "pc-b", wire)
+    with pytest.raises(ServerUnreachable):
+        _client(b, page_size=4).run_once()
+    assert b.store is not None
+    with b.store.uow.read() as uow:
+        assert uow.patients.count() == 8  # pages 1 and 2 applied with their cursors; page 3 never came
+    assert _stored_cursor(b) == wire.chain()[2]  # page 2's next cursor
+
+    report = _client(b, page_size=4).run_once()  # the next round goes on from the stored cursor
+    assert report.complete and report.pulled == 4 and b.snapshot() == a.snapshot()

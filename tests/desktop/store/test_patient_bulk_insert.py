@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from desktop.errors import KnownError
 from desktop.services.patients import PatientService
 from desktop.store import LocalStore
-from desktop.store.patients import BULK_INDEX_FROM
+from desktop.store.patients import _JSON_TEXT, BULK_INDEX_FROM
+from desktop.store.tables import JsonText
 from shared.clock import Stamp, encode
 from shared.ids import luhn_check_digit, uuid7
 from shared.sync.protocol import JsonValue
@@ -107,3 +110,60 @@ def test_a_failed_bulk_insert_leaves_no_row_no_document_and_the_trigger(local_st
     assert _trigger_sql(local_store) == trigger
     with local_store.uow.read() as uow:
         assert uow.patients.known_ids(pid for pid, _ in rows) == {rows[0][0]}
+
+
+def test_a_page_after_the_largest_rowid_finds_its_rows_by_id(
+    local_store: LocalStore, patient_service: PatientService
+) -> None:
+    """Once a rowid is 2**63 - 1, SQLite gives new rows free rowids at random (below it): the documents of the
+    rows not after the old largest rowid come by id, so every new patient still gets exactly one."""
+    first = [(uuid7(), body) for body in _bodies(1)]
+    _store(local_store, first, bulk=False)
+
+    def to_the_top() -> None:
+        with local_store.uow.write() as uow:
+            uow.connection.exec_driver_sql("UPDATE patients SET rowid = 9223372036854775807")
+            uow.commit()
+
+    local_store.writer.run(to_the_top)
+    bodies = _bodies(BULK_INDEX_FROM + 10)
+    page = [(uuid7(), body) for body in bodies]
+    _store(local_store, page, bulk=True)
+
+    documents = {pid: (name, digits) for pid, name, digits in _documents(local_store)}
+    assert len(documents) == 1 + len(page)
+    single = [(uuid7(), body) for body in bodies]
+    _store(local_store, single, bulk=False)  # the trigger's documents, to compare with
+    documents = {pid: (name, digits) for pid, name, digits in _documents(local_store)}
+    for (bulk_id, _), (single_id, _) in zip(page, single, strict=True):
+        assert documents[str(bulk_id)] == documents[str(single_id)]
+    assert bulk_id in {p.id for p in patient_service.search(str(bodies[-1]["name"]))}
+
+
+def test_a_page_into_an_empty_store_and_after_stored_rows_gets_every_document(local_store: LocalStore) -> None:
+    first = [(uuid7(), body) for body in _bodies(BULK_INDEX_FROM)]
+    _store(local_store, first, bulk=True)  # no rowid before: every row is new
+    second = [(uuid7(), body) for body in _bodies(BULK_INDEX_FROM + 1)]
+    _store(local_store, second, bulk=True)
+    assert sorted(pid for pid, _, _ in _documents(local_store)) == sorted(str(pid) for pid, _ in first + second)
+    with local_store.uow.read() as uow:  # in insertion order, as the trigger adds them
+        order = uow.connection.exec_driver_sql("SELECT patient_id FROM patient_search_docs ORDER BY doc_id").scalars()
+        assert list(order) == [str(pid) for pid, _ in first + second]
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=16,
+)
+
+
+@given(value=_JSON_VALUES)
+def test_the_json_text_of_a_row_is_the_json_text_column_encoding(value: Any) -> None:
+    column = JsonText(none_as_null=False)
+    assert _JSON_TEXT(value) == column.process_bind_param(value, sa.create_engine("sqlite://").dialect)
+
+
+def test_a_value_json_cannot_hold_is_refused_as_json_refuses_it() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _JSON_TEXT({"when": datetime(2026, 1, 1)})

@@ -18,7 +18,7 @@ diagnosis picker; in the picker ↓ opens the suggestions and Enter adds the dia
 selected diagnosis from the list; Ctrl+W saves a draft and closes the screen.
 
 A signed prescription shows its status beside the encounter's (signed, DISPENSED, CANCELLED, SUPERSEDED, and
-"waiting to sync" until the server holds it). Its prescriber cancels it with Ctrl+Shift+X ("Cancel
+"waiting to sync" until the server holds it). Its prescriber cancels it with Ctrl+Shift+C ("Cancel
 prescription…", with a typed reason; `desktop.services.rx_status`); a cancelled one is never printed again
 (the Sign & print button is disabled and says why).
 """
@@ -521,7 +521,7 @@ class EncounterScreen(QWidget):
         self.sign_button = QPushButton("Sign && &print… (Ctrl+P)", self)
         self.sign_button.setToolTip("Complete the encounter, sign the prescription with your key, print it with its QR")
         self.sign_button.setVisible(self._rx_signing is not None)
-        self.cancel_rx_button = QPushButton("Cancel prescription… (Ctrl+Shift+X)", self)
+        self.cancel_rx_button = QPushButton("Cancel prescription… (Ctrl+Shift+C)", self)
         self.cancel_rx_button.setToolTip("Cancel your signed prescription, with a reason; it is never printed again")
         self.cancel_rx_button.setVisible(False)
         for button in (
@@ -558,7 +558,7 @@ class EncounterScreen(QWidget):
             "diagnosis": QShortcut(QKeySequence("Ctrl+D"), self),
             "close": QShortcut(QKeySequence("Ctrl+W"), self),
             "sign": QShortcut(QKeySequence("Ctrl+P"), self),
-            "cancel_rx": QShortcut(QKeySequence("Ctrl+Shift+X"), self),
+            "cancel_rx": QShortcut(QKeySequence("Ctrl+Shift+C"), self),
         }
         for shortcut in self._shortcuts.values():
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -1055,7 +1055,7 @@ class EncounterScreen(QWidget):
 
     @Slot()
     def on_cancel_rx_requested(self) -> None:
-        """Ctrl+Shift+X: the prescriber cancels his signed prescription, with a reason (signed offline)."""
+        """Ctrl+Shift+C: the prescriber cancels his signed prescription, with a reason (signed offline)."""
         if self._busy or self._rx_status is None or self._signed is None:
             return
         record, status = self._signed

@@ -1,4 +1,4 @@
-"""Cancel a signed prescription from the encounter screen (Ctrl+Shift+X), offline; it shows CANCELLED and is
+"""Cancel a signed prescription from the encounter screen (Ctrl+Shift+C), offline; it shows CANCELLED and is
 never printed again."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def harness(
 
 
 @pytest.mark.expect_log_warnings  # the test PC has no OS keyring: the signing key goes to the data folder's file
-def test_ctrl_shift_x_cancels_the_signed_prescription_with_a_reason_and_it_is_never_printed_again(
+def test_ctrl_shift_c_cancels_the_signed_prescription_with_a_reason_and_it_is_never_printed_again(
     qtbot: QtBot, harness: Harness, presenter: Any, tmp_path: Path, artifacts_dir: Path
 ) -> None:
     signing = signing_for(tmp_path, make_test_chain())
@@ -67,7 +67,7 @@ def test_ctrl_shift_x_cancels_the_signed_prescription_with_a_reason_and_it_is_ne
     assert screen.rx_status_label.text().startswith("Prescription signed ")
     render_png(artifacts_dir / "ui_encounter_rx_signed_cancel_action.png", screen)
 
-    press(qtbot, Qt.Key.Key_X, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    press(qtbot, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     qtbot.waitUntil(lambda: "CANCELLED" in screen.rx_status_label.text(), timeout=20_000)
     harness.settle()
     assert presenter.shown == []
@@ -83,7 +83,7 @@ def test_ctrl_shift_x_cancels_the_signed_prescription_with_a_reason_and_it_is_ne
 
     press(qtbot, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)  # the shortcut too: no second print
     assert "never printed again" in screen.message.text() and len(opened) == 1
-    press(qtbot, Qt.Key.Key_X, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    press(qtbot, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     harness.settle()
     assert len(asked) == 1  # nothing to cancel any more
 

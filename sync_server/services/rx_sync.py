@@ -138,7 +138,8 @@ class SignedFields(BaseModel):
 async def push(
     conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC, ctx: SigningContext | None
 ) -> list[tuple[int, ChangeResult]]:
-    """Decide the batch's drafts, then verify and store its signed prescriptions; (index, result) for each."""
+    """Decide the batch's drafts, then verify and store its signed prescriptions, then their status events;
+    (index, result) for each."""
     out = await push_drafts(conn, actor, req, clock)
     entries: list[dict[str, Any]] = []
     stored: list[uuid.UUID] = []

@@ -23,15 +23,16 @@ from tests.sync_server.test_sync_api import Device, new_patient
 class Signed:
     """A prescription the device's doctor signed on his PC and pushed, with his key."""
 
-    def __init__(self, api: TestClient, who: SignedIn, device: Device) -> None:
+    def __init__(self, api: TestClient, who: SignedIn, device: Device, *, push: bool = True) -> None:
         pid, eid = uuid7(), uuid7()
         results(device.push([device.change(pid, new_patient()), enc_change(device, eid, header(pid))]))
         self.key = keys.generate_private_key()
         self.cert = certify(api, who, self.key).json()
         self.rx_id = uuid7()
         self.signed = signed(self.cert, self.key, self.rx_id)
-        change = rx_change(device, self.rx_id, self.signed, eid=eid, pid=pid, prescriber=who.user["id"])
-        assert [r["status"] for r in results(device.push([change]))] == ["applied"]
+        self.change = rx_change(device, self.rx_id, self.signed, eid=eid, pid=pid, prescriber=who.user["id"])
+        if push:
+            assert [r["status"] for r in results(device.push([self.change]))] == ["applied"]
 
 
 def status_change(
@@ -161,3 +162,12 @@ def test_seq_taken_by_a_pharmacy_dispensing_is_stale_base_then_the_next_seq_appl
         "applied"
     ]
     assert [(e["seq"], e["status"]) for e in events_of(api, doctor, rx.rx_id)] == [(1, "dispensed"), (2, "cancelled")]
+
+
+def test_signed_and_cancelled_offline_then_pushed_in_one_batch(api: TestClient, doctor: SignedIn) -> None:
+    """The PC signs and cancels before it syncs: the batch holds both, the event after its prescription."""
+    a = Device(api, doctor, "Doctor's PC")
+    rx = Signed(api, doctor, a, push=False)
+    both = [rx.change, status_change(a, rx)]
+    assert [r["status"] for r in results(a.push(both))] == ["applied", "applied"]
+    assert [e["status"] for e in events_of(api, doctor, rx.rx_id)] == ["cancelled"]

@@ -31,7 +31,8 @@ from desktop.errors import KnownError
 from desktop.services.signing import SigningService
 from desktop.store.prescriptions import PrescriptionRepository
 from desktop.store.rx_status import LIVE, StatusEventRepository, StoredEvent
-from desktop.store.signed_prescriptions import SignedPrescriptionRepository, SignedRecord
+from desktop.store.signed_prescriptions import SignedPrescriptionRepository
+from desktop.store.signed_prescriptions import SignedRecord as SignedRecord  # for the screens (ui never imports store)
 from desktop.store.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from shared.clock import HLC, encode
 from shared.errors import DomainError

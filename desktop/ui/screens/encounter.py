@@ -70,8 +70,7 @@ from desktop.services.prescribing import (
     prescriber_for,
 )
 from desktop.services.rx_signing import RxSigningService, SignedPrint
-from desktop.services.rx_status import RxStatus, RxStatusService
-from desktop.store.signed_prescriptions import SignedRecord
+from desktop.services.rx_status import RxStatus, RxStatusService, SignedRecord
 from desktop.ui.error_dialogs import present_error
 from desktop.ui.open_file import open_with_system
 from desktop.ui.runner import PresentError, Runner

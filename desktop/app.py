@@ -41,6 +41,7 @@ from desktop.services.patients import PatientService
 from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.services.readings import ReadingService
 from desktop.services.rx_signing import RxSigningService
+from desktop.services.rx_status import RxStatusService
 from desktop.services.signing import SigningService
 from desktop.services.sync_status import SyncStatus, SyncStatusService
 from desktop.services.timeline import TimelineService
@@ -137,8 +138,16 @@ class SyncLink:
     """
 
     def __init__(
-        self, store: LocalStore, auth: AuthService, transports: TransportCache, secrets: Any, data_dir: Path
+        self,
+        store: LocalStore,
+        auth: AuthService,
+        transports: TransportCache,
+        secrets: Any,
+        data_dir: Path,
+        *,
+        before_round: Callable[[], object] | None = None,
     ) -> None:
+        self._before_round = before_round  # e.g. sign stale status events again (RxStatusService.resign_stale)
         self._store_dir = data_dir  # the revocation-list cache lives in the data folder
         self._store = store
         self._auth = auth
@@ -153,6 +162,11 @@ class SyncLink:
         token = self._auth.device_token()
         if enrolment is None or token is None:
             raise NotEnrolled()
+        if self._before_round is not None:
+            try:
+                self._before_round()
+            except Exception:  # never keeps the round from running
+                logger.exception("the work before a sync round failed")
         self.server_url = enrolment.server_url
         transport = self._transports.get(enrolment.server_url)
         if self._device != (enrolment.device_id, token):
@@ -223,6 +237,7 @@ class DesktopApp:
         )
         self.signing = SigningService(self.doctor_keys, settings.data_dir)
         self.rx_signing = RxSigningService(store.uow, self.signing, settings.data_dir, clock=store.clock)
+        self.rx_status = RxStatusService(store.uow, self.signing, clock=store.clock)
         self.patients = PatientService(writer=store.writer, uow=store.uow, clock=store.clock)
         self.sync_status = SyncStatusService(store.uow)
         self.encounters = EncounterService(writer=store.writer, uow=store.uow, clock=store.clock)
@@ -230,7 +245,10 @@ class DesktopApp:
         self.readings = ReadingService(store.uow, store.clock, open_encounter=self._open_encounter)
         self.ble_worker = BleWorker(self.readings)  # the BLE thread starts on the first scan or read
         self.runner = Runner(store.writer.executor, error_presenter=error_presenter)
-        self.link = SyncLink(store, self.auth, self.transports, self.secrets, settings.data_dir)
+        # Before each round: a cancel whose seq the server gave to another event meanwhile is signed again.
+        self.link = SyncLink(
+            store, self.auth, self.transports, self.secrets, settings.data_dir, before_round=self.rx_status.resign_stale
+        )
         self.sync_worker = SyncWorker(
             self.runner,
             make_client=self.link.client,
@@ -347,6 +365,7 @@ class DesktopApp:
             prescribing=self.prescribing,
             doctor=Clinician.of(user),
             rx_signing=self.rx_signing,
+            rx_status=self.rx_status,
             timeline=TimelineService(self.store.uow),
             verify_trust=self._verify_trust,
         )

@@ -27,6 +27,7 @@ from desktop.services.printing import write_prescription_pdf
 from desktop.services.signing import SigningService
 from desktop.store.encounters import EncounterRepository, utc_text
 from desktop.store.prescriptions import PrescriptionRepository, StoredPrescription
+from desktop.store.rx_status import StatusEventRepository
 from desktop.store.signed_prescriptions import SignedPrescriptionRepository, SignedRecord
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from shared.clock import HLC, encode
@@ -36,6 +37,7 @@ from shared.signing import cose as cose_codec
 from shared.signing.content import AyushItem, Clinic, Diagnosis, Medicine, PrescriptionContent
 from shared.signing.content import Patient as RxPatient
 from shared.signing.rx import decode_content
+from shared.signing.status import TERMINAL
 from shared.sync.protocol import JsonValue, Op, RecordKind
 
 RX_VALID_DAYS = 30
@@ -54,6 +56,13 @@ class NotThePrescriber(KnownError):
     default_message = "This prescription was written by another doctor; only he can sign it."
     action = "Ask the prescribing doctor to sign it on his own sign-in."
     code = "desktop.signing.not_prescriber"
+
+
+class PrescriptionEnded(KnownError):
+    title = "This prescription is cancelled"
+    default_message = "A cancelled or superseded prescription is never printed again."
+    action = "Write a new prescription (a new encounter) if the patient needs one."
+    code = "desktop.signing.prescription_ended"
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,13 @@ class RxSigningService:
             patient = uow.patients.get(rx.patient_id)
             clinic_name = uow.sync_state.get(CLINIC_NAME) or ""
             existing = SignedPrescriptionRepository(uow.connection).find(rx.id)
+            ended = next(
+                (e for e in StatusEventRepository(uow.connection).for_prescription(rx.id) if e.status in TERMINAL
+                 and e.state != "refused"),
+                None,
+            )  # fmt: skip
+        if ended is not None:  # its printout must not come out again as if valid
+            raise PrescriptionEnded(f"This prescription was {ended.status}: {ended.reason}")
         signer = self._signing.signer(user_id)
         if existing is None:
             if rx.prescriber_id != user_id:

@@ -14,6 +14,7 @@ from pathlib import Path
 from desktop.errors import KnownError
 from desktop.rx.revocations import load_cached
 from desktop.security.doctor_keys import DoctorKeys, Signer
+from shared.signing.errors import VerificationError
 from shared.signing.rx import (
     PrescriptionContent,
     SignedPrescription,
@@ -21,6 +22,7 @@ from shared.signing.rx import (
     sign_prescription,
     verify_qr_payload,
 )
+from shared.signing.status import StatusEvent, sign_event, verify_event
 from shared.signing.trust import TrustStore, default_trust
 
 
@@ -55,3 +57,25 @@ class SigningService:
         if not check.valid:
             raise SignatureNotVerifiable(detail=f"{check.reason}: {check.message}")
         return signed, check
+
+    def sign_status_event(self, user_id: uuid.UUID, event: StatusEvent) -> bytes:
+        """Sign a status event (cancel / supersede) offline with the doctor's key; verified as any PC would.
+
+        ``event.kid`` must be the doctor's key id on this PC (``signer(user_id).claims.kid``).
+        """
+        signer = self._keys.signer(user_id)
+        signed = sign_event(event, signer.private_key)
+        trust = self._trust or default_trust()
+        try:
+            verify_event(
+                signed,
+                rx_id=event.rx_id,
+                content_hash=event.content_hash,
+                doctor_certificate=signer.doctor_certificate,
+                issuer_certificate=signer.issuer_certificate,
+                trust=trust,
+                revocations=load_cached(self._data_dir, trust).lists,
+            )
+        except VerificationError as exc:
+            raise SignatureNotVerifiable(detail=f"{exc.reason}: {exc.message}") from exc
+        return signed

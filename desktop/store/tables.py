@@ -357,3 +357,32 @@ prescription_history = sa.Table(
     sa.Index("prescription_history_record", "prescription_id", "id"),
     sqlite_autoincrement=True,
 )
+
+# --- status events of signed prescriptions (revision 2026_11_26_0008; shared.signing.status) ---------------
+
+prescription_status_events = sa.Table(
+    "prescription_status_events",
+    metadata,
+    # One signed event (dispensed / cancelled / superseded): signed here (``pending`` until the server holds
+    # it, ``stale`` when its seq was taken meanwhile, ``refused`` for good) or pulled (``synced``).
+    sa.Column("id", UuidText, primary_key=True),
+    sa.Column("prescription_id", UuidText, sa.ForeignKey("prescriptions.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UtcTimestamp, nullable=False),
+    sa.Column("signer_id", UuidText),  # the doctor who signed it on this PC (to sign it again); NULL if pulled
+    sa.Column("signer_kid", sa.Text, nullable=False),
+    sa.Column("cose", sa.LargeBinary, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("refusal", sa.Text),
+    sa.Column("created_at", UtcTimestamp, nullable=False),
+    sa.Column("updated_at", UtcTimestamp, nullable=False),
+    sa.Index(
+        "prescription_status_events_seq",
+        "prescription_id",
+        "seq",
+        unique=True,
+        sqlite_where=sa.text("state IN ('pending', 'synced')"),
+    ),
+)

@@ -16,6 +16,15 @@
   status (`refused_signed_prescriptions`) and logged. A good one is stored exactly as signed: the prescription
   row takes the signed lines (a differing local draft list goes to history) and becomes final, the signature
   row is written once.
+* ``prescription_status`` (`shared.signing.status`): a signed status event (a pharmacy's dispensing, a cancel
+  from another PC or this one's own echo) is verified on this PC with the signer's certificate (sent with it)
+  against the prescription's signed content hash and the trust roots, then stored ``synced``. An event of a
+  prescription not signed here yet is parked. One that takes the seq of this PC's pending event turns that
+  one ``stale`` (the server will answer ``stale_base``; `desktop.services.rx_status` signs it again). A bad one
+  is not stored: its id and reason are kept in the sync state (`refused_status_events`) and logged.
+
+The push answer for this PC's events is recorded by `note_refused_drafts` (same transaction as the ack):
+``applied`` makes an event ``synced``, ``stale_base`` ``stale``, any other rejection ``refused`` with its reason.
 """
 
 from __future__ import annotations
@@ -26,22 +35,25 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from desktop.rx.revocations import load_cached
 from desktop.store.encounters import EncounterRepository
 from desktop.store.prescriptions import PrescriptionRepository, StoredPrescription, pad_lines, typed_line
+from desktop.store.rx_status import StatusEventRepository, StoredEvent
 from desktop.store.signed_prescriptions import SignedPrescriptionRepository, SignedRecord
 from desktop.store.unit_of_work import UnitOfWork
 from shared.audit import canonical_json
+from shared.signing.errors import VerificationError
 from shared.signing.revocation import RevocationList
-from shared.signing.rx import encode_qr_payload, verify_qr_payload
+from shared.signing.rx import certificates_of, encode_qr_payload, verify_qr_payload
+from shared.signing.status import verify_event
 from shared.signing.trust import TrustStore, default_trust
 from shared.sync.merge import LostValue, MergeOutcome, Side
 from shared.sync.prescription_merge import CONTENT_FIELDS, OPTIONAL_CONTENT_FIELDS, DraftConflict, merge_draft
-from shared.sync.protocol import Change, RecordKind
+from shared.sync.protocol import Change, ChangeStatus, RecordKind, RejectCode
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +61,9 @@ PARKED_KEY = "parked_prescriptions"
 """Sync-state key: pulled prescription changes waiting for their encounter (JSON list of changes)."""
 REFUSED_KEY = "refused_signed_prescriptions"
 """Sync-state key: pulled signed prescriptions this PC refused to store, with the reason (JSON object)."""
-KINDS = frozenset({RecordKind.PRESCRIPTION_DRAFT, RecordKind.SIGNED_PRESCRIPTION})
+REFUSED_STATUS_KEY = "refused_status_events"
+"""Sync-state key: pulled status events this PC refused to store, with the reason (JSON object)."""
+KINDS = frozenset({RecordKind.PRESCRIPTION_DRAFT, RecordKind.SIGNED_PRESCRIPTION, RecordKind.PRESCRIPTION_STATUS})
 (EXCLUDED_FIELD,) = OPTIONAL_CONTENT_FIELDS
 
 
@@ -82,16 +96,27 @@ def apply_prescriptions(
     todo = [*parked, *changes]
     if not todo:
         return stats  # the usual page (no prescriptions, nothing parked): no trust store to read
-    signed = any(c.kind is RecordKind.SIGNED_PRESCRIPTION for c in todo)
+    signed = any(c.kind in (RecordKind.SIGNED_PRESCRIPTION, RecordKind.PRESCRIPTION_STATUS) for c in todo)
     if signed and trust is None:
         trust = default_trust()
     revocations = _revocations(uow, trust) if signed and trust is not None else ()
+    refused_events: dict[str, str] = {}
     for change in todo:
         if change.kind is RecordKind.SIGNED_PRESCRIPTION:
             assert trust is not None
             _apply_signed(uow, change, now=now, stats=stats, trust=trust, revocations=revocations)
+        elif change.kind is RecordKind.PRESCRIPTION_STATUS:
+            assert trust is not None
+            try:
+                _apply_status(uow, change, now=now, stats=stats, trust=trust, revocations=revocations)
+            except SignatureRefused as exc:
+                log.error("pulled status event %s refused: %s", change.id, exc)
+                refused_events[str(change.id)] = str(exc)
         else:
             _apply_draft(uow, change, now=now, stats=stats)
+    if refused_events:
+        known_events = dict(json.loads(uow.sync_state.get(REFUSED_STATUS_KEY) or "{}"))
+        uow.sync_state.set(REFUSED_STATUS_KEY, json.dumps(known_events | refused_events))
     waiting = [c.model_dump(mode="json", include=set(Change.model_fields)) for c in stats.parked]
     if waiting or parked:
         uow.sync_state.set(PARKED_KEY, json.dumps(waiting) if waiting else None)
@@ -303,13 +328,110 @@ def _keep_local_list(
     repo.add_history(local.id, differs, dict.fromkeys(current, hlc), now=now)
 
 
+def _apply_status(
+    uow: UnitOfWork,
+    change: Change,
+    *,
+    now: datetime,
+    stats: PrescriptionStats,
+    trust: TrustStore,
+    revocations: tuple[RevocationList, ...],
+) -> None:
+    """Verify and store one pulled status event (or park it until its signed prescription is here).
+
+    Raises:
+        SignatureRefused: it does not verify (the reason code first).
+    """
+    events = StatusEventRepository(uow.connection)
+    f = change.fields
+    try:
+        cose = base64.b64decode(str(f["cose"]), validate=True)
+        rx_id = uuid.UUID(str(f["prescription_id"]))
+        certificate = base64.b64decode(str(f["certificate"]), validate=True) if f.get("certificate") else None
+    except (binascii.Error, ValueError, KeyError):
+        raise SignatureRefused("malformed: cose, certificate or prescription_id") from None
+    known = events.find(change.id)
+    if known is not None:
+        if known.cose == cose:
+            if known.state != "synced":  # our own event, echoed: the server holds it
+                events.set_state(change.id, "synced", refusal=None, now=now)
+                stats.updated += 1
+            else:
+                stats.unchanged += 1
+            return
+        if known.state == "synced":
+            log.error("pulled status event %s differs from the one stored here; kept this PC's", change.id)
+            stats.unchanged += 1
+            return
+    signed = SignedPrescriptionRepository(uow.connection).find(rx_id)
+    if signed is None:
+        stats.parked.append(change)  # its signed prescription has not been pulled (or parked) yet
+        return
+    try:
+        rx_doctor, rx_issuer = certificates_of(signed.cose)
+        event = verify_event(
+            cose,
+            rx_id=rx_id,
+            content_hash=signed.content_hash,
+            doctor_certificate=certificate or rx_doctor,
+            issuer_certificate=rx_issuer,
+            trust=trust,
+            revocations=revocations,
+        )
+    except VerificationError as exc:
+        raise SignatureRefused(f"{exc.reason}: {exc.message}") from None
+    why = f"stale_base: event {event.seq} is the server's {event.status} of {event.at:%Y-%m-%d %H:%M} UTC"
+    events.make_way(rx_id, event.seq, keep=change.id, now=now, why=why)
+    if known is not None:  # our own event, signed again here meanwhile: the server's copy is the one that counts
+        events.adopt(change.id, seq=event.seq, at=event.at, kid=event.kid, cose=cose, now=now)
+        stats.updated += 1
+        return
+    events.add(
+        StoredEvent(
+            id=change.id, prescription_id=rx_id, seq=event.seq, status=event.status, reason=event.reason,
+            at=event.at, signer_id=None, signer_kid=event.kid, cose=cose, state="synced", refusal=None,
+            created_at=now, updated_at=now,
+        )
+    )  # fmt: skip
+    stats.inserted += 1
+
+
+def refused_status_events(uow: UnitOfWork) -> dict[str, str]:
+    """Pulled status events that did not verify on this PC and were not stored: id → reason."""
+    return dict(json.loads(uow.sync_state.get(REFUSED_STATUS_KEY) or "{}"))
+
+
+def _note_status_results(uow: UnitOfWork, entries: list[Any], results: list[Any]) -> None:
+    """The server's answer to this PC's status events: synced, stale (sign again later) or refused for good."""
+    repo = StatusEventRepository(uow.connection)
+    now = datetime.now(UTC)
+    for entry, result in zip(entries, results, strict=True):
+        if entry.kind != RecordKind.PRESCRIPTION_STATUS:
+            continue
+        local = repo.find(entry.record_id)
+        if local is None or local.state == "synced":
+            continue
+        sent = json.loads(entry.wire).get("fields", {}).get("cose")
+        if sent != base64.b64encode(local.cose).decode("ascii"):
+            continue  # signed again since: that newer copy has its own answer coming
+        if result.status is ChangeStatus.APPLIED:
+            repo.set_state(local.id, "synced", refusal=None, now=now)
+        elif result.reason == RejectCode.STALE_BASE:
+            repo.set_state(local.id, "stale", refusal=f"stale_base: {result.message or ''}", now=now)
+        elif result.reason != RejectCode.CLOCK_SKEW:
+            repo.set_state(local.id, "refused", refusal=f"{result.reason}: {result.message or ''}", now=now)
+
+
 def note_refused_drafts(uow: UnitOfWork, entries: list[Any], results: list[Any]) -> None:
     """Record on each local draft the server's refusal of its pushed edit (in the push answer's transaction).
 
     The draft itself is not touched: it stays on this PC as the doctor saved it, and the Rx pad shows the
     refusal (`PrescribingService.sync_refusal`) until the next save. A refusal of an older edit than the
     draft's latest is not recorded (the newer edit is still on its way).
+
+    The answers to this PC's status events are recorded here too (`_note_status_results`).
     """
+    _note_status_results(uow, entries, results)
     repo = PrescriptionRepository(uow.connection)
     for entry, result in zip(entries, results, strict=True):
         if entry.kind != RecordKind.PRESCRIPTION_DRAFT or result.reason is None:

@@ -23,6 +23,7 @@ from desktop.services.encounters import EncounterService
 from desktop.services.patients import PatientService
 from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.services.rx_signing import RxSigningService
+from desktop.services.rx_status import RxStatusService
 from desktop.services.timeline import TimelineService
 from desktop.ui.bridges.sync_worker import SyncWorker
 from desktop.ui.error_dialogs import is_cancellation, present_error
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         prescribing: PrescribingService | None = None,
         doctor: Clinician | None = None,
         rx_signing: RxSigningService | None = None,
+        rx_status: RxStatusService | None = None,
         timeline: TimelineService | None = None,
         verify_trust: TrustLoader | None = None,
         parent: QWidget | None = None,
@@ -124,6 +126,7 @@ class MainWindow(QMainWindow):
                 doctor,
                 error_presenter=error_presenter,
                 rx_signing=rx_signing,
+                rx_status=rx_status,
                 parent=self,
             )
             self.shell.addWidget(self.encounter)

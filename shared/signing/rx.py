@@ -67,6 +67,7 @@ __all__ = [  # the content model lives in shared.signing.content; re-exported so
     "SignedPrescription",
     "Verification",
     "canonical_bytes",
+    "certificates_of",
     "content_from_mapping",
     "content_hash",
     "decode_content",
@@ -265,6 +266,18 @@ def _certificates(message: cose.Sign1) -> tuple[bytes, bytes | None]:
     assert isinstance(doctor, bytes)
     assert issuer is None or isinstance(issuer, bytes)
     return doctor, issuer
+
+
+def certificates_of(cose_bytes: bytes) -> tuple[bytes, bytes | None]:
+    """The doctor's and the issuer's certificates a signed prescription carries (signature not checked).
+
+    Raises:
+        VerificationError: malformed, or no doctor certificate.
+    """
+    try:
+        return _certificates(cose.decode_sign1(cose_bytes))
+    except cose.CoseError as exc:
+        raise VerificationError(Reason.MALFORMED, f"not a signed prescription: {exc.message}") from exc
 
 
 def _when(value: datetime) -> str:

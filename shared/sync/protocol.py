@@ -108,6 +108,22 @@ class RecordKind(StrEnum):
     rule's reason (``rx.contraindicated: … (rule DDI-018)``, ``rx.override_required: …``, ``rx.not_permitted:
     … (rule SP-…; source)``); an edit
     of a signed prescription is ``signed_immutable``.
+
+    ``prescription_status`` is append-only, like a reading: a signed status event of a signed prescription
+    (`shared.signing.status`). Op ``upsert`` only, ``id`` = the event's id, ``fields`` = ``prescription_id``,
+    ``seq`` (1, 2 … per prescription), ``status`` (a PC pushes ``cancelled`` or ``superseded`` only;
+    ``dispensed`` is the pharmacy's REST call, and arrives by pull), ``reason`` (1–500 characters), ``at``
+    (UTC, whole seconds), ``signer_kid``, ``cose`` (the COSE_Sign1 bytes, base64) and, on the pull,
+    ``certificate`` (the signer's doctor certificate, base64, so a PC verifies any event offline), each
+    stamped with the change's ``hlc``. The server (`sync_server.services.rx_sync`) verifies the signature
+    with the signer's certified key and answers ``applied`` when it stores the event or already holds the same
+    one (a replay); ``bad_signature`` for a signature that does not verify, a key that is not the pushing
+    device's doctor's certified key, or an event about other content; ``not_in_scope`` for another clinic's
+    prescription or a signer who is not its prescriber; ``signed_immutable`` when the prescription is already
+    cancelled or superseded (the message names the current status), for the same id with other content, or a
+    delete; ``stale_base`` when the server already holds another event with that ``seq`` (e.g. a dispensing
+    recorded meanwhile): the PC pulls the server's events and signs the same intent again with the next
+    ``seq`` on its next sync; ``invalid_record`` for malformed fields or an unsigned prescription.
     """
 
     PATIENT = "patient"
@@ -116,6 +132,7 @@ class RecordKind(StrEnum):
     ENCOUNTER_ADDENDUM = "encounter_addendum"
     SIGNED_PRESCRIPTION = "signed_prescription"
     PRESCRIPTION_DRAFT = "prescription_draft"
+    PRESCRIPTION_STATUS = "prescription_status"
 
 
 class Op(StrEnum):

@@ -334,3 +334,48 @@ async def fhir_bundle(
         source_id,
     )
     return json.loads(text) if text is not None else None
+
+
+# --- status events arriving by sync (services.rx_sync) -----------------------------------------------------
+
+
+async def status_event_by_id(conn: asyncpg.Connection, event_id: uuid.UUID) -> asyncpg.Record | None:
+    """A stored status event with its clinic (a replay of a pushed event finds it here)."""
+    return await conn.fetchrow(
+        "SELECT id, prescription_id, clinic_id, seq, status, cose FROM prescription_status_events WHERE id = $1",
+        event_id,
+    )
+
+
+async def lock_for_status(conn: asyncpg.Connection, prescription_id: uuid.UUID) -> asyncpg.Record | None:
+    """The prescription a pushed status event is about, row-locked until commit (any clinic: the caller checks).
+
+    The lock serialises it with `record_status` and other pushes, so seq and the terminal rule hold.
+    """
+    return await conn.fetchrow(
+        """
+        SELECT id, clinic_id, prescriber_id, status, content_hash FROM prescriptions WHERE id = $1 FOR UPDATE
+        """,
+        prescription_id,
+    )
+
+
+async def key_for_status(conn: asyncpg.Connection, kid: str) -> asyncpg.Record | None:
+    """The certified doctor key a status event names."""
+    return await conn.fetchrow(
+        "SELECT kid, user_id, clinic_id, held_by, certificate, issuer_kid FROM doctor_keys WHERE kid = $1", kid
+    )
+
+
+async def status_event_rows(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """Status events with their signer's certificate, for the pull feed."""
+    return list(
+        await conn.fetch(
+            """
+            SELECT e.id, e.prescription_id, e.seq, e.status, e.reason, e.at, e.signer_kid, e.cose, k.certificate
+              FROM prescription_status_events e JOIN doctor_keys k ON k.kid = e.signer_kid
+             WHERE e.id = ANY($1::uuid[])
+            """,
+            event_ids,
+        )
+    )

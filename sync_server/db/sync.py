@@ -319,7 +319,9 @@ async def detect_duplicates(conn: asyncpg.Connection, clinic_id: uuid.UUID, pati
     return int(status.split()[-1])
 
 
-_FEED_KINDS_OTHER = "('reading', 'encounter', 'encounter_addendum', 'prescription_draft', 'signed_prescription')"
+_FEED_KINDS_OTHER = (
+    "('reading', 'encounter', 'encounter_addendum', 'prescription_draft', 'signed_prescription', 'prescription_status')"
+)
 """Feed kinds whose rows `services.sync.pull` reads by id after the page (readings, encounters, prescriptions)."""
 
 

@@ -40,6 +40,25 @@ batch (a PC queues a draft before its signature):
 * ``rejected`` ``signed_immutable``: the prescription is signed (its signed record supersedes the draft).
 * ``rejected`` ``not_in_scope``: the draft or its encounter belongs to another clinic; ``clock_skew`` as for
   patients.
+
+**Status events** (``prescription_status``, `shared.signing.status`), decided after the batch's signed
+prescriptions (a PC may sign and cancel offline, then push both): a doctor cancels or supersedes his own signed
+prescription on his PC with his own key. Each one is verified with the signer's certified key and stored in
+``prescription_status_events`` as `sync_server.services.signing.record_status` stores a REST one (actor = the
+device's doctor), audited (``prescription.cancelled`` / ``prescription.superseded``) and fed to the clinic's
+PCs (kind ``prescription_status``; a REST event enters the feed too):
+
+* ``applied``: stored, or the same event (id and signature) is already stored (a replay).
+* ``rejected`` ``bad_signature``: the signature or the chain does not verify (the verifier's reason code
+  first), the key is not a desktop key certified by this server for the device's doctor, or the signed event
+  is not the change's (other prescription, content hash, seq, status, reason, time or kid).
+* ``rejected`` ``not_in_scope``: another clinic's prescription, or the device's doctor is not its prescriber.
+* ``rejected`` ``signed_immutable``: the prescription is already cancelled or superseded (the message names
+  it), the event id is stored with another signature, or a delete.
+* ``rejected`` ``stale_base``: the server already holds another event with this seq (a pharmacy's dispensing
+  recorded meanwhile): the PC pulls it and signs the same intent again with the next seq.
+* ``rejected`` ``invalid_record``: malformed fields, ``dispensed`` (the pharmacy's REST call only), an unknown
+  or unsigned prescription (push it first), a seq beyond the next one, a server without signing keys.
 """
 
 from __future__ import annotations
@@ -50,7 +69,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -61,7 +80,10 @@ from shared.errors import RuleViolation
 from shared.records.prescription import AlertOverride, DraftCreate
 from shared.records.validation import violation_from
 from shared.signing import cose as cose_codec
+from shared.signing.errors import VerificationError
+from shared.signing.revocation import parse_revocation_list
 from shared.signing.rx import encode_qr_payload
+from shared.signing.status import MAX_REASON, TERMINAL, verify_event
 from shared.sync.merge import edits_of
 from shared.sync.prescription_merge import CONTENT_FIELDS, DraftConflict, is_deleted, merge_draft
 from shared.sync.protocol import (
@@ -80,7 +102,9 @@ from sync_server import errors
 from sync_server.db import audit
 from sync_server.db import encounters as encounters_db
 from sync_server.db import prescriptions as prescriptions_db
+from sync_server.db import signing as signing_db
 from sync_server.db import sync as sync_db
+from sync_server.services import doctor_keys as doctor_keys_service
 from sync_server.services import prescriptions as prescriptions_service
 from sync_server.services import signing as signing_service
 from sync_server.services.change_results import RejectChange as _Reject
@@ -114,7 +138,8 @@ class SignedFields(BaseModel):
 async def push(
     conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC, ctx: SigningContext | None
 ) -> list[tuple[int, ChangeResult]]:
-    """Decide the batch's drafts, then verify and store its signed prescriptions; (index, result) for each."""
+    """Decide the batch's drafts, then verify and store its signed prescriptions, then their status events;
+    (index, result) for each."""
     out = await push_drafts(conn, actor, req, clock)
     entries: list[dict[str, Any]] = []
     stored: list[uuid.UUID] = []
@@ -145,7 +170,7 @@ async def push(
             entries=entries,
         )
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.SIGNED_PRESCRIPTION, stored, req.batch_id)
-    return out
+    return out + await push_status(conn, actor, req, clock, ctx)
 
 
 def _entry(action: str, change: Change, details: dict[str, str]) -> dict[str, Any]:
@@ -571,9 +596,203 @@ async def _gate(
     return check, overrides, prescriptions_service.exclusion_audits(conditions)
 
 
+# --- status events (cancelled / superseded, signed on the doctor's PC) ----------------------------------
+
+
+class StatusFields(BaseModel):
+    """The fields of a ``prescription_status`` change (``certificate`` travels on the pull only; ignored here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prescription_id: uuid.UUID
+    seq: Annotated[int, Field(ge=1, le=1000)]
+    status: Literal["dispensed", "cancelled", "superseded"]
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_REASON)]
+    at: AwareDatetime
+    signer_kid: Annotated[str, Field(min_length=1, max_length=100)]
+    cose: Annotated[str, Field(min_length=1, max_length=4000)]
+    certificate: Annotated[str, Field(max_length=8000)] | None = None
+
+
+async def push_status(
+    conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC, ctx: SigningContext | None
+) -> list[tuple[int, ChangeResult]]:
+    """Verify and store the batch's status events, in batch order; (index, result) for each."""
+    out: list[tuple[int, ChangeResult]] = []
+    entries: list[dict[str, Any]] = []
+    stored: list[uuid.UUID] = []
+    for index, change in enumerate(req.changes):
+        if change.kind is not RecordKind.PRESCRIPTION_STATUS:
+            continue
+        try:
+            audit_entry = await _one_status(conn, actor, change, clock, ctx)
+        except _Reject as rej:
+            out.append((index, _rejected(change, rej.code, rej.message[:2000])))
+            entries.append(
+                {"action": "sync.prescription_status.rejected", "entity_type": "prescription_status",
+                 "entity_id": str(change.id), "details": {"reason": str(rej.code), "batch": str(req.batch_id)}}
+            )  # fmt: skip
+            continue
+        out.append((index, ChangeResult(kind=change.kind, id=change.id, status=ChangeStatus.APPLIED, server_version=1)))
+        if audit_entry is not None:
+            stored.append(change.id)
+            entries.append(audit_entry | {"details": {**audit_entry["details"], "batch": str(req.batch_id)}})
+    if entries:
+        await audit.append_many(
+            conn,
+            clinic_id=actor.clinic_id,
+            actor_id=actor.user_id,
+            actor_role=actor.role,
+            client_ip=actor.meta.client_ip,
+            user_agent=actor.meta.user_agent,
+            entries=entries,
+        )
+    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.PRESCRIPTION_STATUS, stored, req.batch_id)
+    return out
+
+
+async def _one_status(
+    conn: asyncpg.Connection, actor: Actor, change: Change, clock: HLC, ctx: SigningContext | None
+) -> dict[str, Any] | None:
+    """Verify and store one status event; its audit entry, or None for a replay. Raises `_Reject`."""
+    if change.op is Op.DELETE:
+        raise _Reject(RejectCode.SIGNED_IMMUTABLE, "A status event is append-only: it cannot be deleted")
+    accept_stamp(change, clock)
+    try:
+        fields = StatusFields.model_validate(change.fields)
+    except ValidationError as exc:
+        raise _Reject(RejectCode.INVALID_RECORD, violation_from(exc).message) from None
+    if fields.status not in TERMINAL:
+        raise _Reject(
+            RejectCode.INVALID_RECORD,
+            "status: a PC records cancelled or superseded only; dispensing is the pharmacy's call "
+            "(POST /api/v1/prescriptions/{id}/status)",
+        )
+    try:
+        cose_bytes = base64.b64decode(fields.cose, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Reject(RejectCode.INVALID_RECORD, "cose: not base64") from None
+    known = await signing_db.status_event_by_id(conn, change.id)
+    if known is not None:
+        if known["clinic_id"] != actor.clinic_id:
+            raise _Reject(RejectCode.NOT_IN_SCOPE, "This status event belongs to another clinic")
+        if bytes(known["cose"]) == cose_bytes:
+            return None  # a replay
+        raise _Reject(RejectCode.SIGNED_IMMUTABLE, f"Status event {change.id} is already stored with another signature")
+    rx = await _status_target(conn, actor, fields)
+    author = await _author(conn, actor)
+    if rx["prescriber_id"] != author:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "Only the prescribing doctor may cancel or supersede this prescription")
+    await _verify_status(conn, ctx, fields, cose_bytes, rx["content_hash"], author)
+    _check_sequence(await signing_db.status_events(conn, fields.prescription_id), fields)
+    await signing_db.insert_status_event(
+        conn,
+        event_id=change.id,
+        prescription_id=fields.prescription_id,
+        clinic_id=actor.clinic_id,
+        seq=fields.seq,
+        status=fields.status,
+        reason=fields.reason,
+        at=fields.at,
+        actor_id=author,
+        signer_kid=fields.signer_kid,
+        cose=cose_bytes,
+    )
+    return {
+        "action": f"prescription.{fields.status}",
+        "entity_type": "prescription",
+        "entity_id": str(fields.prescription_id),
+        "details": {"seq": fields.seq, "reason": fields.reason, "event_id": str(change.id), "kid": fields.signer_kid},
+    }
+
+
+async def _status_target(conn: asyncpg.Connection, actor: Actor, fields: StatusFields) -> asyncpg.Record:
+    """The signed prescription of this clinic the event is about, row-locked. Raises `_Reject`."""
+    rx = await signing_db.lock_for_status(conn, fields.prescription_id)
+    if rx is None:
+        raise _Reject(
+            RejectCode.INVALID_RECORD, f"prescription_id: no prescription {fields.prescription_id}; push it first"
+        )
+    if rx["clinic_id"] != actor.clinic_id:
+        raise _Reject(RejectCode.NOT_IN_SCOPE, "This prescription belongs to another clinic")
+    if rx["status"] != "signed":
+        raise _Reject(RejectCode.INVALID_RECORD, "prescription_id: a draft has no status events; sign it first")
+    return rx
+
+
+def _check_sequence(events: list[asyncpg.Record], fields: StatusFields) -> None:
+    """Monotonic, as `record_status`: nothing after a terminal event, and the event is the next one."""
+    ended = next((e for e in events if e["status"] in TERMINAL), None)
+    if ended is not None:
+        raise _Reject(
+            RejectCode.SIGNED_IMMUTABLE,
+            f"The prescription is already {ended['status']} (event {ended['seq']}); nothing may follow",
+        )
+    taken = next((e for e in events if e["seq"] == fields.seq), None)
+    if taken is not None:
+        raise _Reject(
+            RejectCode.STALE_BASE,
+            f"The server already holds event {fields.seq} of this prescription ({taken['status']}, "
+            f"{_iso(taken['at'])}); pull it and sign again with seq {len(events) + 1}",
+        )
+    if fields.seq != len(events) + 1:
+        raise _Reject(
+            RejectCode.INVALID_RECORD, f"seq: the server holds {len(events)} events; the next one is {len(events) + 1}"
+        )
+
+
+async def _verify_status(
+    conn: asyncpg.Connection,
+    ctx: SigningContext | None,
+    fields: StatusFields,
+    cose_bytes: bytes,
+    content_hash: str,
+    author_id: uuid.UUID,
+) -> None:
+    """The event is signed by the device doctor's desktop key certified here, about this signed content."""
+    if ctx is None:
+        raise _Reject(RejectCode.INVALID_RECORD, "This server has no signing keys: it cannot verify signatures")
+    bad = RejectCode.BAD_SIGNATURE
+    key = await signing_db.key_for_status(conn, fields.signer_kid)
+    if key is None or key["issuer_kid"] != ctx.issuer_kid:
+        raise _Reject(bad, f"unknown_key: {fields.signer_kid} is not a doctor key certified by this server")
+    if key["user_id"] != author_id or key["held_by"] != "desktop":
+        raise _Reject(bad, "wrong_signer: not signed with the certified desktop key of this device's doctor")
+    data, _, _ = await doctor_keys_service.signed_revocations(conn, ctx)
+    try:
+        event = verify_event(
+            cose_bytes,
+            rx_id=fields.prescription_id,
+            content_hash=content_hash,
+            doctor_certificate=bytes(key["certificate"]),
+            issuer_certificate=ctx.issuer_cert,
+            trust=ctx.trust,
+            revocations=[parse_revocation_list(data, ctx.trust)],
+        )
+    except VerificationError as exc:
+        raise _Reject(bad, f"{exc.reason}: {exc.message}") from None
+    signed = (event.seq, event.status, event.reason, event.at, event.kid)
+    if signed != (fields.seq, fields.status, fields.reason, fields.at, fields.signer_kid):
+        raise _Reject(bad, "content_mismatch: the signed event is not this change's seq, status, reason, time or kid")
+
+
+def status_fields(row: asyncpg.Record) -> dict[str, JsonValue]:
+    """A stored status event as the fields of its change, with the signer's certificate (PCs verify it)."""
+    return {
+        "prescription_id": str(row["prescription_id"]),
+        "seq": row["seq"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "at": _iso(row["at"]),
+        "signer_kid": row["signer_kid"],
+        "cose": base64.b64encode(bytes(row["cose"])).decode("ascii"),
+        "certificate": base64.b64encode(bytes(row["certificate"])).decode("ascii"),
+    }
+
+
 # --- the pull feed ---------------------------------------------------------------------------------------
 
-KINDS = frozenset({RecordKind.PRESCRIPTION_DRAFT, RecordKind.SIGNED_PRESCRIPTION})
+KINDS = frozenset({RecordKind.PRESCRIPTION_DRAFT, RecordKind.SIGNED_PRESCRIPTION, RecordKind.PRESCRIPTION_STATUS})
 """The feed kinds this module builds."""
 
 
@@ -604,9 +823,22 @@ async def pulled(
     wanted = {(str(r["kind"]), r["record_id"]): r for r in feed_rows if r["kind"] in KINDS}
     if not wanted:
         return {}
-    rows = {r["id"]: r for r in await prescriptions_db.sync_rows(conn, list({rid for _, rid in wanted}))}
     out: dict[tuple[str, uuid.UUID], PulledChange] = {}
+    events = [rid for kind, rid in wanted if kind == RecordKind.PRESCRIPTION_STATUS]
+    for row in await signing_db.status_event_rows(conn, events) if events else []:
+        feed = wanted[(RecordKind.PRESCRIPTION_STATUS, row["id"])]
+        fields = status_fields(row)
+        hlc = encode(Stamp(int(row["at"].timestamp() * 1000), 0, "server"))
+        out[(RecordKind.PRESCRIPTION_STATUS, row["id"])] = PulledChange(
+            kind=RecordKind.PRESCRIPTION_STATUS, id=row["id"], op=Op.UPSERT, hlc=hlc, fields=fields,
+            field_hlcs=dict.fromkeys(fields, hlc), seq=feed["seq"], server_version=SERVER_VERSION,
+            batch_id=feed["batch_id"],
+        )  # fmt: skip
+    rx_ids = list({rid for kind, rid in wanted if kind != RecordKind.PRESCRIPTION_STATUS})
+    rows = {r["id"]: r for r in await prescriptions_db.sync_rows(conn, rx_ids)} if rx_ids else {}
     for (kind, record_id), feed in wanted.items():
+        if kind == RecordKind.PRESCRIPTION_STATUS:
+            continue
         row = rows.get(record_id)
         if row is None:
             continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import asyncpg
 from pydantic import BaseModel, Field
@@ -41,6 +41,7 @@ from shared.signing.rx import (
     verify_qr_payload,
 )
 from shared.signing.rx import sign_prescription as sign_content
+from shared.signing.status import TERMINAL, EventStatus, StatusEvent, encode_event
 from shared.sync.protocol import RecordKind
 from sync_server import errors
 from sync_server.db import encounters as encounters_db
@@ -52,8 +53,7 @@ from sync_server.services.context import Actor
 from sync_server.signing import qr
 from sync_server.signing.issuer import SigningContext
 
-EventStatus = Literal["dispensed", "cancelled", "superseded"]
-_TERMINAL = ("cancelled", "superseded")
+_TERMINAL = TERMINAL
 
 
 # --- problems --------------------------------------------------------------------------------------------
@@ -339,18 +339,13 @@ async def ensure_editable(conn: asyncpg.Connection, clinic_id: uuid.UUID, prescr
 
 
 def _event_payload(rx: dict[str, Any], seq: int, status: str, reason: str, at: datetime, kid: str) -> bytes:
-    """What a status event's signature covers: it names the signed content it is about (by hash)."""
-    return cose.dumps_canonical(
-        {
-            1: rx["id"].bytes,
-            2: bytes.fromhex(rx["content_hash"]),
-            3: seq,
-            4: status,
-            5: reason,
-            6: int(at.timestamp()),
-            7: kid,
-        }
-    )
+    """What a status event's signature covers: it names the signed content it is about (by hash).
+
+    The codec is `shared.signing.status` (a doctor's PC signs the same payload offline and pushes it by sync,
+    `sync_server.services.rx_sync`).
+    """
+    event = StatusEvent(rx["id"], rx["content_hash"], seq, cast(EventStatus, status), reason, at, kid)
+    return encode_event(event)
 
 
 async def record_status(
@@ -403,6 +398,8 @@ async def record_status(
     await _audit(
         conn, actor, f"prescription.{status}", "prescription", str(prescription_id), {"seq": seq, "reason": reason}
     )
+    # Last in the transaction (it holds the clinic's feed lock until commit): the clinic's PCs pull the event.
+    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.PRESCRIPTION_STATUS, [row["id"]], None)
     return _event(row)
 
 

@@ -90,6 +90,7 @@ class TestWireNames:
             "encounter_addendum",
             "signed_prescription",
             "prescription_draft",
+            "prescription_status",
         ]
         assert [s.value for s in ChangeStatus] == ["applied", "merged", "rejected"]
         assert {c.value for c in RejectCode} == {

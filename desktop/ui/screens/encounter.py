@@ -16,6 +16,11 @@ only and Ctrl+Shift+A adds an addendum. Implausible vitals keep the whole save f
 Keyboard: Tab walks the note top to bottom and then the Rx pad; Ctrl+L jumps to the Rx pad, Ctrl+D to the
 diagnosis picker; in the picker ↓ opens the suggestions and Enter adds the diagnosis; Delete removes the
 selected diagnosis from the list; Ctrl+W saves a draft and closes the screen.
+
+A signed prescription shows its status beside the encounter's (signed, DISPENSED, CANCELLED, SUPERSEDED, and
+"waiting to sync" until the server holds it). Its prescriber cancels it with Ctrl+Shift+C ("Cancel
+prescription…", with a typed reason; `desktop.services.rx_status`); a cancelled one is never printed again
+(the Sign & print button is disabled and says why).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from desktop.services.prescribing import (
     prescriber_for,
 )
 from desktop.services.rx_signing import RxSigningService, SignedPrint
+from desktop.services.rx_status import RxStatus, RxStatusService, SignedRecord
 from desktop.ui.error_dialogs import present_error
 from desktop.ui.open_file import open_with_system
 from desktop.ui.runner import PresentError, Runner
@@ -74,6 +80,7 @@ from desktop.ui.signals import emit
 from desktop.ui.style import ERROR_COLOR, OK_COLOR, WARNING_COLOR
 from desktop.ui.widgets.earlier_conditions import ask_exclusion_reason
 from desktop.ui.widgets.field_error import FieldError
+from desktop.ui.widgets.reason_dialog import ReasonDialog, ask_reason
 from shared.errors import DomainError, RuleViolation
 from shared.records.encounter import (
     Encounter,
@@ -109,6 +116,25 @@ SEARCH_ROLE = Qt.ItemDataRole.UserRole + 2
 CODE_ROLE = Qt.ItemDataRole.UserRole + 3
 
 Confirm = Callable[[QWidget, str, str], bool]
+
+
+def ask_cancel_reason(parent: QWidget, what: str) -> str | None:
+    """Why the doctor cancels his signed prescription (typed; None when he steps back)."""
+    dialog = ReasonDialog(
+        title="Cancel prescription",
+        blocks=[
+            f"<b>Cancel the signed prescription {html.escape(what)}</b>",
+            "It is recorded as cancelled, signed with your key, and reaches the clinic server and its other PCs "
+            "at the next sync. It can never be printed again. A pharmacist checking the printed QR offline cannot "
+            "see the cancellation: take the printout back if you can.",
+        ],
+        prompt="Why is it cancelled? (kept with the prescription; 1–500 characters)",
+        reason_name="Reason for cancelling",
+        ok_text="Cancel prescription",
+        min_letters=3,
+        parent=parent,
+    )
+    return ask_reason(dialog)
 
 
 def confirm_with_dialog(parent: QWidget, title: str, text: str) -> bool:
@@ -296,11 +322,16 @@ class EncounterScreen(QWidget):
         ask_exclusion: Callable[[QWidget, EarlierCondition], str | None] = ask_exclusion_reason,
         error_presenter: PresentError = present_error,
         rx_signing: RxSigningService | None = None,
+        rx_status: RxStatusService | None = None,
+        ask_cancel: Callable[[QWidget, str], str | None] = ask_cancel_reason,
         open_file: Callable[[Path], None] = open_with_system,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self._rx_signing = rx_signing
+        self._rx_status = rx_status
+        self._ask_cancel = ask_cancel
+        self._signed: tuple[SignedRecord, RxStatus] | None = None
         self._open_file = open_file
         self._runner = runner
         self._encounters = encounters
@@ -459,9 +490,21 @@ class EncounterScreen(QWidget):
         self.note_scroll = scroll
 
         self.pad = RxPad(self._prescribing, self)
+        # The signed prescription's status, over the pad it is about (word-wrapped: the reason may be long).
+        self.rx_status_label = QLabel("", self)
+        self.rx_status_label.setAccessibleName("Prescription status")
+        self.rx_status_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.rx_status_label.setWordWrap(True)
+        self.rx_status_label.setVisible(False)
+        rx_side = QWidget(self)
+        rx_layout = QVBoxLayout(rx_side)
+        rx_layout.setContentsMargins(0, 0, 0, 0)
+        rx_layout.setSpacing(2)
+        rx_layout.addWidget(self.rx_status_label)
+        rx_layout.addWidget(self.pad, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(scroll)
-        splitter.addWidget(self.pad)
+        splitter.addWidget(rx_side)
         splitter.setStretchFactor(0, 5)
         splitter.setStretchFactor(1, 6)
         splitter.setSizes([560, 780])
@@ -477,7 +520,16 @@ class EncounterScreen(QWidget):
         self.sign_button = QPushButton("Sign && &print… (Ctrl+P)", self)
         self.sign_button.setToolTip("Complete the encounter, sign the prescription with your key, print it with its QR")
         self.sign_button.setVisible(self._rx_signing is not None)
-        for button in (self.save_button, self.complete_button, self.sign_button, self.close_button):
+        self.cancel_rx_button = QPushButton("Cancel prescription… (Ctrl+Shift+C)", self)
+        self.cancel_rx_button.setToolTip("Cancel your signed prescription, with a reason; it is never printed again")
+        self.cancel_rx_button.setVisible(False)
+        for button in (
+            self.save_button,
+            self.complete_button,
+            self.sign_button,
+            self.cancel_rx_button,
+            self.close_button,
+        ):
             button.setAutoDefault(False)
         header = QHBoxLayout()
         header.addWidget(self.heading, 1)
@@ -487,6 +539,7 @@ class EncounterScreen(QWidget):
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.complete_button)
         buttons.addWidget(self.sign_button)
+        buttons.addWidget(self.cancel_rx_button)
         buttons.addWidget(self.close_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
@@ -504,13 +557,15 @@ class EncounterScreen(QWidget):
             "diagnosis": QShortcut(QKeySequence("Ctrl+D"), self),
             "close": QShortcut(QKeySequence("Ctrl+W"), self),
             "sign": QShortcut(QKeySequence("Ctrl+P"), self),
+            "cancel_rx": QShortcut(QKeySequence("Ctrl+Shift+C"), self),
         }
         for shortcut in self._shortcuts.values():
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.pad.set_tab_neighbours(self.addendum_button, self.save_button)
         QWidget.setTabOrder(self.save_button, self.complete_button)
         QWidget.setTabOrder(self.complete_button, self.sign_button)
-        QWidget.setTabOrder(self.sign_button, self.close_button)
+        QWidget.setTabOrder(self.sign_button, self.cancel_rx_button)
+        QWidget.setTabOrder(self.cancel_rx_button, self.close_button)
 
     @staticmethod
     def _section(title: str, body: QWidget) -> QGroupBox:
@@ -530,6 +585,8 @@ class EncounterScreen(QWidget):
         self._shortcuts["close"].activated.connect(self.on_close_requested)
         self._shortcuts["sign"].activated.connect(self.on_sign_requested)
         self.sign_button.clicked.connect(self.on_sign_requested)
+        self._shortcuts["cancel_rx"].activated.connect(self.on_cancel_rx_requested)
+        self.cancel_rx_button.clicked.connect(self.on_cancel_rx_requested)
         self.save_button.clicked.connect(self.on_save_requested)
         self.complete_button.clicked.connect(self.on_complete_requested)
         self.close_button.clicked.connect(self.on_close_requested)
@@ -606,6 +663,7 @@ class EncounterScreen(QWidget):
         self.pad.earlier.show_conditions(loaded.earlier)
         self.pad.set_context(self._prescriber(), self._checked_conditions(), loaded.overrides)
         self._show_status(encounter)
+        self.refresh_rx_status()
         emit(self.loaded, encounter)
 
     def _checked_conditions(self) -> list[str]:
@@ -905,6 +963,9 @@ class EncounterScreen(QWidget):
         """Complete (when still a draft), sign the prescription with the doctor's key and print it: one step."""
         if self._encounter is None or self._busy or self._rx_signing is None:
             return
+        if self._signed is not None and self._signed[1].ended:
+            self.show_message(f"This prescription is {self._signed[1].status}: it is never printed again.", error=True)
+            return
         completing = not self.is_completed
         if completing:
             self.pad.refresh_now()
@@ -952,6 +1013,73 @@ class EncounterScreen(QWidget):
         verb = "Already signed" if printed.already_signed else "Signed"
         self.show_message(f"{verb} {when}. Prescription PDF: {printed.pdf}")
         self._open_file(printed.pdf)
+        self.refresh_rx_status()
+
+    # -- the signed prescription's status ---------------------------------------------------------------------
+
+    def refresh_rx_status(self) -> None:
+        """Read the encounter's signed prescription and its status events, then show them."""
+        if self._encounter is None or self._rx_status is None:
+            return
+        service, encounter_id = self._rx_status, self._encounter.id
+        self._runner.run_query(self, lambda: service.for_encounter(encounter_id), self._show_rx_status, self._on_failed)
+
+    def _show_rx_status(self, signed: tuple[SignedRecord, RxStatus] | None) -> None:
+        self._signed = signed
+        if signed is None:
+            self.rx_status_label.setVisible(False)
+            self.cancel_rx_button.setVisible(False)
+            self.sign_button.setEnabled(True)
+            self.sign_button.setToolTip(
+                "Complete the encounter, sign the prescription with your key, print it with its QR"
+            )
+            return
+        record, status = signed
+        when = record.signed_at.astimezone().strftime("%d %b %Y %H:%M")
+        text = f"Prescription signed {when}" if status.event is None else f"Prescription {status.label()}"
+        color = ERROR_COLOR if status.ended else WARNING_COLOR if status.waiting else OK_COLOR
+        self.rx_status_label.setText(text)
+        self.rx_status_label.setToolTip(
+            "; ".join(f"{e.status} refused by the server: {e.refusal}" for e in status.refused)
+            or "Status events are signed and reach the server at the next sync"
+        )
+        border = f"border: 2px solid {color}; padding: 4px;" if status.ended else "padding: 2px;"
+        self.rx_status_label.setStyleSheet(f"color: {color}; font-weight: 700; {border}")
+        self.rx_status_label.setVisible(True)
+        mine = record.signer_id == self._doctor.user_id
+        self.cancel_rx_button.setVisible(mine and not status.ended)
+        self.sign_button.setEnabled(not status.ended)
+        if status.ended:
+            self.sign_button.setToolTip(f"This prescription is {status.status}: it is never printed again")
+
+    @Slot()
+    def on_cancel_rx_requested(self) -> None:
+        """Ctrl+Shift+C: the prescriber cancels his signed prescription, with a reason (signed offline)."""
+        if self._busy or self._rx_status is None or self._signed is None:
+            return
+        record, status = self._signed
+        if status.ended or record.signer_id != self._doctor.user_id:
+            return
+        what = f"of {record.signed_at.astimezone():%d %b %Y %H:%M}"
+        reason = self._ask_cancel(self, what)
+        if reason is None:
+            return
+        service, user_id, rx_id = self._rx_status, self._doctor.user_id, record.prescription_id
+        self._busy = True
+        self._runner.run_op(
+            self, lambda: service.cancel(user_id, rx_id, reason), self._on_rx_cancelled, self._on_cancel_failed
+        )
+
+    def _on_rx_cancelled(self, status: RxStatus) -> None:
+        self._busy = False
+        if self._signed is not None:
+            self._show_rx_status((self._signed[0], status))
+        self.show_message("Prescription cancelled: it is never printed again. It reaches the server at the next sync.")
+
+    def _on_cancel_failed(self, exc: BaseException) -> None:
+        self._busy = False
+        self.refresh_rx_status()
+        self._on_failed(exc)
 
     def _on_sign_failed(self, exc: BaseException) -> None:
         # The encounter may have been completed before signing failed (e.g. the key is not certified yet):

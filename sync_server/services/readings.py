@@ -256,10 +256,11 @@ async def _push_new(
     turns out not to be for the bulk path after earlier chunks went in.
     """
     changes = [req.changes[i] for i in indexes]
-    patients = _patients_named(changes)
-    if patients is None:
+    named = _patients_named(changes)
+    if named is None:
         return None
-    batch = _BulkBatch(indexes, changes, actor.clinic_id, req.batch_id, patients)
+    patients = list(named.values())
+    batch = _BulkBatch(indexes, changes, actor.clinic_id, req.batch_id, set(named))
     chunks = batch.chunks()
     locking = await db.started(db.lock_patients(conn, patients))
     try:
@@ -286,12 +287,12 @@ async def _push_new(
     return batch.results
 
 
-def _patients_named(changes: Sequence[Change]) -> list[uuid.UUID] | None:
-    """The distinct patients the readings name (to lock before anything is written); None if one is not a
-    patient id in the shape `reading_columns` accepts (the batch then goes reading by reading)."""
+def _patients_named(changes: Sequence[Change]) -> dict[str, uuid.UUID] | None:
+    """The distinct patients the readings name, as sent and as ids (to lock before anything is written); None
+    if one is not a patient id in the shape `reading_columns` accepts (the batch then goes reading by reading)."""
     named = {c.fields.get("patient_id") for c in changes}
     try:
-        patients = [uuid.UUID(p) for p in named if type(p) is str and len(p) == _UUID_TEXT]
+        patients = {p: uuid.UUID(p) for p in named if type(p) is str and len(p) == _UUID_TEXT}
     except ValueError:
         return None
     return patients if len(patients) == len(named) else None
@@ -309,10 +310,10 @@ class _BulkBatch:
         changes: list[Change],
         clinic_id: uuid.UUID,
         batch_id: uuid.UUID,
-        patients: list[uuid.UUID],
+        patients: set[str],
     ) -> None:
         self.indexes, self.changes, self.clinic_id, self.batch_id = indexes, changes, clinic_id, batch_id
-        self.patients = set(patients)
+        self.patients = patients  # as the readings name them (`BulkRows.patient_texts`)
         self.seen = _Seen()
         self.top: Stamp | None = None
         self.patient_ids: list[str] = []
@@ -325,7 +326,7 @@ class _BulkBatch:
         changes = self.changes
         for start in range(0, len(changes), BULK_CHUNK):
             bulk = bulk_rows(changes[start : start + BULK_CHUNK], self.clinic_id, self.batch_id, self.seen)
-            if bulk is None or not self.patients.issuperset(bulk.patients):
+            if bulk is None or not self.patients.issuperset(bulk.patient_texts):
                 raise db.NotNew
             self.top = bulk.top if self.top is None else max(self.top, bulk.top)
             self.patient_ids += bulk.columns.patient_ids
@@ -348,9 +349,14 @@ class BulkRows:
 
     columns: ReadingColumns
     rows: list[tuple[Any, ...]]
-    patients: list[uuid.UUID]  # distinct
+    patient_texts: set[str]  # the distinct patient ids, as sent
     months: list[datetime]  # the first instant of each UTC month with a reading
     top: Stamp  # the greatest stamp of the changes
+
+    @property
+    def patients(self) -> list[uuid.UUID]:
+        """The distinct patients of the rows."""
+        return [uuid.UUID(p) for p in self.patient_texts]
 
 
 def bulk_rows(
@@ -426,7 +432,7 @@ def bulk_rows(
     return BulkRows(
         columns=cols,
         rows=rows,
-        patients=[uuid.UUID(p) for p in set(cols.patient_ids)],
+        patient_texts=set(cols.patient_ids),
         months=[datetime(y, m, 1, tzinfo=UTC) for y, m in months],
         top=top,
     )

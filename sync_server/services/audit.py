@@ -64,3 +64,17 @@ async def record(
         user_agent=actor.meta.user_agent,
         details=details,
     )
+
+
+async def record_many(conn: asyncpg.Connection, actor: Actor, entries: list[dict[str, Any]]) -> None:
+    """Append audit entries (``action``, ``entity_type``, ``entity_id``, ``details`` each) for what ``actor`` did,
+    in the caller's transaction, with one statement (`sync_server.db.audit.append_many`)."""
+    await audit_db.append_many(
+        conn,
+        clinic_id=actor.clinic_id,
+        actor_id=actor.user_id,
+        actor_role=actor.role,
+        client_ip=actor.meta.client_ip,
+        user_agent=actor.meta.user_agent,
+        entries=entries,
+    )

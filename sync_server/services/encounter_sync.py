@@ -55,8 +55,8 @@ from shared.sync.protocol import (
     RecordKind,
     RejectCode,
 )
-from sync_server.db import audit
 from sync_server.db import sync as sync_db
+from sync_server.services import audit as audit_log
 from sync_server.services.change_results import RejectChange as _Reject
 from sync_server.services.change_results import accept_stamp
 from sync_server.services.change_results import rejected as _rejected
@@ -187,14 +187,10 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
             changed.append(change.id)
             entries.append(entry | {"details": {**entry["details"], "batch": str(req.batch_id)}})
     await sync_db.add_history(conn, history)
-    await audit.append_many(
+    await audit_log.record_many(
         conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
-        entries=entries,
+        actor,
+        entries,
     )
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.ENCOUNTER, list(dict.fromkeys(changed)), req.batch_id)
     await sync_db.bump_feed(

@@ -78,9 +78,9 @@ from shared.sync.protocol import (
     RecordKind,
     RejectCode,
 )
-from sync_server.db import audit
 from sync_server.db import sync as sync_db
 from sync_server.db import wearables as db
+from sync_server.services import audit as audit_log
 from sync_server.services.change_results import RejectChange as _Reject
 from sync_server.services.change_results import rejected as _rejected
 from sync_server.services.change_results import same_result_for
@@ -550,14 +550,10 @@ async def _audit(
 ) -> None:
     """One audit row per batch with readings (not one per reading: they are measurements, not edits)."""
     rejected = sum(1 for r in results.values() if r.status is ChangeStatus.REJECTED)
-    await audit.append_many(
+    await audit_log.record_many(
         conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
-        entries=[
+        actor,
+        [
             {
                 "action": "sync.reading.ingest",
                 "entity_type": "sync_batch",

@@ -99,11 +99,11 @@ from shared.sync.protocol import (
     RejectCode,
 )
 from sync_server import errors
-from sync_server.db import audit
 from sync_server.db import encounters as encounters_db
 from sync_server.db import prescriptions as prescriptions_db
 from sync_server.db import signing as signing_db
 from sync_server.db import sync as sync_db
+from sync_server.services import audit as audit_log
 from sync_server.services import doctor_keys as doctor_keys_service
 from sync_server.services import prescriptions as prescriptions_service
 from sync_server.services import signing as signing_service
@@ -160,14 +160,10 @@ async def push(
             stored.append(change.id)
             entries.append(_entry("sync.signed_prescription.store", change, {"batch": str(req.batch_id)}))
     if entries:
-        await audit.append_many(
+        await audit_log.record_many(
             conn,
-            clinic_id=actor.clinic_id,
-            actor_id=actor.user_id,
-            actor_role=actor.role,
-            client_ip=actor.meta.client_ip,
-            user_agent=actor.meta.user_agent,
-            entries=entries,
+            actor,
+            entries,
         )
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.SIGNED_PRESCRIPTION, stored, req.batch_id)
     return out + await push_status(conn, actor, req, clock, ctx)
@@ -373,14 +369,10 @@ async def push_drafts(
             entries += [e | {"details": {**e["details"], "batch": str(req.batch_id)}} for e in audits]
     await sync_db.add_history(conn, history)
     if entries:
-        await audit.append_many(
+        await audit_log.record_many(
             conn,
-            clinic_id=actor.clinic_id,
-            actor_id=actor.user_id,
-            actor_role=actor.role,
-            client_ip=actor.meta.client_ip,
-            user_agent=actor.meta.user_agent,
-            entries=entries,
+            actor,
+            entries,
         )
     await sync_db.bump_feed(
         conn, actor.clinic_id, RecordKind.PRESCRIPTION_DRAFT, list(dict.fromkeys(changed)), req.batch_id
@@ -638,14 +630,10 @@ async def push_status(
             stored.append(change.id)
             entries.append(audit_entry | {"details": {**audit_entry["details"], "batch": str(req.batch_id)}})
     if entries:
-        await audit.append_many(
+        await audit_log.record_many(
             conn,
-            clinic_id=actor.clinic_id,
-            actor_id=actor.user_id,
-            actor_role=actor.role,
-            client_ip=actor.meta.client_ip,
-            user_agent=actor.meta.user_agent,
-            entries=entries,
+            actor,
+            entries,
         )
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.PRESCRIPTION_STATUS, stored, req.batch_id)
     return out

@@ -51,10 +51,10 @@ from shared.sync.protocol import (
     RejectCode,
 )
 from sync_server import errors
-from sync_server.db import audit
 from sync_server.db import patients as patients_db
 from sync_server.db import sync as sync_db
 from sync_server.db.feed_listener import FeedListener, TooManyWaiters
+from sync_server.services import audit as audit_log
 from sync_server.services import encounter_sync, readings, rx_sync
 from sync_server.services.change_results import RejectChange as _Reject
 from sync_server.services.change_results import accept_stamp, lost_values
@@ -223,14 +223,10 @@ async def push(
         clinic_id=actor.clinic_id,
         response=response.model_dump_json().encode(),
     )
-    await audit.append_many(
+    await audit_log.record_many(
         conn,
-        clinic_id=actor.clinic_id,
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        client_ip=actor.meta.client_ip,
-        user_agent=actor.meta.user_agent,
-        entries=entries,
+        actor,
+        entries,
     )
     # Last: the feed bump holds the clinic's feed lock until commit (db.sync.bump_feed explains why).
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.PATIENT, _unique(changed), req.batch_id)

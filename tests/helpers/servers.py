@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -20,8 +21,14 @@ def free_port() -> int:
 
 
 class _ThreadServer(uvicorn.Server):
+    loop: asyncio.AbstractEventLoop | None = None
+
     def install_signal_handlers(self) -> None:  # older uvicorn
         pass
+
+    async def startup(self, sockets: Any = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29: leave the test runner's signals alone
@@ -43,8 +50,14 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        # What a stop signal does in production (`sync_server.db.feed_listener.drain_on_stop_signals`; a thread
+        # gets no signals): waiting pulls answer at once, so uvicorn's graceful stop does not wait up to their
+        # deadline while the test's database is dropped under them.
+        listener = getattr(getattr(app, "state", None), "feed_listener", None)
+        if listener is not None and server.loop is not None and not server.loop.is_closed():
+            server.loop.call_soon_threadsafe(listener.drain)
         server.should_exit = True
-        thread.join(10)
+        thread.join(30)
 
 
 def signing_settings(base: Path) -> dict[str, Any]:

@@ -602,20 +602,25 @@ def _fields_of(rows: Sequence[Mapping[str, Any]]) -> Reading:
         device_time=first["device_time"],
         time_source=first["time_source"],
         sequence=first["sequence"],
-        values=[
-            {
-                "metric": r["metric"],
-                "value": r["value_text"],
-                "unit": r["unit"],
-                "ucum": r["ucum"],
-                "original_value": r["original_value"],
-                "original_unit": r["original_unit"],
-            }
-            for r in rows
-        ],
+        values=_values_of(rows),
         raw_hex=first["raw_hex"],
         received_at=first["received_at"],
     )
+
+
+def _values_of(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A stored reading's values (its rows in value order) as the reading's ``values`` field carries them."""
+    return [
+        {
+            "metric": r["metric"],
+            "value": r["value_text"],
+            "unit": r["unit"],
+            "ucum": r["ucum"],
+            "original_value": r["original_value"],
+            "original_unit": r["original_unit"],
+        }
+        for r in rows
+    ]
 
 
 def _json_time(at: datetime) -> str:
@@ -640,17 +645,7 @@ def pulled_fields(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "device_time": first["device_time"],
         "time_source": first["time_source"],
         "sequence": first["sequence"],
-        "values": [
-            {
-                "metric": r["metric"],
-                "value": r["value_text"],
-                "unit": r["unit"],
-                "ucum": r["ucum"],
-                "original_value": r["original_value"],
-                "original_unit": r["original_unit"],
-            }
-            for r in rows
-        ],
+        "values": _values_of(rows),
         "raw_hex": first["raw_hex"],
         "received_at": _json_time(first["received_at"]),
     }

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QWidget
 from desktop.config import DesktopSettings
 from desktop.errors import KnownError, NotEnrolled
 from desktop.rx.revocations import load_cached
+from desktop.rx.verify import with_local_status
 from desktop.security.doctor_keys import DoctorKeys
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import DEVICE_TOKEN, AuthService, Enrolment
@@ -63,6 +64,7 @@ from desktop.ui.screens.setup import SetupWindow
 from desktop.ui.screens.unlock import UnlockDialog
 from desktop.ui.style import APP_STYLE_SHEET
 from shared.signing.revocation import RevocationList
+from shared.signing.rx import Verification
 from shared.signing.trust import TrustStore, default_trust
 
 logger = logging.getLogger(__name__)
@@ -368,6 +370,7 @@ class DesktopApp:
             rx_status=self.rx_status,
             timeline=TimelineService(self.store.uow),
             verify_trust=self._verify_trust,
+            verify_status=self._verify_status,
         )
         self.main_window = window
         window.resize(1366, 768)
@@ -411,6 +414,10 @@ class DesktopApp:
         return self.settings.server_url or (enrolment.server_url if enrolment is not None else None)
 
     # -- end -----------------------------------------------------------------------------------------------
+
+    def _verify_status(self, result: Verification) -> tuple[Verification, str | None]:
+        """What this PC's records say of the verified prescription: cancelled, superseded, dispensed."""
+        return with_local_status(result, self.settings.database_path)
 
     def _verify_trust(self) -> tuple[TrustStore, list[RevocationList]]:
         """The roots a pharmacist's verifier ships with and the revocation lists installed on this PC."""

@@ -4,6 +4,11 @@
 signature and the certificate chain up to a trusted IntegMed root, the revocation lists installed in the data
 folder, and the dates. It prints ``VALID`` or ``INVALID (reason) ...`` on the first line, then the
 prescription. Exit 0 only for a valid prescription; 1 invalid; 2 unreadable input. No network is used.
+
+The QR cannot tell that its prescriber cancelled it after printing. When the data folder holds this PC's
+records, the prescription's signed status events there count too (read-only, beside a running app): a
+cancelled or superseded prescription is INVALID (cancelled / superseded), a dispensed one is VALID with a note
+not to dispense it again.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 from desktop.config import DesktopSettings
 from desktop.rx import revocations as revocation_cache
-from desktop.rx.verify import UnreadableInput, format_json, format_report, read_payload, verify
+from desktop.rx.verify import UnreadableInput, format_json, format_report, read_payload, verify, with_local_status
 from shared.signing.trust import default_trust
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
@@ -33,7 +38,9 @@ def _verify(args: argparse.Namespace, settings: DesktopSettings) -> int:
     for problem in cached.problems:
         sys.stderr.write(f"integmed: {problem}\n")
     lists = list(cached.lists)
-    result = verify(text, trust, lists)
+    result, problem = with_local_status(verify(text, trust, lists), settings.database_path)
+    if problem is not None:
+        sys.stderr.write(f"integmed: {problem}\n")
     if args.json:
         sys.stdout.write(format_json(result, source=source))
     else:

@@ -1,17 +1,33 @@
-"""Read a prescription QR from text, an image (PNG/JPEG) or a PDF, verify it offline and format the result."""
+"""Read a prescription QR from text, an image (PNG/JPEG) or a PDF, verify it offline and format the result.
+
+A QR cannot say that its prescriber cancelled it after printing; this PC's store can, once the status event
+was signed here or pulled: `with_local_status` folds the events the store holds into the verification
+(`shared.signing.standing`), so a cancelled or superseded prescription is INVALID and a dispensed one carries a
+"do not dispense it again" note.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from desktop.store.rx_status import StoredEvent, read_known_events
 from shared.signing import keys
 from shared.signing.certs import CertificateClaims
 from shared.signing.revocation import RevocationList
 from shared.signing.rx import PREFIX, Verification, verify_qr_payload
+from shared.signing.standing import apply_standing
+from shared.signing.status import StatusEvent, StatusEventError, read_event
 from shared.signing.trust import TrustStore
+
+log = logging.getLogger(__name__)
+THIS_PC = "this PC"
 
 PDF_DPI = 300
 MAX_PDF_PAGES = 20
@@ -114,6 +130,38 @@ def verify(
     return verify_qr_payload(text, trust, revocations, now=now)
 
 
+def standing_events(stored: Iterable[StoredEvent]) -> list[StatusEvent]:
+    """The events of this PC's store that count for a verifier: signed here or pulled, not refused by the server.
+
+    An event the server refused for good (``refused``) did not happen there, so it does not change the answer;
+    one waiting to be signed again with another number (``stale``) still states its prescriber's intent.
+    """
+    out = []
+    for event in stored:
+        if event.state == "refused":
+            continue
+        try:
+            out.append(read_event(event.cose))
+        except StatusEventError as exc:  # pragma: no cover - the store only holds events it checked
+            log.error("status event %s in the store is unreadable: %s", event.id, exc)
+    return out
+
+
+def with_local_status(result: Verification, database: Path) -> tuple[Verification, str | None]:
+    """`result` with what the store file at `database` knows of the prescription, and a problem if it could not
+    be read (the offline answer stands then, with the problem said)."""
+    if result.content is None:
+        return result, None
+    try:
+        stored = read_known_events(database, result.content.rx_id)
+    except sa.exc.SQLAlchemyError as exc:
+        why = getattr(exc, "orig", None) or exc
+        return result, f"this PC's records could not be read, so a cancellation here is not known: {why}"
+    if not stored:
+        return result, None
+    return apply_standing(result, standing_events(stored), known_from=THIS_PC), None
+
+
 # --- formatting ----------------------------------------------------------------------------------------
 
 
@@ -205,6 +253,13 @@ def format_report(result: Verification, *, source: str, revocations: list[Revoca
         )
     if result.content_hash:
         lines.append(f"Content SHA-256: {result.content_hash}")
+    if result.standing is not None:
+        s = result.standing
+        lines.append(
+            f"Status:    {s.status.upper()} {_when(s.at)} ({s.reason}); event {s.seq}, recorded on {s.known_from}"
+        )
+    else:
+        lines.append("Status:    no cancellation or dispensing known to this PC")
     lines.append(revocation_status(revocations))
     return "\n".join(lines) + "\n"
 
@@ -230,6 +285,13 @@ def _claims_json(claims: CertificateClaims | None) -> dict[str, Any] | None:
     return data
 
 
+def _standing_json(result: Verification) -> dict[str, Any] | None:
+    s = result.standing
+    if s is None:
+        return None
+    return {"status": s.status, "at": s.at.isoformat(), "reason": s.reason, "seq": s.seq, "known_from": s.known_from}
+
+
 def format_json(result: Verification, *, source: str) -> str:
     """The structured result as JSON."""
     data = {
@@ -245,6 +307,7 @@ def format_json(result: Verification, *, source: str) -> str:
         "issuer": _claims_json(result.issuer),
         "content": result.content.model_dump(mode="json") if result.content else None,
         "notes": list(result.notes),
+        "standing": _standing_json(result),
         "format": PREFIX.rstrip(":"),
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 import sqlalchemy as sa
@@ -104,3 +106,33 @@ class StatusEventRepository:
             .where(events.c.id == event_id, events.c.state != "synced")
             .values(seq=seq, at=at, signer_kid=kid, cose=cose, state="synced", refusal=None, updated_at=now)
         )
+
+
+def read_known_events(database: Path, prescription_id: uuid.UUID) -> list[StoredEvent] | None:
+    """The prescription's status events in a store file, read without opening the store for work.
+
+    For `integmed rx verify`, which may run beside the app (WAL lets it read meanwhile) or on a PC with no
+    store: the file is opened read-only, never created, migrated or written.
+
+    Returns:
+        The events, by seq (every state; the caller decides which count), or None when there is no store
+        file or it has no status events yet (a store older than that table).
+    """
+    if not database.is_file():
+        return None
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+
+    engine = sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            has_table = conn.execute(
+                sa.text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"),
+                {"name": events.name},
+            ).first()
+            if has_table is None:
+                return None
+            return StatusEventRepository(conn).for_prescription(prescription_id)
+    finally:
+        engine.dispose()

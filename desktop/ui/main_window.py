@@ -32,7 +32,7 @@ from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.screens.patient_detail import PatientDetailScreen
 from desktop.ui.screens.patient_form import PatientFormScreen
 from desktop.ui.screens.patient_search import PatientSearchScreen
-from desktop.ui.screens.verify_rx import TrustLoader, VerifyPrescriptionDialog
+from desktop.ui.screens.verify_rx import KnownStatus, TrustLoader, VerifyPrescriptionDialog
 from desktop.ui.signals import emit
 from desktop.ui.sync_status import SyncStatusWidget
 
@@ -85,6 +85,7 @@ class MainWindow(QMainWindow):
         rx_status: RxStatusService | None = None,
         timeline: TimelineService | None = None,
         verify_trust: TrustLoader | None = None,
+        verify_status: KnownStatus | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -135,6 +136,7 @@ class MainWindow(QMainWindow):
             self.encounter.closed.connect(self.on_encounter_closed)
         self._timeline_service = timeline
         self._verify_trust = verify_trust
+        self._verify_status = verify_status
         self.timeline: PatientTimelineScreen | None = None  # made on first use (charts are heavy)
         if timeline is not None:
             self.detail.timeline_requested.connect(self.on_detail_timeline_requested)
@@ -343,7 +345,9 @@ class MainWindow(QMainWindow):
         """The pharmacist's check on this PC: open a scan/photo/PDF or paste QR text (offline)."""
         if self._verify_trust is None:
             return
-        dialog = VerifyPrescriptionDialog(self._runner, self._verify_trust, parent=self)
+        dialog = VerifyPrescriptionDialog(
+            self._runner, self._verify_trust, known_status=self._verify_status, parent=self
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
 

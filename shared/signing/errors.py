@@ -24,6 +24,10 @@ class Reason(StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     CERTIFICATE_EXPIRED = "certificate_expired"
     CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
+    CANCELLED = "cancelled"
+    """Authentic, but its prescriber cancelled it (a signed status event the verifier holds)."""
+    SUPERSEDED = "superseded"
+    """Authentic, but its prescriber replaced it with a newer prescription (a signed status event)."""
 
 
 class VerificationError(DomainError):

@@ -238,6 +238,7 @@ class Verification:
         sandbox: the chain ends at the public sandbox root: a test prescription, not for dispensing.
         content_hash: SHA-256 hex of the signed content.
         notes: further facts the pharmacist should see (e.g. a key revoked after this was signed).
+        standing: what the verifier knows happened to it after signing (`shared.signing.standing`), if anything.
     """
 
     valid: bool
@@ -251,6 +252,26 @@ class Verification:
     sandbox: bool = False
     content_hash: str | None = None
     notes: tuple[str, ...] = field(default=())
+    standing: Standing | None = None
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The latest signed status event a verifier holds for a prescription (see `shared.signing.standing`).
+
+    Attributes:
+        status: ``dispensed``, ``cancelled`` or ``superseded``.
+        at: when the event was signed (UTC, whole seconds).
+        reason: the signer's reason or note, as signed.
+        seq: the event's number in the prescription's sequence (1, 2, ...).
+        known_from: where the verifier learnt it ("this PC", "the IntegMed server").
+    """
+
+    status: str
+    at: datetime
+    reason: str
+    seq: int
+    known_from: str
 
 
 def _invalid(reason: Reason, message: str, **known: Any) -> Verification:

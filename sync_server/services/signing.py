@@ -8,6 +8,7 @@ status event. The design and the decisions are in docs/signing_server.md.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -41,7 +42,8 @@ from shared.signing.rx import (
     verify_qr_payload,
 )
 from shared.signing.rx import sign_prescription as sign_content
-from shared.signing.status import TERMINAL, EventStatus, StatusEvent, encode_event
+from shared.signing.standing import apply_standing
+from shared.signing.status import TERMINAL, EventStatus, StatusEvent, encode_event, read_event
 from shared.sync.protocol import RecordKind
 from sync_server import errors
 from sync_server.db import encounters as encounters_db
@@ -113,9 +115,25 @@ class SignAnswer(BaseModel):
     prescription: SignedPrescriptionOut
 
 
+KNOWN_FROM = "the IntegMed server"
+
+
+class StandingOut(BaseModel):
+    """The latest signed status event this server holds for the prescription (what decides its standing)."""
+
+    status: str = Field(description="`dispensed`, `cancelled` or `superseded`", examples=["cancelled"])
+    at: datetime = Field(description="When the event was signed (UTC)")
+    reason: str = Field(description="The signer's reason or note, as signed", examples=["Wrong dose printed"])
+    seq: int = Field(description="The event's number in the prescription's sequence (1, 2, ...)")
+    known_from: str = Field(examples=[KNOWN_FROM])
+
+
 class VerificationOut(BaseModel):
     valid: bool
-    reason: str = Field(description="`valid`, or why not (e.g. `bad_signature`, `revoked_key`, `expired`)")
+    reason: str = Field(
+        description="`valid`, or why not (e.g. `bad_signature`, `revoked_key`, `expired`; `cancelled` or "
+        "`superseded` when the signature is good but its prescriber ended it)"
+    )
     message: str
     content: dict[str, Any] | None = Field(default=None, description="The signed prescription's content")
     kid: str | None = Field(default=None, description="Key id of the doctor key that signed")
@@ -124,6 +142,9 @@ class VerificationOut(BaseModel):
     content_hash: str | None = None
     sandbox: bool = Field(default=False, description="Vouched for by the public SANDBOX root: a test document")
     notes: list[str] = Field(default_factory=list)
+    standing: StandingOut | None = Field(
+        default=None, description="What this server knows happened to it after signing; null when nothing did"
+    )
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -431,6 +452,11 @@ async def verify_signed_prescription(
     except VerificationError as exc:  # pragma: no cover - our own list against our own trust is a bug
         raise RuntimeError(f"the server's own revocation list does not verify: {exc.message}") from exc
     result = verify_qr_payload(text, ctx.trust, lists)
+    if result.content is not None:
+        # The QR cannot say that its prescriber cancelled it, nor that a pharmacy dispensed it: this server's
+        # status events can (each was verified when it was recorded).
+        events = [read_event(row["cose"]) for row in await signing_db.status_events(conn, result.content.rx_id)]
+        result = apply_standing(result, events, known_from=KNOWN_FROM)
     doctor = result.doctor
     return VerificationOut(
         valid=result.valid,
@@ -443,4 +469,5 @@ async def verify_signed_prescription(
         content_hash=result.content_hash,
         sandbox=result.sandbox,
         notes=list(result.notes),
+        standing=StandingOut(**dataclasses.asdict(result.standing)) if result.standing else None,
     )

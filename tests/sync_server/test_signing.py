@@ -206,6 +206,31 @@ def test_status_events_are_signed_and_monotonic(api: TestClient, doctor: SignedI
     assert "prescription.dispensed" in actions and "prescription.cancelled" in actions
 
 
+def test_verify_tells_a_pharmacy_what_the_server_knows_dispensed_then_cancelled(
+    api: TestClient, doctor: SignedIn
+) -> None:
+    """The QR alone verifies for ever; the server's verification folds in its status events."""
+    rx = signed_draft(api, doctor)
+    signed = sign(api, doctor, rx["id"]).json()
+    verify = "/api/v1/prescriptions/verify"
+    fresh = api.post(verify, json={"qr_payload": signed["qr_payload"]}, headers=doctor.headers).json()
+    assert (fresh["valid"], fresh["reason"], fresh["standing"]) == (True, "valid", None)
+    url = f"/api/v1/prescriptions/{rx['id']}/status"
+    r = api.post(url, json={"status": "dispensed", "reason": "Counter 2"}, headers=doctor.headers)
+    assert r.status_code == 201, r.text
+    dispensed = api.post(verify, json={"qr_payload": signed["qr_payload"]}, headers=doctor.headers).json()
+    assert dispensed["valid"] and dispensed["standing"]["status"] == "dispensed"
+    assert dispensed["standing"]["known_from"] == "the IntegMed server" and dispensed["standing"]["seq"] == 1
+    assert any(n.startswith("already dispensed on") and "(Counter 2)" in n for n in dispensed["notes"])
+    r = api.post(url, json={"status": "cancelled", "reason": "Allergy found"}, headers=doctor.headers)
+    assert r.status_code == 201, r.text
+    cancelled = api.post(verify, json={"qr_payload": signed["qr_payload"]}, headers=doctor.headers).json()
+    assert (cancelled["valid"], cancelled["reason"]) == (False, "cancelled")
+    assert "(Allergy found); do not dispense" in cancelled["message"]
+    assert cancelled["standing"]["status"] == "cancelled" and cancelled["standing"]["seq"] == 2
+    assert cancelled["content"]["rx_id"] == rx["id"]  # what was cancelled is still shown
+
+
 def test_only_the_prescriber_cancels_and_only_doctors_record_status(
     api: TestClient, doctor: SignedIn, sandbox_url: str
 ) -> None:

@@ -5,7 +5,9 @@ text (Ctrl+V into the box, Enter). Reading the QR and checking the signature, th
 revocation lists is done by `desktop.rx.verify` (the same code as `integmed rx verify`) on the runner's pool,
 never on the GUI thread; an indeterminate progress bar shows meanwhile. The answer is a big coloured VALID
 (green), VALID — SANDBOX TEST (amber) or INVALID (red) with the reason, and below it the readable prescription
-the signature covers.
+the signature covers. On a clinic PC the app also passes `known_status` (`desktop.rx.verify.with_local_status`
+over this PC's store): a prescription its doctor cancelled or superseded is INVALID with the date and reason,
+a dispensed one carries "already dispensed … do not dispense it again".
 
 Keyboard: Ctrl+O opens a file, Enter verifies the pasted text, Esc closes.
 """
@@ -37,24 +39,30 @@ from desktop.rx import verify as rx_verify
 from desktop.ui.runner import Runner
 from desktop.ui.signals import emit
 from desktop.ui.style import ERROR_COLOR, MUTED_COLOR, OK_COLOR, WARNING_COLOR
+from shared.signing.errors import Reason
 from shared.signing.revocation import RevocationList
 from shared.signing.rx import Verification
 from shared.signing.trust import TrustStore, default_trust
 
 FILE_FILTER = "Prescriptions (*.pdf *.png *.jpg *.jpeg);;All files (*)"
 TrustLoader = Callable[[], tuple[TrustStore, list[RevocationList]]]
+KnownStatus = Callable[[Verification], tuple[Verification, str | None]]
+"""Folds what this PC knows of the prescription (cancelled, dispensed ...) into a verification; a problem text
+when its records could not be read."""
 ChooseFile = Callable[[QWidget], str | None]
 
 
 @dataclass(frozen=True)
 class Checked:
-    """What one check found: the verification and where the QR text came from."""
+    """What one check found: the verification, where the QR text came from, and why this PC's records could
+    not be consulted (if so)."""
 
     result: Verification
     source: str
+    problem: str | None = None
 
 
-def check(argument: str, load_trust: TrustLoader) -> Checked:
+def check(argument: str, load_trust: TrustLoader, known_status: KnownStatus | None = None) -> Checked:
     """Read the QR text from `argument` (a file path or the text itself) and verify it. Runs off the GUI thread.
 
     Raises:
@@ -62,7 +70,11 @@ def check(argument: str, load_trust: TrustLoader) -> Checked:
     """
     text, source = rx_verify.read_payload(argument)
     trust, revocations = load_trust()
-    return Checked(rx_verify.verify(text, trust, revocations), source)
+    result = rx_verify.verify(text, trust, revocations)
+    if known_status is None:
+        return Checked(result, source)
+    result, problem = known_status(result)
+    return Checked(result, source, problem)
 
 
 def data_dir_trust(data_dir: Path) -> TrustLoader:
@@ -83,7 +95,11 @@ def _choose_file(parent: QWidget) -> str | None:
 def verdict(result: Verification) -> tuple[str, str]:
     """The banner word and its colour."""
     if not result.valid:
+        if result.reason in (Reason.CANCELLED, Reason.SUPERSEDED):
+            return f"INVALID \u2014 {result.reason.value.upper()}, do not dispense", ERROR_COLOR
         return "INVALID", ERROR_COLOR
+    if result.standing is not None and result.standing.status == "dispensed":
+        return "VALID \u2014 ALREADY DISPENSED, do not dispense again", WARNING_COLOR
     if result.sandbox:
         return "VALID \u2014 SANDBOX TEST, not for dispensing", WARNING_COLOR
     return "VALID", OK_COLOR
@@ -135,6 +151,15 @@ def prescription_html(checked: Checked) -> str:
     if c.followup:
         parts.append(f"<p><b>Follow-up:</b> {escape(c.followup)}</p>")
     parts.extend(f'<p style="color:{WARNING_COLOR}">Note: {escape(note)}</p>' for note in r.notes)
+    if r.standing is not None:
+        s = r.standing
+        colour = ERROR_COLOR if s.status in ("cancelled", "superseded") else WARNING_COLOR
+        parts.append(
+            f'<p style="color:{colour}"><b>{escape(s.status.upper())}</b> {s.at:%d %b %Y %H:%M} UTC: '
+            f"{escape(s.reason)} (event {s.seq}, recorded on {escape(s.known_from)})</p>"
+        )
+    if checked.problem:
+        parts.append(f'<p style="color:{WARNING_COLOR}">{escape(checked.problem)}</p>')
     return "".join(parts)
 
 
@@ -144,6 +169,7 @@ class VerifyPrescriptionDialog(QDialog):
     Args:
         runner: decoding and verification run through `run_query` (pool thread).
         load_trust: returns the trust store and the installed revocation lists (called on the worker).
+        known_status: folds this PC's knowledge of the prescription into the answer (called on the worker).
         choose_file: asks for a file (default: QFileDialog); tests pass their own.
         parent: Qt parent.
     """
@@ -156,6 +182,7 @@ class VerifyPrescriptionDialog(QDialog):
         runner: Runner,
         load_trust: TrustLoader,
         *,
+        known_status: KnownStatus | None = None,
         choose_file: ChooseFile = _choose_file,
         parent: QWidget | None = None,
     ) -> None:
@@ -163,6 +190,7 @@ class VerifyPrescriptionDialog(QDialog):
         self.setWindowTitle("Verify a prescription")
         self._runner = runner
         self._load_trust = load_trust
+        self._known_status = known_status
         self._choose_file = choose_file
         self._busy = False
         title = QLabel("Verify a prescription", self)
@@ -260,9 +288,12 @@ class VerifyPrescriptionDialog(QDialog):
         self.banner.setVisible(False)
         self.reason.clear()
         self.details.clear()
-        load_trust = self._load_trust
+        load_trust, known_status = self._load_trust, self._known_status
         self._runner.run_query(
-            self, lambda: check(argument, load_trust), on_success=self._on_checked, on_failure=self._on_failed
+            self,
+            lambda: check(argument, load_trust, known_status),
+            on_success=self._on_checked,
+            on_failure=self._on_failed,
         )
 
     # -- outcome -------------------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """The clinic server refuses a cancellation signed on this PC: the encounter screen says so in words, under the
-status, and offers the cancellation again (real SQLite store, real signing, the sync client's own push-answer
-code `note_refused_drafts`, real widgets offscreen, keyboard)."""
+status, and offers the cancellation again (real SQLite store, real signing, real widgets offscreen, keyboard).
+
+The refusal comes from the sync client's own push-answer code (`note_refused_drafts`) with the server's words,
+and once end to end: a real push to the real server (uvicorn on loopback, embedded PostgreSQL) of a cancellation
+signed with a key revoked meanwhile."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,23 +16,32 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from desktop.services.encounters import EncounterService
+from desktop.services.prescribing import Clinician, PrescribingService
 from desktop.services.rx_signing import RxSigningService
 from desktop.services.rx_status import RxStatusService, status_of
+from desktop.services.signing import SigningService
 from desktop.store import LocalStore
 from desktop.store.rx_status import StoredEvent
 from desktop.sync.apply_prescriptions import note_refused_drafts
+from desktop.ui.runner import Runner
 from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.screens.rx_refusals import refusal_notice
 from desktop.ui.style import ERROR_COLOR, MUTED_COLOR, WARNING_COLOR
 from shared.ids import uuid7
+from shared.signing.keys import key_id
 from shared.signing.testing import make_test_chain
 from shared.sync.protocol import ChangeResult, ChangeStatus, RecordKind, RejectCode
 from tests.desktop.ui.encounter_harness import DOCTOR, MBBS, Harness, doctor, signing_for
 from tests.desktop.ui.keyboard import activate, press, type_text
 from tests.desktop.ui.render import render_png
+from tests.e2e.conftest import PC, Server, make_pc, sqlite_template_e2e  # noqa: F401  (fixtures)
+from tests.e2e.test_rx_status_sync import doctor_pc, rest
+from tests.e2e.test_signed_rx_sync import RADHA, signed_on_pc
+from tests.sync_server.conftest import MBBS_MOBILE
 
 CTRL_SHIFT = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
 # As the sync server words it (`sync_server.services.rx_sync._verify_status`): the doctor's key on this PC is not
@@ -160,6 +173,65 @@ def test_a_refused_cancellation_is_said_under_the_status_and_the_doctor_cancels_
     assert screen.rx_refusal_label.text().endswith(
         "The prescription is cancelled on the server all the same: nothing more to do."
     )
+
+
+@pytest.mark.expect_log_warnings  # the keyring file; the sync client logs the server's refusal
+def test_the_real_server_refuses_a_cancellation_signed_with_a_key_revoked_meanwhile_and_the_screen_says_so(
+    qtbot: QtBot,
+    make_pc: Callable[..., PC],  # noqa: F811
+    server: Server,
+    sandbox_url: str,
+    presenter: Any,
+    artifacts_dir: Path,
+    ui_app: QApplication,  # the bundled fonts: the patient's name is in Devanagari
+) -> None:
+    pc = make_pc("pc-a")
+    assert pc.store is not None
+    keys, doctor_id = doctor_pc(pc, sandbox_url)
+    patient = pc.patients.register(RADHA, actor="test")
+    signed_on_pc(pc, keys, doctor_id, patient.id)
+    assert pc.sync().complete  # the server holds the signed prescription
+    revoked = rest(  # the PC's key is revoked at the server (the PC does not know until its next sync)
+        server, sandbox_url, MBBS_MOBILE, "POST", "/api/v1/signing/revocations",
+        json={"kid": key_id(keys.public_key(doctor_id)), "reason": "PC stolen"},
+    )  # fmt: skip
+    assert revoked.status_code == 201, revoked.text
+
+    runner = Runner(pc.store.writer.executor, error_presenter=presenter)
+    encounters = EncounterService(writer=pc.store.writer, uow=pc.store.uow, clock=pc.store.clock)
+    screen = EncounterScreen(
+        runner, encounters, PrescribingService(writer=pc.store.writer, uow=pc.store.uow),
+        Clinician(doctor_id, "Dr. Ananya Sharma", "doctor", MBBS), confirm=lambda _p, _t, _x: True,
+        ask_cancel=lambda _p, _w: "Wrong dose printed", error_presenter=presenter,
+        rx_status=RxStatusService(pc.store.uow, SigningService(keys, pc.data_dir), clock=pc.store.clock),
+    )  # fmt: skip
+    qtbot.addWidget(screen)
+    try:
+        screen.resize(1366, 768)
+        activate(qtbot, screen)
+        (encounter,) = encounters.for_patient(patient.id)
+        screen.open_encounter(encounter.id, patient)
+        qtbot.waitUntil(screen.cancel_rx_button.isVisible, timeout=20_000)
+        press(qtbot, Qt.Key.Key_C, CTRL_SHIFT)
+        qtbot.waitUntil(lambda: "CANCELLED" in screen.rx_status_label.text(), timeout=20_000)
+        runner_idle = lambda: runner.busy_count == 0  # noqa: E731
+        qtbot.waitUntil(runner_idle, timeout=20_000)
+
+        report = pc.sync()
+        assert [(r.kind, r.reason) for r in report.rejected] == [("prescription_status", "bad_signature")]
+        screen.on_sync_finished(report, False)
+        qtbot.waitUntil(screen.rx_refusal_label.isVisible, timeout=20_000)
+        qtbot.waitUntil(runner_idle, timeout=20_000)
+        said = screen.rx_refusal_label.text()
+        server_words = report.rejected[0].message.split(": ", 1)[1].rstrip(". ")  # after the verifier's code
+        assert f": your signature on it did not verify ({server_words}).\n" in said, (said, report.rejected)
+        assert "The prescription is NOT CANCELLED on the server" in said and "check your signing key" in said
+        assert screen.rx_status_label.text().startswith("Prescription signed ")
+        assert screen.cancel_rx_button.isVisible() and screen.cancel_rx_button.text().startswith("Cancel again")
+        assert presenter.shown == []
+        render_png(artifacts_dir / "ui_encounter_rx_cancel_refused_by_server.png", screen)
+    finally:
+        runner.shutdown(wait_s=5)
 
 
 # --- the words, for each answer the server gives (`sync_server.services.rx_sync`, status events) ------------------

@@ -20,7 +20,10 @@ selected diagnosis from the list; Ctrl+W saves a draft and closes the screen.
 A signed prescription shows its status beside the encounter's (signed, DISPENSED, CANCELLED, SUPERSEDED, and
 "waiting to sync" until the server holds it). Its prescriber cancels it with Ctrl+Shift+C ("Cancel
 prescription…", with a typed reason; `desktop.services.rx_status`); a cancelled one is never printed again
-(the Sign & print button is disabled and says why).
+(the Sign & print button is disabled and says why). When the clinic server refused a cancellation for good, a
+line under the status says so in words (`rx_refusals.refusal_notice`: the prescription is NOT cancelled on the
+server, and what to do), in the error colour while the prescription is not ended; the cancel action is then
+offered again ("Cancel again…", Ctrl+Shift+C), since the refused event does not count.
 """
 
 from __future__ import annotations
@@ -76,8 +79,9 @@ from desktop.ui.open_file import open_with_system
 from desktop.ui.runner import PresentError, Runner
 from desktop.ui.screens.override_dialog import ask_override_reason
 from desktop.ui.screens.rx_pad import RxPad
+from desktop.ui.screens.rx_refusals import refusal_notice
 from desktop.ui.signals import emit
-from desktop.ui.style import ERROR_COLOR, OK_COLOR, WARNING_COLOR
+from desktop.ui.style import ERROR_COLOR, MUTED_COLOR, OK_COLOR, WARNING_COLOR
 from desktop.ui.widgets.earlier_conditions import ask_exclusion_reason
 from desktop.ui.widgets.field_error import FieldError
 from desktop.ui.widgets.reason_dialog import ReasonDialog, ask_reason
@@ -496,11 +500,19 @@ class EncounterScreen(QWidget):
         self.rx_status_label.setTextFormat(Qt.TextFormat.PlainText)
         self.rx_status_label.setWordWrap(True)
         self.rx_status_label.setVisible(False)
+        # The clinic server's refusal of a cancellation signed here: the prescription is still valid there.
+        self.rx_refusal_label = QLabel("", self)
+        self.rx_refusal_label.setAccessibleName("Server refusal of the prescription status")
+        self.rx_refusal_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.rx_refusal_label.setWordWrap(True)
+        self.rx_refusal_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # to quote it
+        self.rx_refusal_label.setVisible(False)
         rx_side = QWidget(self)
         rx_layout = QVBoxLayout(rx_side)
         rx_layout.setContentsMargins(0, 0, 0, 0)
         rx_layout.setSpacing(2)
         rx_layout.addWidget(self.rx_status_label)
+        rx_layout.addWidget(self.rx_refusal_label)
         rx_layout.addWidget(self.pad, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(scroll)
@@ -1028,6 +1040,7 @@ class EncounterScreen(QWidget):
         self._signed = signed
         if signed is None:
             self.rx_status_label.setVisible(False)
+            self.rx_refusal_label.setVisible(False)
             self.cancel_rx_button.setVisible(False)
             self.sign_button.setEnabled(True)
             self.sign_button.setToolTip(
@@ -1046,11 +1059,43 @@ class EncounterScreen(QWidget):
         border = f"border: 2px solid {color}; padding: 4px;" if status.ended else "padding: 2px;"
         self.rx_status_label.setStyleSheet(f"color: {color}; font-weight: 700; {border}")
         self.rx_status_label.setVisible(True)
+        self._show_rx_refusal(record, status)
         mine = record.signer_id == self._doctor.user_id
         self.cancel_rx_button.setVisible(mine and not status.ended)
+        again = bool(status.refused) and not status.ended  # a refused event does not count: he may cancel again
+        self.cancel_rx_button.setText(f"Cancel {'again' if again else 'prescription'}… (Ctrl+Shift+C)")
         self.sign_button.setEnabled(not status.ended)
         if status.ended:
             self.sign_button.setToolTip(f"This prescription is {status.status}: it is never printed again")
+
+    def _show_rx_refusal(self, record: SignedRecord, status: RxStatus) -> None:
+        """The server's refusal of an event signed here, under the status: in red while it leaves the prescription
+        valid on the server, quieter once a later event ended it."""
+        notice = refusal_notice(status, viewer=self._doctor.user_id, prescriber=record.signer_id)
+        if notice is None:
+            self.rx_refusal_label.setVisible(False)
+            self.rx_refusal_label.setText("")
+            self.rx_refusal_label.setAccessibleDescription("")
+            return
+        color = {"error": ERROR_COLOR, "warning": WARNING_COLOR, "info": MUTED_COLOR}[notice.severity]
+        if notice.severity == "error":  # framed as the status of an ended prescription is: it needs the doctor
+            frame = f"font-weight: 600; border: 2px solid {color}; padding: 4px;"
+        else:
+            frame = "padding: 2px;"
+        self.rx_refusal_label.setStyleSheet(f"color: {color}; {frame}")
+        if notice.severity == "error" and notice.text != self.rx_refusal_label.text():
+            self.show_message(
+                "The clinic server refused a cancellation: see the note over the prescription.", error=True
+            )
+        self.rx_refusal_label.setText(notice.text)
+        self.rx_refusal_label.setAccessibleDescription(notice.text)  # the name says what it is; this, what it says
+        self.rx_refusal_label.setVisible(True)
+
+    @Slot(object, bool)
+    def on_sync_finished(self, _report: object, _user_started: bool) -> None:
+        """After a sync round: the server's answer may have refused (or accepted) a status event signed here."""
+        if self._signed is not None and not self._busy:
+            self.refresh_rx_status()
 
     @Slot()
     def on_cancel_rx_requested(self) -> None:

@@ -18,13 +18,16 @@ from pathlib import Path
 import pytest
 from keyring.backends import fail
 from PySide6.QtWidgets import QApplication, QWidget
+from pytestqt.qtbot import QtBot
 
 from desktop.config import DesktopSettings
 from desktop.security.secrets import SecretStore
 from desktop.services.auth import AuthService
+from desktop.services.patients import PatientService
 from desktop.store import LocalStore
 from desktop.store.users import LocalUser
 from desktop.sync.transport import RetryPolicy, Transport
+from tests.desktop.ui.encounter_harness import Harness
 from tests.e2e.conftest import Server, server  # noqa: F401
 from tests.sync_server.conftest import MBBS_MOBILE, last_otp, sandbox_url, settings  # noqa: F401
 
@@ -38,6 +41,9 @@ QT_LOG_IGNORE = ("This plugin does not support propagateSizeHints",)
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "expect_log_warnings: the test expects desktop.* to log warnings or errors")
+    config.addinivalue_line(
+        "markers", "expect_presented_errors: the test expects the `harness` runner to present errors (dialogs)"
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -131,6 +137,25 @@ def _collect_on_main_thread() -> Iterator[None]:
 @pytest.fixture
 def presenter() -> RecordingPresenter:
     return RecordingPresenter()
+
+
+@pytest.fixture
+def harness(
+    request: pytest.FixtureRequest,
+    qtbot: QtBot,
+    local_store: LocalStore,
+    patient_service: PatientService,
+    presenter: RecordingPresenter,
+) -> Iterator[Harness]:
+    """The encounter screen's services on this test's store, with one patient (`encounter_harness.Harness`).
+
+    No error may have been presented by the end of the test unless it is marked ``expect_presented_errors``.
+    """
+    made = Harness(qtbot, local_store, patient_service, presenter)
+    yield made
+    made.close()
+    if request.node.get_closest_marker("expect_presented_errors") is None:
+        assert presenter.shown == []
 
 
 @pytest.fixture

@@ -2,78 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
-from desktop.services.encounters import EncounterService
-from desktop.services.patients import PatientService
-from desktop.services.prescribing import Clinician, PrescribingService
-from desktop.store import LocalStore
-from desktop.ui.runner import Runner
 from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.screens.override_dialog import OverrideDialog
 from shared.records.encounter import EncounterStatus
-from shared.records.patient import Patient
+from tests.desktop.ui.encounter_harness import BAMS, MBBS, Harness, doctor
 from tests.desktop.ui.keyboard import activate, press, type_text
 from tests.desktop.ui.render import render_png
-
-MBBS = {"qualification": "MBBS, MD", "system_of_medicine": "modern_medicine", "state": "Delhi"}
-BAMS = {"qualification": "BAMS", "system_of_medicine": "ayurveda", "state": "MH"}
-
-
-def _doctor(profile: dict[str, Any], name: str = "Dr. Ananya Sharma") -> Clinician:
-    return Clinician(uuid.UUID("019ab000-0000-7000-8000-00000000d0c1"), name, "doctor", profile)
-
-
-class Harness:
-    def __init__(self, qtbot: QtBot, store: LocalStore, patients: PatientService, presenter: Any) -> None:
-        self.qtbot = qtbot
-        self.store = store
-        self.runner = Runner(store.writer.executor, error_presenter=presenter)
-        self.encounters = EncounterService(writer=store.writer, uow=store.uow)
-        self.rx = PrescribingService(writer=store.writer, uow=store.uow)
-        self.patient: Patient = patients.register(
-            {"name": "Radha Kumari", "gender": "F", "year_of_birth": 1961, "mobile": "9812300001"}, "t"
-        )
-        self.confirmations: list[str] = []
-
-    def screen(self, profile: dict[str, Any] = MBBS) -> EncounterScreen:
-        def confirm(_parent: QWidget, _title: str, text: str) -> bool:
-            self.confirmations.append(text)
-            return True
-
-        screen = EncounterScreen(self.runner, self.encounters, self.rx, _doctor(profile), confirm=confirm)
-        self.qtbot.addWidget(screen)
-        screen.resize(1366, 768)
-        activate(self.qtbot, screen)
-        screen.start_new(self.patient, "Tiredness and thirst")
-        self.qtbot.waitUntil(lambda: screen.encounter is not None and screen.pad.result is not None, timeout=20_000)
-        return screen
-
-    def settle(self) -> None:
-        self.qtbot.waitUntil(lambda: self.runner.busy_count == 0, timeout=20_000)
-
-    def close(self) -> None:
-        self.runner.shutdown(wait_s=5)
-
-
-@pytest.fixture
-def harness(
-    qtbot: QtBot, local_store: LocalStore, patient_service: PatientService, presenter: Any
-) -> Iterator[Harness]:
-    made = Harness(qtbot, local_store, patient_service, presenter)
-    yield made
-    made.close()
-    assert presenter.shown == []
 
 
 def _type_line(qtbot: QtBot, screen: EncounterScreen, index: int, text: str) -> None:
@@ -165,7 +109,7 @@ def test_major_interaction_needs_a_typed_override_which_is_stored(qtbot: QtBot, 
     assert (override.rule_id, override.reason, override.user_id) == (
         "DDI-002",
         "Mechanical mitral valve, INR weekly",
-        _doctor(MBBS).user_id,
+        doctor(MBBS).user_id,
     )
     qtbot.waitUntil(lambda: screen.pad.result is not None and screen.pad.result.can_save, timeout=20_000)
     assert "overridden" in screen.pad.majors.item(0).text()

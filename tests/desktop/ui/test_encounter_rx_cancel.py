@@ -3,7 +3,6 @@ never printed again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,27 +11,15 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
-from desktop.services.patients import PatientService
 from desktop.services.rx_signing import RxSigningService
 from desktop.services.rx_status import RxStatusService
-from desktop.store import LocalStore
 from desktop.ui.screens.encounter import EncounterScreen, ask_cancel_reason
 from desktop.ui.widgets.reason_dialog import ReasonDialog
 from shared.signing.testing import make_test_chain
 from shared.sync.protocol import RecordKind
+from tests.desktop.ui.encounter_harness import MBBS, Harness, doctor, signing_for
 from tests.desktop.ui.keyboard import activate, press, type_text
 from tests.desktop.ui.render import render_png
-from tests.desktop.ui.test_encounter import MBBS, Harness, _doctor
-from tests.desktop.ui.test_encounter_signing import signing_for
-
-
-@pytest.fixture
-def harness(
-    qtbot: QtBot, local_store: LocalStore, patient_service: PatientService, presenter: Any
-) -> Iterator[Harness]:
-    made = Harness(qtbot, local_store, patient_service, presenter)
-    yield made
-    made.close()
 
 
 @pytest.mark.expect_log_warnings  # the test PC has no OS keyring: the signing key goes to the data folder's file
@@ -49,7 +36,7 @@ def test_ctrl_shift_c_cancels_the_signed_prescription_with_a_reason_and_it_is_ne
 
     status = RxStatusService(harness.store.uow, signing, clock=harness.store.clock)
     screen = EncounterScreen(
-        harness.runner, harness.encounters, harness.rx, _doctor(MBBS),
+        harness.runner, harness.encounters, harness.rx, doctor(MBBS),
         confirm=lambda _p, _t, _x: True, ask_cancel=ask,
         rx_signing=RxSigningService(harness.store.uow, signing, tmp_path), rx_status=status,
         open_file=opened.append, error_presenter=presenter,

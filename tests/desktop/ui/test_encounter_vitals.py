@@ -9,12 +9,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
+from tests.desktop.ui.encounter_harness import Harness
 from tests.desktop.ui.keyboard import press, type_text
 from tests.desktop.ui.render import render_png
-from tests.desktop.ui.test_encounter import Harness, harness  # noqa: F401  (the fixture)
 
 
-def test_implausible_pair_is_refused_inline_and_nothing_saved(qtbot: QtBot, harness: Harness) -> None:  # noqa: F811
+def test_implausible_pair_is_refused_inline_and_nothing_saved(qtbot: QtBot, harness: Harness) -> None:
     screen = harness.screen()
     screen.vitals["bp"].setFocus()
     type_text(qtbot, "300/20", screen.vitals["bp"])
@@ -35,7 +35,7 @@ def test_implausible_pair_is_refused_inline_and_nothing_saved(qtbot: QtBot, harn
 
 def test_critical_values_are_flagged_saved_and_flagged_again_on_reopen(
     qtbot: QtBot,
-    harness: Harness,  # noqa: F811
+    harness: Harness,
     artifacts_dir: Path,
     ui_app: QApplication,
 ) -> None:

@@ -15,14 +15,14 @@ from pytestqt.qtbot import QtBot
 from desktop.services.patient_conditions import EXCLUDED_RULE, EarlierCondition
 from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.widgets.earlier_conditions import ExcludeConditionDialog
+from tests.desktop.ui.encounter_harness import MBBS, Harness, doctor
 from tests.desktop.ui.keyboard import activate, focused, press, type_text
 from tests.desktop.ui.render import render_png
-from tests.desktop.ui.test_encounter import MBBS, Harness, _doctor, harness  # noqa: F401  (the fixture)
 
 DOCTOR = uuid.UUID("019ab000-0000-7000-8000-00000000d0c1")
 
 
-def _earlier_visit(harness: Harness) -> None:  # noqa: F811
+def _earlier_visit(harness: Harness) -> None:
     enc = harness.encounters.start(
         {"patient_id": str(harness.patient.id), "encounter_type": "opd",
          "start_time": datetime(2026, 9, 14, 10, tzinfo=UTC), "chief_complaint": "Missed period"},
@@ -38,12 +38,12 @@ def _earlier_visit(harness: Harness) -> None:  # noqa: F811
     harness.encounters.complete(enc.id)
 
 
-def _screen(harness: Harness, reasons: list[str | None], asked: list[EarlierCondition]) -> EncounterScreen:  # noqa: F811
+def _screen(harness: Harness, reasons: list[str | None], asked: list[EarlierCondition]) -> EncounterScreen:
     def ask(_parent: QWidget, condition: EarlierCondition) -> str | None:
         asked.append(condition)
         return reasons.pop(0)
 
-    screen = EncounterScreen(harness.runner, harness.encounters, harness.rx, _doctor(MBBS), ask_exclusion=ask)
+    screen = EncounterScreen(harness.runner, harness.encounters, harness.rx, doctor(MBBS), ask_exclusion=ask)
     harness.qtbot.addWidget(screen)
     screen.resize(1366, 768)
     activate(harness.qtbot, screen)
@@ -54,7 +54,7 @@ def _screen(harness: Harness, reasons: list[str | None], asked: list[EarlierCond
 
 def test_earlier_pregnancy_fires_and_is_excluded_by_keyboard(
     qtbot: QtBot,
-    harness: Harness,  # noqa: F811
+    harness: Harness,
     artifacts_dir: Path,
     ui_app: QApplication,
 ) -> None:

@@ -4,12 +4,10 @@ without typed lines (a REST draft) written out into the pad. Real SQLite store, 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
@@ -21,9 +19,9 @@ from desktop.ui.screens.encounter import EncounterScreen
 from desktop.ui.screens.rx_pad import refusal_text
 from desktop.ui.style import ERROR_COLOR
 from shared.records.encounter import SoapNote
+from tests.desktop.ui.encounter_harness import MBBS, Harness, doctor
 from tests.desktop.ui.keyboard import activate, press, type_text
 from tests.desktop.ui.render import render_png
-from tests.desktop.ui.test_encounter import MBBS, Harness, _doctor
 
 # As the sync server words a refusal of a pushed draft (`sync_server.services.rx_sync._Refused`): here the merged
 # draft on the server also holds clarithromycin from another PC.
@@ -33,14 +31,6 @@ REFUSAL = {
     "be overridden. (rule DDI-018)",
     "hlc": "0000019ab0000000-0000-0000000000000001",
 }
-
-
-@pytest.fixture
-def harness(qtbot: QtBot, local_store: LocalStore, patient_service: Any, presenter: Any) -> Iterator[Harness]:
-    made = Harness(qtbot, local_store, patient_service, presenter)
-    yield made
-    made.close()
-    assert presenter.shown == []
 
 
 def _note_refusal(store: LocalStore, prescription_id: uuid.UUID, refusal: dict[str, Any]) -> None:
@@ -58,7 +48,7 @@ def _open(harness: Harness, encounter_id: uuid.UUID) -> EncounterScreen:
     def confirm(_parent: QWidget, _title: str, _text: str) -> bool:
         return True
 
-    screen = EncounterScreen(harness.runner, harness.encounters, harness.rx, _doctor(MBBS), confirm=confirm)
+    screen = EncounterScreen(harness.runner, harness.encounters, harness.rx, doctor(MBBS), confirm=confirm)
     harness.qtbot.addWidget(screen)
     screen.resize(1366, 768)
     activate(harness.qtbot, screen)
@@ -139,14 +129,17 @@ def test_blocked_save_keeps_the_refusal_shown(qtbot: QtBot, harness: Harness) ->
 
 
 def test_prescription_without_typed_lines_fills_the_pad_written_out(qtbot: QtBot, harness: Harness) -> None:
-    doctor = _doctor(MBBS)
+    clinician = doctor(MBBS)
     encounter = harness.encounters.start(
         {"patient_id": str(harness.patient.id), "encounter_type": "opd", "start_time": datetime.now(UTC),
          "chief_complaint": "Diabetes review"},
-        doctor.user_id,
+        clinician.user_id,
     )  # fmt: skip
     saved = harness.rx.save(
-        encounter.id, ["metf 500 bd x 30d", "amlo 5 0-0-1 x 1m"], prescriber_for(MBBS, "doctor", "opd"), doctor.user_id
+        encounter.id,
+        ["metf 500 bd x 30d", "amlo 5 0-0-1 x 1m"],
+        prescriber_for(MBBS, "doctor", "opd"),
+        clinician.user_id,
     )
     assert saved is not None
 

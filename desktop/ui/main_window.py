@@ -208,6 +208,8 @@ class MainWindow(QMainWindow):
         worker.online_changed.connect(status.on_online_changed)
         worker.status_changed.connect(status.on_status_changed)
         worker.sync_finished.connect(self.on_sync_worker_sync_finished)
+        if self.encounter is not None:  # a status event signed here may have been refused (or accepted) meanwhile
+            worker.sync_finished.connect(self.encounter.on_sync_finished)
         worker.sync_failed.connect(self.on_sync_worker_sync_failed)
         # Bluetooth devices: readings attach to the patient open here
         if self.devices_screen is not None:

@@ -53,6 +53,7 @@ class QueuedChange:
         record_text: the record id, canonical text.
         hlc: the change's stamp.
         wire: the push change (`shared.sync.protocol.Change` JSON) as compact JSON text.
+        op: ``upsert`` or ``delete``.
     """
 
     seq: int
@@ -60,6 +61,7 @@ class QueuedChange:
     record_text: str
     hlc: str
     wire: str
+    op: str = "upsert"
 
     @property
     def record_id(self) -> uuid.UUID:
@@ -117,7 +119,7 @@ def wire_text(kind: str, record_text: str, op: str, hlc: str, payload: str) -> s
 
 def _queued(rows: Iterable[tuple[int, str, str, str, str, str]]) -> list[QueuedChange]:
     return [
-        QueuedChange(seq, kind, record_text, hlc, wire_text(kind, record_text, op, hlc, payload))
+        QueuedChange(seq, kind, record_text, hlc, wire_text(kind, record_text, op, hlc, payload), op)
         for seq, kind, record_text, op, hlc, payload in rows
     ]
 

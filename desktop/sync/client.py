@@ -28,6 +28,7 @@ from desktop.store.outbox import OutboxEntry, QueuedChange
 from desktop.store.unit_of_work import UnitOfWorkFactory
 from desktop.sync.apply import ApplyStats, apply_in, apply_page
 from desktop.sync.apply_prescriptions import note_refused_drafts
+from desktop.sync.coalesce import coalesce
 from desktop.sync.transport import EncodedBody, RawPage, Transport, encode_json
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, ClockSkewError, decode
@@ -189,7 +190,7 @@ class SyncClient:
             f'{{"batch_id":"{batch_id}","device_id":"{self._device_id}","schema_version":{RECORD_SCHEMA_VERSION},'
             f'"protocol_version":{PROTOCOL_VERSION},"changes":['
         )
-        return encode_json((head + ",".join([entry.wire for entry in entries]) + "]}").encode())
+        return encode_json((head + ",".join(coalesce(entries).wires) + "]}").encode())
 
     def _acknowledge(
         self,
@@ -221,9 +222,11 @@ class SyncClient:
     def _record_push(
         self, batch_id: uuid.UUID, entries: list[QueuedChange], response: PushResponse, report: SyncReport
     ) -> int:
+        # One result per change sent; adjacent edits of one record went as one change (`coalesce`).
+        results = coalesce(entries, with_wires=False).results_per_entry(response.results)
         done: list[int] = []
         retry: list[int] = []
-        for entry, result in zip(entries, response.results, strict=True):
+        for entry, result in zip(entries, results, strict=True):
             if result.status is ChangeStatus.APPLIED:
                 report.applied += 1
                 done.append(entry.seq)
@@ -243,7 +246,7 @@ class SyncClient:
                 uow.outbox.ack(batch_id, None if len(done) == len(entries) else done)
             if retry:
                 uow.outbox.release(batch_id, retry)
-            note_refused_drafts(uow, entries, response.results)  # shown in the Rx pad; the draft stays local
+            note_refused_drafts(uow, entries, results)  # shown in the Rx pad; the draft stays local
             try:
                 self._clock.update(decode(response.server_hlc))
             except ClockSkewError:
@@ -257,7 +260,7 @@ class SyncClient:
             held = set(retry)
             report.rejected += [
                 Rejection(e.record_id, e.kind, str(RejectCode.CLOCK_SKEW), r.message or "")
-                for e, r in zip(entries, response.results, strict=True)
+                for e, r in zip(entries, results, strict=True)
                 if e.seq in held
             ]
         return len(retry)

@@ -986,7 +986,7 @@ def markdown(results: dict[str, Any]) -> str:
         h, e = p["push_http"], p["echo_http"]
         lines.append(
             _row(
-                "push",
+                f"push ({p.get('changes', n):,} changes)",
                 r["batch_size"],
                 h["requests"],
                 f"{h['sent_bytes'] / 2**20:.1f}",

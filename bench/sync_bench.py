@@ -849,10 +849,11 @@ def markdown(results: dict[str, Any]) -> str:
     for r in rounds:
         w = r["write"]
         if data.get("record_encounters"):
+            steps = "start() + complete()" if results["params"].get("encounter_status") == "completed" else "start()"
             label = (
-                "register() / start() + complete() one by one"
+                f"register() / {steps} one by one"
                 if w["mode"] == "register"
-                else "patients by one CSV import, encounters one by one"
+                else f"patients by one CSV import, encounters {steps} one by one"
             )
         else:
             label = "register() one by one" if w["mode"] == "register" else "one CSV import"

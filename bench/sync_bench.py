@@ -4,10 +4,11 @@
         [--peer-results PEER/results/leveldb-50000.json]
 
 Records. The peer's generator (``gen.js`` of ../shared/peer/pouchdb) writes clinic-like documents as NDJSON,
-one patient followed by two of its encounters. Our sync carries patient records only (encounters come with a
-later issue), so the script asks gen.js for 3 × the records it needs and keeps the patient documents: the
-first 16,667 of them are the peer's own 50k-document set byte for byte, the rest come from the same stream.
-Each patient document is mapped to our fields (see `to_patient_fields`); ``_id``, ``given_name``,
+one patient followed by two of its encounters. ``--records-mix peer`` (the default) takes its first N
+documents as they come, the peer's own set: at 50k, 16,667 patients + 33,333 encounters, each mapped to a
+record of ours (`peer_records`: `to_patient_fields`, `to_encounter`), in gen.js order; rates count records
+(patients + encounters), as the peer counts docs. ``--records-mix patients`` (the figures before encounters
+synced) asks gen.js for 3 × N documents and keeps N patient documents. A patient's ``_id``, ``given_name``,
 ``family_name``, ``registration_no``, timestamps and ``created_by_device`` have no field of ours.
 
 Server. An embedded PostgreSQL in a temporary folder; the national-services sandbox and the real API each in
@@ -20,12 +21,14 @@ Clinic PCs. Real SQLite stores in temporary folders, enrolled through HPR OTP si
 (as ``tests/e2e`` does), driven by the production services: each phase runs in a child process
 (``bench/sync_client_phases.py``) so its peak RSS is its own. Phases:
 
-1. local write of N patients on PC A: `PatientService.register` one by one (PC A1) and one CSV import (PC A2);
+1. local write of the N records on PC A, in gen.js order: `PatientService.register` one by one, each encounter
+   `EncounterService.start` then `complete` (PC A1); on PC A2 the patients by one CSV import, the encounters
+   one by one;
 2. push: one `SyncClient.run_once` on A1 (batch 500) and A2 (batch 1000); push time = until the first pull
    request; the same round then pulls back its own N echoes (timed separately);
-3. initial pull of the N patients on fresh PCs (pages of 1000 and 5000);
+3. initial pull of the N records on fresh PCs (pages of 1000 and 5000);
 4. no-op `run_once` rounds on A1: p50/p95 and HTTP requests per round (httpx event hook);
-5. 100 edits on A1 (one `update` each), then A1 syncs and B syncs: time until B has them (5 rounds);
+5. 100 patient edits on A1 (one `update` each), then A1 syncs and B syncs: time until B has them (5 rounds);
 6. local search (`PatientService.search`, the UI's limit of 200) over a query mix on a PC with the search set;
 7. cold start: a fresh process opening the search-set store (`open_local_store`) and running its first search.
 
@@ -51,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,9 +63,9 @@ from typing import Any
 import asyncpg
 import httpx
 import server_patients  # sibling module (bench/ is sys.path[0]): machine() and the run helpers
+from peer_records import stored_note, to_encounter, to_patient_fields
 from sync_client_phases import CLIENT_GC_ENV, DEMO_DOCTOR_MOBILE, PULL_PROFILE_ENV, cpu_seconds, proc_memory_kib
 
-from shared.ids import luhn_check_digit, uuid7
 from sync_server.db import embedded, migrate
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -112,45 +116,59 @@ GOALS = {
 # --------------------------------------------------------------------------------------------- data
 
 
-def to_patient_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """One gen.js patient document as our patient fields (what `PatientService.register` takes).
-
-    * ``mobile`` gets the ``+91`` our records store; ``abha_number`` loses its dashes and its last digit
-      becomes the Luhn check digit of the first 13 (gen.js draws 14 random digits; we refuse a wrong check
-      digit, as ABDM does);
-    * ``address`` keeps district, state and PIN code; ``line1``, ``line2`` and the village/town make our one
-      address line;
-    * ``id`` is a new UUIDv7 (gen.js ids are random v4-shaped; our records are time-ordered v7).
-    """
-    digits = doc["abha_number"].replace("-", "")[:13]
-    address = doc["address"]
-    return {
-        "id": str(uuid7()),
-        "name": doc["name"],
-        "gender": doc["gender"],
-        "year_of_birth": doc["year_of_birth"],
-        "mobile": "+91" + doc["mobile"],
-        "abha_number": digits + str(luhn_check_digit(digits)),
-        "abha_address": doc["abha_address"],
-        "address": {
-            "line": f"{address['line1']}, {address['line2']}, {address['village_town']}",
-            "district": address["district"],
-            "state": address["state"],
-            "pincode": address["pincode"],
-        },
-    }
-
-
 @dataclass
 class DataSet:
     ndjson: Path
     jsonl: Path  # our patient fields, one JSON object per line, in gen.js order
-    patients: int
+    patients: int  # lines of `jsonl` (the records' patients, then more for the search set)
     source_docs: int
     peer_patient_bytes: float  # mean JSON size of gen.js patient documents
     our_fields_bytes: float  # mean JSON size of the same records as our fields (with the id)
     abha_addresses_cleared: int  # later patients whose ABHA address an earlier one already had
+    mix: str = "patients"
+    # The synced records, in gen.js order: {"kind": "patient", "fields": ...} / {"kind": "encounter", "create":
+    # ..., "complete": ...}; None for the patients mix (the first `records` lines of `jsonl` are the records).
+    records_jsonl: Path | None = None
+    record_patients: int = 0  # patients among the synced records
+    record_encounters: int = 0  # encounters among the synced records
+    peer_encounter_bytes: float = 0.0  # mean JSON size of gen.js encounter documents (of the records)
+    our_encounter_bytes: float = 0.0  # mean JSON size of the same encounters as the fields our sync carries
+    peer_doc_bytes: float = 0.0  # mean over all synced records, gen.js side
+    our_record_bytes: float = 0.0  # mean over all synced records, ours
     csv: dict[int, Path] = field(default_factory=dict)
+
+
+def _our_encounter_bytes(create: dict[str, Any], complete: bool) -> int:
+    """JSON size of an encounter as our sync carries it: id and the synced fields (`desktop.store.encounters.
+    synced_fields`: header, status, completed_at, one field per SOAP section as stored, derived vitals included);
+    the doctor id (the PC's signed-in doctor) counted as a UUID. Field stamps are not counted (as ``_rev`` is
+    not on the peer's side); the wire figures of the push and pull include them."""
+    note = stored_note(create["soap_note"])
+    fields: dict[str, Any] = {
+        "id": create["id"],
+        "patient_id": create["patient_id"],
+        "doctor_id": str(uuid.UUID(int=0)),
+        "encounter_type": create["encounter_type"],
+        "start_time": create["start_time"],
+        "chief_complaint": create["chief_complaint"],
+        "status": "completed" if complete else "draft",
+        "completed_at": create["start_time"] if complete else None,
+    } | note
+    return len(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _unique_identifiers(record: dict[str, Any], addresses: set[str | None], numbers: set[str | None]) -> bool:
+    """ABHA numbers and addresses are unique within a clinic (registration refuses a second one). gen.js draws
+    addresses as first.last<10-9999>@abdm: a few repeat; the later patient gets none. True when cleared."""
+    cleared = False
+    if record["abha_address"] in addresses:
+        record["abha_address"] = None
+        cleared = True
+    if record["abha_number"] in numbers:
+        record["abha_number"] = None
+    addresses.add(record["abha_address"])
+    numbers.add(record["abha_number"])
+    return cleared
 
 
 def prepare_data(gen_js: Path, patients: int, workdir: Path) -> DataSet:
@@ -159,8 +177,8 @@ def prepare_data(gen_js: Path, patients: int, workdir: Path) -> DataSet:
     ndjson = workdir / f"docs-{docs}.ndjson"
     subprocess.run(["node", str(gen_js), "--n", str(docs), "--seed", str(SEED), "--out", str(ndjson)], check=True)
     jsonl = workdir / "patients.jsonl"
-    addresses: set[str] = set()
-    numbers: set[str] = set()
+    addresses: set[str | None] = set()
+    numbers: set[str | None] = set()
     cleared = count = 0
     peer_bytes = our_bytes = 0
     with ndjson.open(encoding="utf-8") as src, jsonl.open("w", encoding="utf-8") as out:
@@ -169,15 +187,7 @@ def prepare_data(gen_js: Path, patients: int, workdir: Path) -> DataSet:
             if doc["type"] != "patient":
                 continue
             record = to_patient_fields(doc)
-            # ABHA numbers and addresses are unique within a clinic (registration refuses a second one).
-            # gen.js draws addresses as first.last<10-9999>@abdm: a few repeat; the later patient gets none.
-            if record["abha_address"] in addresses:
-                record["abha_address"] = None
-                cleared += 1
-            if record["abha_number"] in numbers:
-                record["abha_number"] = None
-            addresses.add(record["abha_address"])
-            numbers.add(record["abha_number"])
+            cleared += _unique_identifiers(record, addresses, numbers)
             peer_bytes += len(line.rstrip("\n").encode())
             text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
             our_bytes += len(text.encode())
@@ -186,6 +196,68 @@ def prepare_data(gen_js: Path, patients: int, workdir: Path) -> DataSet:
             if count == patients:
                 break
     return DataSet(ndjson, jsonl, count, docs, peer_bytes / count, our_bytes / count, cleared)
+
+
+def prepare_peer_data(gen_js: Path, records: int, search_patients: int, workdir: Path, *, complete: bool) -> DataSet:
+    """The peer's own set: gen.js's first ``records`` documents, patients and encounters, mapped to our records
+    (`peer_records`), in gen.js order; the stream goes on for the search set's patients when it needs more."""
+    docs = max(records, search_patients * DOCS_PER_PATIENT)
+    ndjson = workdir / f"docs-{docs}.ndjson"
+    subprocess.run(["node", str(gen_js), "--n", str(docs), "--seed", str(SEED), "--out", str(ndjson)], check=True)
+    jsonl, records_jsonl = workdir / "patients.jsonl", workdir / "records.jsonl"
+    addresses: set[str | None] = set()
+    numbers: set[str | None] = set()
+    ours: dict[str, str] = {}  # gen.js patient _id -> our id
+    cleared = patients = record_patients = record_encounters = 0
+    peer_p = our_p = peer_e = our_e = 0
+    with (
+        ndjson.open(encoding="utf-8") as src,
+        jsonl.open("w", encoding="utf-8") as out,
+        records_jsonl.open("w", encoding="utf-8") as rec,
+    ):
+        for i, line in enumerate(src):
+            doc = json.loads(line)
+            in_set = i < records
+            size = len(line.rstrip("\n").encode())
+            if doc["type"] == "patient":
+                if not in_set and patients >= search_patients:
+                    break
+                record = to_patient_fields(doc)
+                cleared += _unique_identifiers(record, addresses, numbers)
+                ours[doc["_id"]] = record["id"]
+                text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+                out.write(text + "\n")
+                patients += 1
+                if in_set:
+                    record_patients += 1
+                    peer_p += size
+                    our_p += len(text.encode())
+                    rec.write(json.dumps({"kind": "patient", "fields": record}, ensure_ascii=False) + "\n")
+            elif in_set:
+                create = to_encounter(doc, ours[doc["patient_id"]])
+                record_encounters += 1
+                peer_e += size
+                our_e += _our_encounter_bytes(create, complete)
+                line_out = {"kind": "encounter", "create": create, "complete": complete}
+                rec.write(json.dumps(line_out, ensure_ascii=False) + "\n")
+    n = record_patients + record_encounters
+    return DataSet(
+        ndjson,
+        jsonl,
+        patients,
+        docs,
+        peer_p / max(1, record_patients),
+        our_p / max(1, record_patients),
+        cleared,
+        mix="peer",
+        records_jsonl=records_jsonl,
+        record_patients=record_patients,
+        record_encounters=record_encounters,
+        peer_encounter_bytes=peer_e / max(1, record_encounters),
+        our_encounter_bytes=our_e / max(1, record_encounters),
+        peer_doc_bytes=(peer_p + peer_e) / max(1, n),
+        our_record_bytes=(our_p + our_e) / max(1, n),
+    )
 
 
 def write_csv(data: DataSet, n: int, workdir: Path) -> Path:
@@ -505,7 +577,9 @@ class Session:
 def run_server_round(s: Session, batch_size: int, *, first: bool) -> dict[str, Any]:
     """One fresh database + API process: write on A, push with ``batch_size``; on the first round also the
     initial pulls, the no-op rounds and the edit rounds."""
-    n, tag = s.args.records, f"bs{batch_size}"
+    n, tag, data = s.args.records, f"bs{batch_size}", s.data
+    patients, encounters = data.record_patients, data.record_encounters
+    completed = data.mix == "peer" and s.args.encounter_status == "completed"
     dsn = prepare_database(s.cluster, f"sync_{tag}", s.sandbox)
     api, url = start_api(s.workdir, dsn, s.sandbox, tag, s.args.profile_api)
     s.procs.append(api)
@@ -513,11 +587,16 @@ def run_server_round(s: Session, batch_size: int, *, first: bool) -> dict[str, A
     try:
         with PgMemory(s.cluster.pgdata) as pg:
             common = {"server": url, "sandbox": s.sandbox, "server_pid": api.pid, "n": n}
+            # What the PC holds and what its outbox sends: a completed encounter is two changes (start, complete).
+            common |= {"patients": patients, "encounters": encounters}
+            common |= {"changes": patients + encounters * (2 if completed else 1)}
+            common |= {"records_jsonl": str(data.records_jsonl) if data.records_jsonl else None}
             a_dir = str(s.workdir / f"pc-a-{tag}")
             mode = "register" if first else "import"
-            _say(f"[{tag}] PC A: enrol, then write {n:,} patients ({mode})")
+            what = f"{patients:,} patients + {encounters:,} encounters" if encounters else f"{n:,} patients"
+            _say(f"[{tag}] PC A: enrol, then write {what} ({mode})")
             spec = common | {"data_dir": a_dir, "name": f"PC A {tag}", "mode": mode}
-            spec |= {"jsonl": str(s.data.jsonl), "csv": str(s.data.csv.get(n, ""))}
+            spec |= {"jsonl": str(data.jsonl), "csv": str(data.csv.get(patients, ""))}
             out["write"] = client_phase("write", spec)
             _say(f"[{tag}] write: {out['write']['seconds']:.1f} s, {out['write']['rec_per_s']:,.0f} rec/s")
             api_cpu0 = cpu_seconds(api.pid)
@@ -542,7 +621,7 @@ def run_server_round(s: Session, batch_size: int, *, first: bool) -> dict[str, A
                 out["noop"] = client_phase("noop", spec)
                 _say(f"[{tag}] no-op: p50 {pct(out['noop']['ms'], 50):.1f} ms")
                 b_dir = str(s.workdir / f"pc-b-{tag}-p{s.args.page_sizes[0]}")
-                spec = common | {"a_dir": a_dir, "b_dir": b_dir, "jsonl": str(s.data.jsonl)}
+                spec = common | {"a_dir": a_dir, "b_dir": b_dir, "jsonl": str(data.jsonl)}
                 out["edits"] = client_phase("edits", spec | {"edits": s.args.edits, "rounds": s.args.edit_rounds})
                 visible = [r["visible_ms"] for r in out["edits"]["rounds"]]
                 _say(f"[{tag}] {s.args.edits} edits visible on B: p50 {pct(visible, 50):.0f} ms")
@@ -744,11 +823,22 @@ def markdown(results: dict[str, Any]) -> str:
     s, peer = results["summary"], results["peer"] or {}
     rounds, first, local = results["rounds"], results["rounds"][0], results["local"]
     n, data = results["params"]["records"], results["data"]
-    lines = [
-        f"Code {results['revision']}. {n:,} patient records synced (gen.js patient documents, mapped to our fields:"
-        f" {data['our_fields_bytes']:.0f} B of JSON each, vs {data['peer_patient_bytes']:.0f} B as gen.js writes them;"
-        f" {data['abha_addresses_cleared']} repeated ABHA addresses cleared).",
-    ]
+    if data.get("mix") == "peer":
+        lines = [
+            f"Code {results['revision']}. {n:,} records synced: gen.js's first {n:,} documents as they come,"
+            f" {data['record_patients']:,} patients + {data['record_encounters']:,} encounters"
+            f" ({results['params']['encounter_status']}). JSON bytes per record, ours / gen.js: patient"
+            f" {data['our_fields_bytes']:.0f} / {data['peer_patient_bytes']:.0f} B, encounter"
+            f" {data['our_encounter_bytes']:.0f} / {data['peer_encounter_bytes']:.0f} B, all"
+            f" {data['our_record_bytes']:.0f} / {data['peer_doc_bytes']:.0f} B;"
+            f" {data['abha_addresses_cleared']} repeated ABHA addresses cleared.",
+        ]
+    else:
+        lines = [
+            f"Code {results['revision']}. {n:,} patient records synced (gen.js patient documents, mapped to our"
+            f" fields: {data['our_fields_bytes']:.0f} B of JSON each, vs {data['peer_patient_bytes']:.0f} B as"
+            f" gen.js writes them; {data['abha_addresses_cleared']} repeated ABHA addresses cleared).",
+        ]
     if peer:
         lines.append(
             f"Peer: PouchDB, {peer['runs']} run(s) of {peer['n_docs']:,} docs ({peer['patients']:,} patients +"
@@ -758,7 +848,15 @@ def markdown(results: dict[str, Any]) -> str:
     g = s["goals"]
     for r in rounds:
         w = r["write"]
-        label = "register() one by one" if w["mode"] == "register" else "one CSV import"
+        if data.get("record_encounters"):
+            steps = "start() + complete()" if results["params"].get("encounter_status") == "completed" else "start()"
+            label = (
+                f"register() / {steps} one by one"
+                if w["mode"] == "register"
+                else f"patients by one CSV import, encounters {steps} one by one"
+            )
+        else:
+            label = "register() one by one" if w["mode"] == "register" else "one CSV import"
         pw = peer.get("local_write_rec_s")
         lines.append(
             _row(
@@ -889,7 +987,7 @@ def markdown(results: dict[str, Any]) -> str:
         h, e = p["push_http"], p["echo_http"]
         lines.append(
             _row(
-                "push",
+                f"push ({p.get('changes', n):,} changes)",
                 r["batch_size"],
                 h["requests"],
                 f"{h['sent_bytes'] / 2**20:.1f}",
@@ -909,7 +1007,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{h['sent_bytes'] / 2**20:.2f}",
                 f"{h['received_bytes'] / 2**20:.1f}",
                 p["server_cpu_s"],
-                "–",
+                f"{p['round_client_cpu_s']} ({1000 * p['round_client_cpu_s'] / p['n']:.2f} ms/rec)",
                 "–",
             )
         )
@@ -988,10 +1086,19 @@ def revision() -> str:
 
 
 def run(args: argparse.Namespace, workdir: Path, procs: list[Proc]) -> dict[str, Any]:
-    wanted = max(args.records, args.search_patients)
-    _say(f"gen.js: {wanted * DOCS_PER_PATIENT:,} documents (seed {SEED}) → {wanted:,} patient records")
-    data = prepare_data(args.gen_js, wanted, workdir)
-    write_csv(data, args.records, workdir)
+    if args.records_mix == "peer":
+        _say(f"gen.js: its first {args.records:,} documents (seed {SEED}), patients and encounters, as our records")
+        data = prepare_peer_data(
+            args.gen_js, args.records, args.search_patients, workdir, complete=args.encounter_status == "completed"
+        )
+        _say(f"{data.record_patients:,} patients + {data.record_encounters:,} encounters")
+    else:
+        wanted = max(args.records, args.search_patients)
+        _say(f"gen.js: {wanted * DOCS_PER_PATIENT:,} documents (seed {SEED}) → {wanted:,} patient records")
+        data = prepare_data(args.gen_js, wanted, workdir)
+        data.record_patients = args.records
+        data.peer_doc_bytes, data.our_record_bytes = data.peer_patient_bytes, data.our_fields_bytes
+    write_csv(data, data.record_patients, workdir)
     write_csv(data, args.search_patients, workdir)
     data.ndjson.unlink()  # hundreds of MB; no longer needed
     cluster = embedded.start(workdir / "pg")
@@ -1013,7 +1120,7 @@ def run(args: argparse.Namespace, workdir: Path, procs: list[Proc]) -> dict[str,
         "revision": revision(),
         "machine": machine | {"node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout},
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "data": {k: v for k, v in vars(data).items() if k not in ("ndjson", "jsonl", "csv")},
+        "data": {k: v for k, v in vars(data).items() if k not in ("ndjson", "jsonl", "csv", "records_jsonl")},
         "rounds": rounds,
         "local": local,
         "desktop_app": desktop_app_status(),
@@ -1034,7 +1141,21 @@ def _sizes(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--records", type=int, default=50_000, help="patient records written, pushed and pulled")
+    parser.add_argument("--records", type=int, default=50_000, help="records written, pushed and pulled")
+    parser.add_argument(
+        "--records-mix",
+        choices=("peer", "patients"),
+        default="peer",
+        help="peer = gen.js's first N documents as they come, patients and encounters (the peer's own set);"
+        " patients = N patient documents of gen.js's stream (encounters left out)",
+    )
+    parser.add_argument(
+        "--encounter-status",
+        choices=("completed", "draft"),
+        default="completed",
+        help="peer mix: complete each encounter after starting it (gen.js's are finished visits; two outbox"
+        " changes each) or leave it a draft (one change)",
+    )
     parser.add_argument("--search-patients", type=int, default=100_000, help="patients on the search PC")
     parser.add_argument("--batch-sizes", type=_sizes, default=[500, 1000], help="push batch sizes (one DB each)")
     parser.add_argument("--page-sizes", type=_sizes, default=[1000, 5000], help="pull page sizes")

@@ -141,8 +141,9 @@ class PC:
 
         return AuthService(self.store.uow, device_secrets(self.settings), lambda _url: self.transport())
 
-    def enroll(self, name: str) -> None:
-        """HPR OTP sign-in through the sandbox and enrolment for the demo clinic, as a user would."""
+    def enroll(self, name: str) -> uuid.UUID:
+        """HPR OTP sign-in through the sandbox and enrolment for the demo clinic, as a user would; the signed-in
+        doctor's user id."""
         import httpx
 
         assert self.server and self.sandbox
@@ -151,7 +152,21 @@ class PC:
         outbox = httpx.get(
             f"{self.sandbox}/sandbox/otp-outbox", params={"mobile": DEMO_DOCTOR_MOBILE}, trust_env=False
         ).json()
-        auth.finish_sign_in(self.server, txn_id, str(outbox[0]["otp"]), pc_name=name)
+        user = auth.finish_sign_in(self.server, txn_id, str(outbox[0]["otp"]), pc_name=name)
+        return uuid.UUID(str(user.user_id))
+
+    def encounters(self) -> Any:
+        from desktop.services.encounters import EncounterService
+
+        return EncounterService(writer=self.store.writer, uow=self.store.uow, clock=self.store.clock)
+
+    def encounter_count(self) -> dict[str, int]:
+        """Encounters on this PC by status (the bench's check; no service lists them all)."""
+        import sqlalchemy as sa
+
+        with self.store.uow.read() as uow:
+            rows = uow.connection.execute(sa.text("SELECT status, count(*) FROM encounters GROUP BY status")).all()
+        return {str(status): int(count) for status, count in rows}
 
     def client(self, *, batch_size: int = 500, page_size: int = 1000) -> Any:
         from desktop.sync.client import SyncClient
@@ -332,17 +347,30 @@ def phase_write(spec: dict[str, Any]) -> dict[str, Any]:
     cpu0 = cpu_seconds()
     pc = PC(spec["data_dir"], spec["server"], spec["sandbox"])
     try:
-        pc.enroll(spec["name"])
-        n = spec["n"]
+        doctor = pc.enroll(spec["name"])
+        n, patients = spec["n"], spec.get("patients", spec["n"])
+        mixed = spec.get("records_jsonl")
+        encounters = pc.encounters()
         t0 = time.perf_counter()
-        if spec["mode"] == "register":
-            for record in _records(spec["jsonl"], n):
-                pc.patients.register(record, ACTOR)
-        else:
+        if spec["mode"] == "import":
             report = pc.patients.import_csv(Path(spec["csv"]), actor=ACTOR)
-            assert report.ok and report.created == n, report.summary()
+            assert report.ok and report.created == patients, report.summary()
+        if mixed is None:
+            if spec["mode"] == "register":
+                for record in _records(spec["jsonl"], n):
+                    pc.patients.register(record, ACTOR)
+        else:  # gen.js order: a patient, then its encounters; each encounter started, then completed
+            for record in _records(mixed, n):
+                if record["kind"] == "patient":
+                    if spec["mode"] == "register":
+                        pc.patients.register(record["fields"], ACTOR)
+                    continue
+                started = encounters.start(record["create"], doctor)
+                if record["complete"]:
+                    encounters.complete(started.id)
         seconds = time.perf_counter() - t0
-        assert pc.patients.count() == n
+        assert pc.patients.count() == patients
+        assert sum(pc.encounter_count().values()) == spec.get("encounters", 0)
     finally:
         pc.close()
     db_bytes = sum(p.stat().st_size for p in Path(spec["data_dir"]).glob("*.sqlite3*"))
@@ -370,14 +398,17 @@ def phase_push(spec: dict[str, Any]) -> dict[str, Any]:
         assert pc.meter.first_pull is not None
         t_pull, s_pull, c_pull = pc.meter.first_pull
         assert s_pull is not None
-        n = spec["n"]
-        assert report.applied == n and not report.rejected and report.pending == 0, report
+        n, changes = spec["n"], spec.get("changes", spec["n"])
+        assert report.applied + report.merged == changes and not report.rejected and report.pending == 0, report
     finally:
         pc.close()
     push_s = t_pull - t0
     return _finish(
         {
             "n": n,
+            "changes": changes,
+            "applied": report.applied,
+            "merged": report.merged,
             "batch_size": spec["batch_size"],
             "push_s": push_s,
             "push_rec_per_s": n / push_s,
@@ -415,7 +446,9 @@ def phase_pull(spec: dict[str, Any]) -> dict[str, Any]:
             c1, s1 = cpu_seconds(), cpu_seconds(server_pid)
         n = spec["n"]
         assert report.pulled == n and report.inserted == n, report
-        assert pc.patients.count() == n
+        assert pc.patients.count() == spec.get("patients", n)
+        held = pc.encounter_count()
+        assert sum(held.values()) == spec.get("encounters", 0), held
     finally:
         pc.close()
     http = {"requests": pc.meter.total(), "sent_bytes": sum(pc.meter.sent.values())}
@@ -427,6 +460,7 @@ def phase_pull(spec: dict[str, Any]) -> dict[str, Any]:
             "seconds": seconds,
             "rec_per_s": n / seconds,
             "pages": report.pages,
+            "encounters": held,
             "http": http,
             "routes": dict(pc.meter.routes),
             "server_cpu_s": round(s1 - s0, 2),
@@ -473,8 +507,8 @@ def phase_edits(spec: dict[str, Any]) -> dict[str, Any]:
     The clock runs from A's `run_once` to the end of B's; afterwards B must hold every new value.
     """
     cpu0 = cpu_seconds()
-    n, edits = spec["n"], spec["edits"]
-    ids = _ids(spec["jsonl"], n)
+    n, edits = spec.get("patients", spec["n"]), spec["edits"]
+    ids = _ids(spec["jsonl"], n)  # the records' patients (edits are patient edits in either mix)
     a = PC(spec["a_dir"], spec["server"], spec["sandbox"])
     b = PC(spec["b_dir"], spec["server"], spec["sandbox"])
     rounds = []

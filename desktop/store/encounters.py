@@ -8,6 +8,7 @@ service (revision 2026_11_25_0002); the repository does not check it again.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,58 @@ def synced_fields(
         "completed_at": utc_text(completed_at),
     }
     return fields | {name: note[name] for name in SECTION_FIELDS if note.get(name) is not None}
+
+
+SyncedState = tuple[dict[str, JsonValue], dict[str, str]]
+"""An encounter as synced fields and the stamp of each (`EncounterRepository.synced_state`)."""
+
+_IN_CHUNK = 500  # ids per ``IN`` list: far below SQLite's limit on bound parameters
+_INSERT = encounters.insert()  # compiled once; rows are passed as parameters
+
+
+def _synced_state(row: sa.Row[Any]) -> SyncedState:
+    fields = synced_fields(
+        patient_id=row.patient_id, doctor_id=row.doctor_id, encounter_type=row.encounter_type,
+        start_time=row.start_time, chief_complaint=row.chief_complaint, soap_note=row.soap_note,
+        status=row.status, completed_at=row.completed_at,
+    )  # fmt: skip
+    stamps = dict(row.field_hlcs or {})
+    # A section cleared by a stamped edit stays a field (null): its stamp must keep beating older edits.
+    fields |= {name: None for name in SECTION_FIELDS if name in stamps and name not in fields}
+    return fields, {name: stamps.get(name, UNSTAMPED) for name in fields}
+
+
+def _synced_values(fields: dict[str, JsonValue], field_hlcs: dict[str, str], now: datetime) -> dict[str, Any]:
+    """The columns a merged encounter state sets (all but the ids, the clinic and created_at)."""
+    sections = {name: fields[name] for name in SECTION_FIELDS if fields.get(name) is not None}
+    completed_at = fields.get("completed_at")
+    return {
+        "encounter_type": fields["encounter_type"],
+        "start_time": datetime.fromisoformat(str(fields["start_time"])),
+        "chief_complaint": fields["chief_complaint"],
+        "soap_note": sections or None,
+        "status": fields.get("status", "draft"),
+        "completed_at": None if completed_at is None else datetime.fromisoformat(str(completed_at)),
+        "field_hlcs": {k: v for k, v in field_hlcs.items() if v != UNSTAMPED},
+        "updated_at": now,
+    }
+
+
+def _new_synced_row(
+    encounter_id: uuid.UUID,
+    fields: dict[str, JsonValue],
+    field_hlcs: dict[str, str],
+    *,
+    clinic_id: uuid.UUID,
+    now: datetime,
+) -> dict[str, Any]:
+    return _synced_values(fields, field_hlcs, now) | {
+        "id": encounter_id,
+        "clinic_id": clinic_id,
+        "patient_id": uuid.UUID(str(fields["patient_id"])),
+        "doctor_id": uuid.UUID(str(fields["doctor_id"])),
+        "created_at": now,
+    }
 
 
 def _addendum(row: sa.Row[Any]) -> Addendum:
@@ -139,20 +192,20 @@ class EncounterRepository:
             )
         )
 
-    def synced_state(self, encounter_id: uuid.UUID) -> tuple[dict[str, JsonValue], dict[str, str]] | None:
+    def synced_state(self, encounter_id: uuid.UUID) -> SyncedState | None:
         """The encounter as synced fields and their stamps (unstamped fields: `UNSTAMPED`), or None."""
         row = self._conn.execute(sa.select(encounters).where(encounters.c.id == encounter_id)).one_or_none()
-        if row is None:
-            return None
-        fields = synced_fields(
-            patient_id=row.patient_id, doctor_id=row.doctor_id, encounter_type=row.encounter_type,
-            start_time=row.start_time, chief_complaint=row.chief_complaint, soap_note=row.soap_note,
-            status=row.status, completed_at=row.completed_at,
-        )  # fmt: skip
-        stamps = dict(row.field_hlcs or {})
-        # A section cleared by a stamped edit stays a field (null): its stamp must keep beating older edits.
-        fields |= {name: None for name in SECTION_FIELDS if name in stamps and name not in fields}
-        return fields, {name: stamps.get(name, UNSTAMPED) for name in fields}
+        return None if row is None else _synced_state(row)
+
+    def synced_states(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, SyncedState]:
+        """`synced_state` of the stored ones of these ids, read in one query per 500 ids (a pulled page)."""
+        found: dict[uuid.UUID, SyncedState] = {}
+        wanted = list(set(ids))
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            for row in self._conn.execute(sa.select(encounters).where(encounters.c.id.in_(chunk))):
+                found[row.id] = _synced_state(row)
+        return found
 
     def write_synced(
         self,
@@ -165,31 +218,23 @@ class EncounterRepository:
         exists: bool,
     ) -> None:
         """Store a merged encounter state (a pulled one, or the service's own edit) with its stamps."""
-        sections = {name: fields[name] for name in SECTION_FIELDS if fields.get(name) is not None}
-        completed_at = fields.get("completed_at")
-        values: dict[str, Any] = {
-            "encounter_type": fields["encounter_type"],
-            "start_time": datetime.fromisoformat(str(fields["start_time"])),
-            "chief_complaint": fields["chief_complaint"],
-            "soap_note": sections or None,
-            "status": fields.get("status", "draft"),
-            "completed_at": None if completed_at is None else datetime.fromisoformat(str(completed_at)),
-            "field_hlcs": {k: v for k, v in field_hlcs.items() if v != UNSTAMPED},
-            "updated_at": now,
-        }
         if exists:
-            self.update(encounter_id, values)
+            self.update(encounter_id, _synced_values(fields, field_hlcs, now))
             return
-        self.insert(
-            values
-            | {
-                "id": encounter_id,
-                "clinic_id": clinic_id,
-                "patient_id": uuid.UUID(str(fields["patient_id"])),
-                "doctor_id": uuid.UUID(str(fields["doctor_id"])),
-                "created_at": now,
-            }
-        )
+        self.insert(_new_synced_row(encounter_id, fields, field_hlcs, clinic_id=clinic_id, now=now))
+
+    def insert_synced_many(
+        self,
+        rows: Iterable[tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]],
+        *,
+        clinic_id: uuid.UUID,
+        now: datetime,
+    ) -> None:
+        """Insert new encounters from pulled states with one ``executemany`` (each row as `write_synced` with
+        ``exists=False`` stores it)."""
+        values = [_new_synced_row(i, fields, stamps, clinic_id=clinic_id, now=now) for i, fields, stamps in rows]
+        if values:
+            self._conn.execute(_INSERT, values)
 
     def stamps(self, encounter_id: uuid.UUID) -> dict[str, str]:
         """The stored stamp of each synced field the PC or a pull has stamped."""

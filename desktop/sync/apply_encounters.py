@@ -22,7 +22,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from desktop.store.encounters import EncounterRepository
+from desktop.store.encounters import EncounterRepository, SyncedState
 from desktop.store.unit_of_work import UnitOfWork
 from shared.records.encounter import SoapNote
 from shared.sync.encounter_merge import (
@@ -56,19 +56,66 @@ class EncounterStats:
 def apply_encounters(uow: UnitOfWork, changes: list[Change], *, clinic_id: uuid.UUID, now: datetime) -> EncounterStats:
     """Merge the page's encounter changes (after its patients are stored), then retry the parked ones.
 
-    Must run inside the page's write transaction.
+    Must run inside the page's write transaction. Page-wise, with the result of applying the changes one by
+    one in order (`_apply_one`): the stored states of the page's encounters are read in one query, which of
+    the new ones' patients are here in another, and the new encounters are inserted with one ``executemany``.
+    A change of an encounter the page has already written, and an addendum of an encounter still waiting to
+    be inserted, go after what waits is inserted and read the encounter again, one by one as before.
     """
     stats = EncounterStats()
     parked = [Change.model_validate(c) for c in json.loads(uow.sync_state.get(PARKED_KEY) or "[]")]
-    for change in [*parked, *changes]:
-        _apply_one(uow, change, clinic_id=clinic_id, now=now, stats=stats)
+    todo = [*parked, *changes]
+    repo = EncounterRepository(uow.connection)
+    states = repo.synced_states(c.id for c in todo if c.kind is RecordKind.ENCOUNTER)
+    named = (
+        _uuid_or_none(c.fields.get("patient_id")) for c in todo if c.kind is RecordKind.ENCOUNTER and c.id not in states
+    )
+    here = uow.patients.known_ids(p for p in named if p is not None)
+    pending: dict[uuid.UUID, tuple[uuid.UUID, dict[str, JsonValue], dict[str, str]]] = {}  # to insert
+    written: set[uuid.UUID] = set()  # encounters this page has written (or will): `states` is stale for them
+
+    def flush() -> None:
+        repo.insert_synced_many(pending.values(), clinic_id=clinic_id, now=now)
+        pending.clear()
+
+    for change in todo:
+        if change.kind is RecordKind.ENCOUNTER_ADDENDUM:
+            if _uuid_or_none(change.fields.get("encounter_id")) in pending:
+                flush()
+            _apply_addendum(repo, change, stats)
+            continue
+        if change.id in written:  # a second change of it in this page: merge with what is stored now
+            flush()
+            _apply_one(uow, change, clinic_id=clinic_id, now=now, stats=stats)
+            continue
+        state = states.get(change.id)
+        if state is None:
+            if uuid.UUID(str(change.fields["patient_id"])) not in here:
+                stats.parked.append(change)
+                continue
+            pending[change.id] = (change.id, dict(change.fields), dict(change.field_hlcs))
+            written.add(change.id)
+            stats.inserted += 1
+            continue
+        written.add(change.id)
+        _merge(repo, change, state, clinic_id=clinic_id, now=now, stats=stats)
+    flush()
     waiting = [c.model_dump(mode="json", include=set(Change.model_fields)) for c in stats.parked]
     if waiting or parked:
         uow.sync_state.set(PARKED_KEY, json.dumps(waiting) if waiting else None)
     return stats
 
 
+def _uuid_or_none(value: JsonValue | None) -> uuid.UUID | None:
+    """The id a field names, or None (an edit of a known encounter may leave ``patient_id`` out)."""
+    try:
+        return None if value is None else uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
 def _apply_one(uow: UnitOfWork, change: Change, *, clinic_id: uuid.UUID, now: datetime, stats: EncounterStats) -> None:
+    """One change, reading what is stored now (the page-wise path's reference, and its way for repeats)."""
     repo = EncounterRepository(uow.connection)
     if change.kind is RecordKind.ENCOUNTER_ADDENDUM:
         _apply_addendum(repo, change, stats)
@@ -83,6 +130,20 @@ def _apply_one(uow: UnitOfWork, change: Change, *, clinic_id: uuid.UUID, now: da
         repo.write_synced(change.id, fields, stamps, clinic_id=clinic_id, now=now, exists=False)
         stats.inserted += 1
         return
+    _merge(repo, change, state, clinic_id=clinic_id, now=now, stats=stats)
+
+
+def _merge(
+    repo: EncounterRepository,
+    change: Change,
+    state: SyncedState,
+    *,
+    clinic_id: uuid.UUID,
+    now: datetime,
+    stats: EncounterStats,
+) -> None:
+    """Merge a change into the stored encounter ``state`` (its stored fields and stamps) and write the result."""
+    fields, stamps = dict(change.fields), dict(change.field_hlcs)
     adopt = state[0].get("status") != COMPLETED and fields.get("status") == COMPLETED
     try:
         merged = adopt_completed(*state, fields, stamps) if adopt else merge_encounter(*state, fields, stamps)

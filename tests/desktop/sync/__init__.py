@@ -1,0 +1,1 @@
+"""Tests of applying pulled pages on the desktop (real SQLite files)."""

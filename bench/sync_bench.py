@@ -587,7 +587,8 @@ def run_server_round(s: Session, batch_size: int, *, first: bool) -> dict[str, A
     try:
         with PgMemory(s.cluster.pgdata) as pg:
             common = {"server": url, "sandbox": s.sandbox, "server_pid": api.pid, "n": n}
-            # What the PC holds and what its outbox sends: a completed encounter is two changes (start, complete).
+            # What the PC holds and what its outbox queues: a completed encounter is two entries (start, complete),
+            # which go to the server as one change (`desktop.sync.coalesce`: adjacent edits of one record).
             common |= {"patients": patients, "encounters": encounters}
             common |= {"changes": patients + encounters * (2 if completed else 1)}
             common |= {"records_jsonl": str(data.records_jsonl) if data.records_jsonl else None}
@@ -987,7 +988,7 @@ def markdown(results: dict[str, Any]) -> str:
         h, e = p["push_http"], p["echo_http"]
         lines.append(
             _row(
-                f"push ({p.get('changes', n):,} changes)",
+                f"push ({p.get('changes', n):,} outbox entries)",
                 r["batch_size"],
                 h["requests"],
                 f"{h['sent_bytes'] / 2**20:.1f}",
@@ -1154,7 +1155,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("completed", "draft"),
         default="completed",
         help="peer mix: complete each encounter after starting it (gen.js's are finished visits; two outbox"
-        " changes each) or leave it a draft (one change)",
+        " entries each, sent as one change) or leave it a draft (one entry)",
     )
     parser.add_argument("--search-patients", type=int, default=100_000, help="patients on the search PC")
     parser.add_argument("--batch-sizes", type=_sizes, default=[500, 1000], help="push batch sizes (one DB each)")

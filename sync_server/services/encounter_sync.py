@@ -29,6 +29,7 @@ from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -213,12 +214,15 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
 
 
 def _as_jsonb(value: Any) -> Any:
-    """A JSON value as PostgreSQL's ``jsonb`` gives it back: numbers are ``numeric``, so a float that Python
-    writes with a positive exponent (1e+16: always a whole number) comes back as an integer, and -0.0 as 0.0."""
+    """A JSON value as PostgreSQL's ``jsonb`` gives it back: a number is the ``numeric`` of the text
+    ``json.dumps`` wrote, so a float that Python writes with a positive exponent (6.0893750340514340e+16: a
+    whole number) comes back as the integer those digits say (60893750340514340, not the float's exact
+    60893750340514336), and -0.0 as 0.0; other floats come back as they were."""
     if isinstance(value, float):
         if value == 0:
             return 0.0
-        return int(value) if "e+" in repr(value) else value
+        text = repr(value)
+        return int(Decimal(text)) if "e+" in text else value
     if isinstance(value, dict):
         return {k: _as_jsonb(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -236,11 +236,15 @@ class _Stored:
 
     row: Mapping[str, Any]  # `state_of`'s columns, and clinic_id, version, patient_id, doctor_id
     in_table: bool  # the row is in the table (else the run's pending INSERT makes it)
+    sections: dict[str, JsonValue] | None = None  # a written row's SOAP sections (its soap_note), as written
     state: tuple[dict[str, JsonValue], dict[str, str]] | None = None  # `state_of(row)`, once asked for
 
     def fields(self) -> tuple[dict[str, JsonValue], dict[str, str]]:
         if self.state is None:
-            self.state = state_of(self.row)
+            row = self.row
+            if self.sections:  # the note as reading it back gives it (only worked out if asked for)
+                row = {**row, "soap_note": json.dumps(_as_jsonb(self.sections))}
+            self.state = state_of(row)
         return self.state
 
 
@@ -381,7 +385,7 @@ class _Batch:
             stamps,
             version,
         )
-        # What reading the row back would give; SOAP values as jsonb stores them.
+        # What reading the row back would give.
         written = {
             "clinic_id": self.actor.clinic_id,
             "patient_id": patient_id,
@@ -389,14 +393,14 @@ class _Batch:
             "encounter_type": header.encounter_type.value,
             "start_time": header.start_time,
             "chief_complaint": header.chief_complaint,
-            "soap_note": None if note is None else json.dumps(_as_jsonb(sections)),
+            "soap_note": None,  # `_Stored.fields` fills it in from the sections
             "status": header.status,
             "completed_at": header.completed_at,
             "version": version,
             "hlc": hlc,
             "field_hlcs": stamps,
         }
-        self.stored[encounter_id] = _Stored(written, stored is not None and stored.in_table)
+        self.stored[encounter_id] = _Stored(written, stored is not None and stored.in_table, sections)
         return version
 
     def _store_late(self, encounter_id: uuid.UUID, merged: EncounterMerge) -> str:

@@ -9,12 +9,13 @@ as many batches editing the mobile of those patients. With ``--kind encounter`` 
 patient for every two encounters, then ``--batches`` batches of ``--batch`` new encounters of those patients as
 the desktop starts them (every header field, draft status, a SOAP note with subjective, objective with vitals,
 an assessment and often a plan: `encounter_fields`), then as many batches editing one SOAP section (the plan)
-of each of those encounters. For each batch it times: parsing the request body
-(`PushRequest.model_validate_json` of the JSON the desktop sends; the route's FastAPI parse, ``json.loads`` then
-validation, costs a few ms more), `sync.push` inside its own transaction including the commit, and writing the
-answer as JSON (as the route does); ``cpu`` is this
-process's CPU time for all three (PostgreSQL's work is not in it). The first batch of each kind warms caches and
-is left out of the medians; ``cpu_us`` is ``cpu`` per record. ``--profile`` writes a cProfile of the creates.
+of each of those encounters, then as many batches of a PC back from a week offline (``offline``: each visit four
+changes of one batch, started, two sections saved, completed: `offline_batches`; rates count changes). For each
+batch it times: parsing the request body (`PushRequest.model_validate_json` of the JSON the desktop sends; the
+route's FastAPI parse, ``json.loads`` then validation, costs a few ms more), `sync.push` inside its own
+transaction including the commit, and writing the answer as JSON (as the route does); ``cpu`` is this process's
+CPU time for all three (PostgreSQL's work is not in it). The first batch of each kind warms caches and is left
+out of the medians; ``cpu_us`` is ``cpu`` per record. ``--profile`` writes a cProfile of the creates.
 The collector runs with the API process's settings (`sync_server.asgi.tune_gc`).
 """
 
@@ -182,6 +183,37 @@ def encounter_batches(
     return creates, edits
 
 
+def offline_batches(
+    rng: random.Random, pc_clock: HLC, device_id: Any, doctor_id: str, pids: list[str], batches: int, size: int
+) -> list[bytes]:
+    """Push bodies of a PC back from a week offline: its outbox holds every save, so each visit is four changes
+    in a row of one batch (the encounter started with its note, the assessment saved, the plan saved, the
+    encounter completed); ``size`` changes a batch, visits of the given patients in turn."""
+    bodies: list[bytes] = []
+    n = 0
+    for _ in range(batches):
+        changes: list[dict[str, Any]] = []
+        while len(changes) + 4 <= size:
+            eid = str(uuid7())
+            start = f"2026-11-{1 + n % 25:02d}T{3 + n % 9:02d}:{n % 60:02d}:00Z"
+            fields = encounter_fields(rng, pids[n % len(pids)], doctor_id, start)
+            saves = [
+                fields,
+                {"assessment": {"primary_diagnosis": rng.choice(_DIAGNOSES), "notes": "Reviewed with reports"}},
+                {"plan": dict(rng.choice(_PLANS))},
+                {"status": "completed", "completed_at": start.replace("T0", "T1", 1)},
+            ]
+            for saved in saves:
+                stamp = encode(pc_clock.now())
+                changes.append(
+                    {"kind": "encounter", "id": eid, "op": "upsert", "hlc": stamp, "fields": saved,
+                     "field_hlcs": dict.fromkeys(saved, stamp)}
+                )  # fmt: skip
+            n += 1
+        bodies.append(body(changes, str(device_id)))
+    return bodies
+
+
 async def setup(dsn: str) -> tuple[Any, Any, Any]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -211,6 +243,7 @@ async def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     server_clock, pc_clock = HLC("srv-bench"), HLC(device_id.hex)
     generator = gen.PatientGenerator(random.Random(7), set())
+    phases: list[tuple[str, list[bytes]]] = []  # after the creates and edits
     if args.kind == "encounter":
         patients = (args.batches * args.batch + 1) // 2
         patient_bodies, pids = patient_batches(generator, pc_clock, device_id, -(-patients // args.batch), args.batch)
@@ -223,6 +256,12 @@ async def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             await conn.close()
         creates, edits = encounter_batches(
             random.Random(11), pc_clock, device_id, str(doctor_id), pids[:patients], args.batches, args.batch
+        )
+        phases.append(
+            (
+                "offline",
+                offline_batches(random.Random(13), pc_clock, device_id, str(doctor_id), pids, args.batches, args.batch),
+            )
         )
     else:
         creates, ids = patient_batches(generator, pc_clock, device_id, args.batches, args.batch)
@@ -241,7 +280,7 @@ async def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     profiler = cProfile.Profile() if args.profile else None
     try:
-        for label, bodies in (("create", creates), ("edit", edits)):
+        for label, bodies in [("create", creates), ("edit", edits), *phases]:
             stages: dict[str, list[float]] = {"parse": [], "push": [], "answer": [], "total": [], "cpu": []}
             for i, raw in enumerate(bodies):
                 if profiler is not None and label == "create" and i > 0:

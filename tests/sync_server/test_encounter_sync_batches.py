@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from shared.clock import HLC, Stamp, encode
 from shared.ids import uuid7
+from shared.sync.encounter_merge import SECTION_FIELDS
 from shared.sync.protocol import PushRequest
 from sync_server.services import encounter_sync
 from sync_server.services import sync as sync_service
@@ -100,13 +101,13 @@ class _Scenario:
             doctor = rng.choice((None, None, world["doctor"], world["colleague"], world["foreign_doctor"], uuid7()))
             if doctor is not None:
                 fields["doctor_id"] = str(doctor)
-            for name in rng.sample(encounter_sync.SECTION_FIELDS, rng.randint(0, 5)):
+            for name in rng.sample(SECTION_FIELDS, rng.randint(0, 5)):
                 fields[name] = _section(rng, name)
             fields |= rng.choice(({"status": "draft", "completed_at": None}, {}, {}, DONE))
             if rng.random() < 0.1:
                 del fields[rng.choice(("patient_id", "encounter_type", "start_time", "chief_complaint"))]
         elif roll < 0.6:  # a section edit
-            names = rng.sample(encounter_sync.SECTION_FIELDS, rng.choice((1, 1, 2)))
+            names = rng.sample(SECTION_FIELDS, rng.choice((1, 1, 2)))
             fields = {name: _section(rng, name) for name in names}
         elif roll < 0.72:  # completion (or reopening, which never happens)
             minute = rng.randint(0, 59)
@@ -136,7 +137,7 @@ class _Scenario:
                 "soap_note": rng.choice((None, {"subjective": "Fever settled"})),
                 "created_at": "2026-11-25T12:00:00Z",
             }
-            change = {"kind": "encounter_addendum", "id": str(aid), "op": "upsert", "hlc": stamp}
+            change: dict[str, Any] = {"kind": "encounter_addendum", "id": str(aid), "op": "upsert", "hlc": stamp}
             return change | {"fields": addendum, "field_hlcs": dict.fromkeys(addendum, stamp)}
         change = {"kind": "encounter", "id": str(eid), "op": op, "hlc": stamp}
         if op == "upsert":
@@ -164,7 +165,7 @@ class _Scenario:
         for pid in self.pending:
             stamp = encode(device.now())
             patient = new_patient(name=rng.choice(("Meena Kumari", "Ravi Verma")))
-            change = {"kind": "patient", "id": str(pid), "op": "upsert", "hlc": stamp}
+            change: dict[str, Any] = {"kind": "patient", "id": str(pid), "op": "upsert", "hlc": stamp}
             change |= {"fields": patient, "field_hlcs": dict.fromkeys(patient, stamp)}
             changes.insert(rng.randint(0, len(changes)), change)
             self.patients.append(pid)
@@ -346,7 +347,7 @@ def _typed(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=8)
+_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=8)
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),

@@ -165,7 +165,7 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
     The batch's stored encounters are read and locked with one query (in id order), and the clinics of new
     encounters' patients and named doctors with one more. Each change is then decided in order, in memory,
     against the state the changes before it left (`_Batch`); the writes go out together at the end (one
-    INSERT of the new encounters, one UPDATE of the others, one INSERT of late-edit addenda), or before a
+    COPY of the new encounters, one UPDATE of the others, one INSERT of late-edit addenda), or before a
     pushed addendum, whose checks read the tables. The rows, versions, results, history, audit entries and
     feed are those of deciding and writing one change at a time (`_push_per_change`, the reference the tests
     compare with).

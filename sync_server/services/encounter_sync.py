@@ -215,7 +215,7 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
 
 def _as_jsonb(value: Any) -> Any:
     """A JSON value as PostgreSQL's ``jsonb`` gives it back: a number is the ``numeric`` of the text
-    ``json.dumps`` wrote, so a float that Python writes with a positive exponent (6.0893750340514340e+16: a
+    ``json.dumps`` wrote, so a float that Python writes with a positive exponent (6.089375034051434e+16: a
     whole number) comes back as the integer those digits say (60893750340514340, not the float's exact
     60893750340514336), and -0.0 as 0.0; other floats come back as they were."""
     if isinstance(value, float):
@@ -235,7 +235,7 @@ class _Stored:
     """An encounter as the batch has left it so far: the row as read or as its last write leaves it."""
 
     row: Mapping[str, Any]  # `state_of`'s columns, and clinic_id, version, patient_id, doctor_id
-    in_table: bool  # the row is in the table (else the run's pending INSERT makes it)
+    in_table: bool  # the row is in the table (else the run's pending COPY makes it)
     sections: dict[str, JsonValue] | None = None  # a written row's SOAP sections (its soap_note), as written
     state: tuple[dict[str, JsonValue], dict[str, str]] | None = None  # `state_of(row)`, once asked for
 

@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -55,6 +59,7 @@ from shared.sync.protocol import (
     RecordKind,
     RejectCode,
 )
+from sync_server.db import encounters as encounters_db
 from sync_server.db import sync as sync_db
 from sync_server.services import audit as audit_log
 from sync_server.services.change_results import RejectChange as _Reject
@@ -65,10 +70,7 @@ from sync_server.services.context import Actor
 KINDS = frozenset({RecordKind.ENCOUNTER, RecordKind.ENCOUNTER_ADDENDUM})
 """The kinds this module pushes and pulls."""
 _ADDENDUM_COLUMNS = "id, encounter_id, clinic_id, author_id, text, soap_note, created_at, hlc"
-_ROW_COLUMNS = (
-    "id, clinic_id, patient_id, doctor_id, encounter_type, start_time, chief_complaint, soap_note, status, "
-    "completed_at, version, hlc, field_hlcs"
-)
+_ROW_COLUMNS = encounters_db.SYNC_COLUMNS
 
 
 _TIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
@@ -158,7 +160,305 @@ async def _author(conn: asyncpg.Connection, actor: Actor) -> tuple[uuid.UUID, st
 
 
 async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC) -> list[tuple[int, ChangeResult]]:
-    """Decide and store the batch's encounter changes; (index in the batch, result) for each of them."""
+    """Decide and store the batch's encounter changes; (index in the batch, result) for each of them.
+
+    The batch's stored encounters are read and locked with one query (in id order), and the clinics of new
+    encounters' patients and named doctors with one more. Each change is then decided in order, in memory,
+    against the state the changes before it left (`_Batch`); the writes go out together at the end (one
+    COPY of the new encounters, one UPDATE of the others, one INSERT of late-edit addenda), or before a
+    pushed addendum, whose checks read the tables. The rows, versions, results, history, audit entries and
+    feed are those of deciding and writing one change at a time (`_push_per_change`, the reference the tests
+    compare with).
+    """
+    if _PER_CHANGE.get():
+        return await _push_per_change(conn, actor, req, clock)
+    mine = [(i, c) for i, c in enumerate(req.changes) if c.kind in KINDS]
+    if not mine:
+        return []
+    author_id, author_name = await _author(conn, actor)
+    batch = _Batch(actor, author_id, author_name)
+    await batch.load(conn, [c for _, c in mine if c.kind is RecordKind.ENCOUNTER])
+    out: list[tuple[int, ChangeResult]] = []
+    changed: list[uuid.UUID] = []
+    added: list[uuid.UUID] = []
+    history: list[tuple[Any, ...]] = []
+    entries: list[dict[str, Any]] = []
+    tag = str(req.batch_id)
+    for index, change in mine:
+        try:
+            if change.kind is RecordKind.ENCOUNTER_ADDENDUM:
+                await batch.flush(conn)  # its checks read the encounters and addenda as stored
+                result, new = await _addendum(conn, actor, change, clock)
+                out.append((index, result))
+                added += [change.id] if new else []
+                continue
+            result, lost, entry = await batch.decide(conn, change, clock)
+        except _Reject as rej:
+            out.append((index, _rejected(change, rej.code, rej.message)))
+            continue
+        if entry is not None and "addendum_id" in entry["details"]:
+            added.append(uuid.UUID(entry["details"]["addendum_id"]))
+        out.append((index, result))
+        history += lost
+        if entry is not None:
+            changed.append(change.id)
+            entries.append(entry | {"details": {**entry["details"], "batch": tag}})
+    await batch.flush(conn)
+    await sync_db.add_history(conn, history)
+    await audit_log.record_many(conn, actor, entries)
+    await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.ENCOUNTER, list(dict.fromkeys(changed)), req.batch_id)
+    await sync_db.bump_feed(
+        conn, actor.clinic_id, RecordKind.ENCOUNTER_ADDENDUM, list(dict.fromkeys(added)), req.batch_id
+    )
+    return out
+
+
+def _as_jsonb(value: Any) -> Any:
+    """A JSON value as PostgreSQL's ``jsonb`` gives it back: a number is the ``numeric`` of the text
+    ``json.dumps`` wrote, so a float that Python writes with a positive exponent (6.089375034051434e+16: a
+    whole number) comes back as the integer those digits say (60893750340514340, not the float's exact
+    60893750340514336), and -0.0 as 0.0; other floats come back as they were."""
+    if isinstance(value, float):
+        if value == 0:
+            return 0.0
+        text = repr(value)
+        return int(Decimal(text)) if "e+" in text else value
+    if isinstance(value, dict):
+        return {k: _as_jsonb(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_jsonb(v) for v in value]
+    return value
+
+
+@dataclass
+class _Stored:
+    """An encounter as the batch has left it so far: the row as read or as its last write leaves it."""
+
+    row: Mapping[str, Any]  # `state_of`'s columns, and clinic_id, version, patient_id, doctor_id
+    in_table: bool  # the row is in the table (else the run's pending COPY makes it)
+    sections: dict[str, JsonValue] | None = None  # a written row's SOAP sections (its soap_note), as written
+    state: tuple[dict[str, JsonValue], dict[str, str]] | None = None  # `state_of(row)`, once asked for
+
+    def fields(self) -> tuple[dict[str, JsonValue], dict[str, str]]:
+        if self.state is None:
+            row = self.row
+            if self.sections:  # the note as reading it back gives it (only worked out if asked for)
+                row = {**row, "soap_note": json.dumps(_as_jsonb(self.sections))}
+            self.state = state_of(row)
+        return self.state
+
+
+class _Batch:
+    """The encounter changes of one push decided in memory, and their writes waiting to be sent.
+
+    A change merges into `_Stored` (what reading the row would give); a write replaces the stored state at
+    once and waits in the run, one entry per encounter (the last state; its version counts every write, as
+    one UPDATE per change would). `flush` sends the run: no statement touches an encounter twice.
+    """
+
+    def __init__(self, actor: Actor, author_id: uuid.UUID, author_name: str) -> None:
+        self.actor, self.author_id, self.author_name = actor, author_id, author_name
+        self.stored: dict[uuid.UUID, _Stored] = {}
+        self.patients: dict[uuid.UUID, uuid.UUID] = {}  # clinic of each patient looked up (absent: none)
+        self.users: dict[uuid.UUID, uuid.UUID | None] = {}
+        self.looked_up: set[uuid.UUID] = set()  # patient and user ids whose lookup is done
+        self.writes: dict[uuid.UUID, tuple[Any, ...]] = {}  # the run: encounter id -> `write_synced` values
+        self.base: dict[uuid.UUID, int | None] = {}  # version in the table before the run (None: new)
+        self.late: dict[uuid.UUID, tuple[Any, ...]] = {}  # addenda of late edits, first one of an id kept
+
+    async def load(self, conn: asyncpg.Connection, changes: list[Change]) -> None:
+        """Read and lock the stored encounters, and look up the patients and doctors new ones name."""
+        rows = await encounters_db.lock_synced(conn, [c.id for c in changes])
+        self.stored = {r["id"]: _Stored(r, True) for r in rows}
+        patients: set[uuid.UUID] = set()
+        users: set[uuid.UUID] = set()
+        for change in changes:
+            if change.id in self.stored:
+                continue
+            for name, found in (("patient_id", patients), ("doctor_id", users)):
+                value = change.fields.get(name)
+                if isinstance(value, str):
+                    with suppress(ValueError):  # not a UUID: refused by validation, `_check_new` never asks
+                        found.add(uuid.UUID(value))
+        users.discard(self.author_id)
+        if patients or users:
+            await self._look_up(conn, patients, users)
+
+    async def _look_up(self, conn: asyncpg.Connection, patients: set[uuid.UUID], users: set[uuid.UUID]) -> None:
+        found_patients, found_users = await encounters_db.clinics_of(conn, list(patients), list(users))
+        self.patients |= found_patients
+        self.users |= found_users
+        self.looked_up |= patients | users
+
+    async def _check_new(self, conn: asyncpg.Connection, header: _Header) -> None:
+        """`_check_new` of the per-change path, from the looked-up clinics."""
+        wanted = {header.patient_id} - self.looked_up
+        doctor = header.doctor_id
+        if doctor is not None and doctor != self.author_id and doctor not in self.looked_up:
+            await self._look_up(conn, wanted, {doctor})
+        elif wanted:
+            await self._look_up(conn, wanted, set())
+        clinic = self.patients.get(header.patient_id)
+        if clinic is None:
+            raise _Reject(RejectCode.INVALID_RECORD, f"patient_id: no patient {header.patient_id}; push it first")
+        if clinic != self.actor.clinic_id:
+            raise _Reject(RejectCode.NOT_IN_SCOPE, "This patient belongs to another clinic")
+        if doctor is not None and doctor != self.author_id and self.users.get(doctor) != self.actor.clinic_id:
+            raise _Reject(RejectCode.INVALID_RECORD, f"doctor_id: {doctor} is not a user of this clinic")
+
+    async def decide(
+        self, conn: asyncpg.Connection, change: Change, clock: HLC
+    ) -> tuple[ChangeResult, list[tuple[Any, ...]], dict[str, Any] | None]:
+        """`_one` of the per-change path, against the batch's state; the write waits in the run."""
+        if change.op is Op.DELETE:
+            raise _Reject(RejectCode.INVALID_RECORD, "Encounters are clinical records and are never deleted")
+        accept_stamp(change, clock)
+        actor = self.actor
+        stored = self.stored.get(change.id)
+        if stored is not None and stored.row["clinic_id"] != actor.clinic_id:
+            raise _Reject(RejectCode.NOT_IN_SCOPE, "This encounter belongs to another clinic")
+        current, current_hlcs = stored.fields() if stored is not None else ({}, {})
+        incoming = dict(change.fields)
+        try:
+            merged = merge_encounter(current, current_hlcs, incoming, dict(change.field_hlcs))
+        except EncounterConflict as exc:
+            raise _Reject(RejectCode.INVALID_RECORD, str(exc)) from None
+        header, sections = _validate(merged, incoming)
+        if stored is None:
+            await self._check_new(conn, header)
+        lost = _history(actor, change, merged)
+        result = merged.result
+        version = stored.row["version"] if stored is not None else 0
+        wrote = result.fields != current or result.field_hlcs != current_hlcs
+        if wrote:
+            version = self._write(change.id, stored, header, sections, result.field_hlcs)
+        message = self._store_late(change.id, merged) if merged.late else None
+        status = merged.change_status
+        res = ChangeResult(
+            kind=RecordKind.ENCOUNTER, id=change.id, status=status, message=message, server_version=version
+        )
+        if not wrote and not merged.late:
+            return res, lost, None
+        entry = {
+            "action": "sync.encounter.addendum" if merged.late else "sync.encounter.upsert",
+            "entity_type": "encounter",
+            "entity_id": str(change.id),
+            "details": {"status": str(status)}
+            | ({"addendum_id": str(addendum_id(change.id, merged.late))} if merged.late else {}),
+        }
+        return res, lost, entry
+
+    def _write(
+        self,
+        encounter_id: uuid.UUID,
+        stored: _Stored | None,
+        header: _Header,
+        sections: dict[str, JsonValue],
+        field_hlcs: dict[str, str],
+    ) -> int:
+        """Queue the merged state in the run (`_write` of the per-change path); the version it gives."""
+        if stored is None:
+            # A new encounter: patient and doctor are set now, and never change.
+            patient_id, doctor_id, version = header.patient_id, header.doctor_id or self.author_id, 1
+        else:
+            patient_id, doctor_id, version = (
+                stored.row["patient_id"],
+                stored.row["doctor_id"],
+                stored.row["version"] + 1,
+            )
+        if encounter_id not in self.writes:
+            self.base[encounter_id] = stored.row["version"] if stored is not None and stored.in_table else None
+        note = json.dumps(sections) if sections else None
+        hlc = max(field_hlcs.values())
+        stamps = json.dumps(field_hlcs)
+        self.writes[encounter_id] = (
+            encounter_id,
+            patient_id,
+            doctor_id,
+            header.encounter_type.value,
+            header.start_time,
+            header.chief_complaint,
+            note,
+            header.status,
+            header.completed_at,
+            hlc,
+            stamps,
+            version,
+        )
+        # What reading the row back would give.
+        written = {
+            "clinic_id": self.actor.clinic_id,
+            "patient_id": patient_id,
+            "doctor_id": doctor_id,
+            "encounter_type": header.encounter_type.value,
+            "start_time": header.start_time,
+            "chief_complaint": header.chief_complaint,
+            "soap_note": None,  # `_Stored.fields` fills it in from the sections
+            "status": header.status,
+            "completed_at": header.completed_at,
+            "version": version,
+            "hlc": hlc,
+            "field_hlcs": stamps,
+        }
+        self.stored[encounter_id] = _Stored(written, stored is not None and stored.in_table, sections)
+        return version
+
+    def _store_late(self, encounter_id: uuid.UUID, merged: EncounterMerge) -> str:
+        """Queue the late values as an addendum (`_store_late` of the per-change path); the result's sentence."""
+        added = addendum_id(encounter_id, merged.late)
+        soap = {v.field: v.value for v in merged.late if v.field in SECTION_FIELDS}
+        try:
+            soap_note = SoapNote.model_validate(soap).model_dump(mode="json", exclude_none=True) if soap else None
+        except ValidationError:
+            soap_note = None  # the text below keeps every value in full
+        if added not in self.late:  # the same late edit twice: one addendum (ON CONFLICT DO NOTHING)
+            self.late[added] = (
+                added,
+                encounter_id,
+                self.author_id,
+                late_addendum_text(merged.late, self.author_name),
+                None if soap_note is None else json.dumps(soap_note),
+                max(v.hlc for v in merged.late),
+            )
+        fields = ", ".join(v.field for v in merged.late)
+        return (
+            f"The encounter was already completed: the late edit of {fields} was kept as addendum {added} "
+            f"by {self.author_name}, not applied to the note"
+        )
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        """Send the run's writes: encounters first (an addendum needs its encounter), then late-edit addenda."""
+        if self.writes:
+            await encounters_db.write_synced(
+                conn, self.actor.clinic_id, [(*w, self.base[eid]) for eid, w in self.writes.items()]
+            )
+            for eid in self.writes:
+                self.stored[eid].in_table = True
+            self.writes, self.base = {}, {}
+        if self.late:
+            await encounters_db.add_late_addenda(conn, self.actor.clinic_id, list(self.late.values()))
+            self.late = {}
+
+
+_PER_CHANGE: ContextVar[bool] = ContextVar("encounter_push_per_change", default=False)
+
+
+@contextmanager
+def per_change() -> Iterator[None]:
+    """Within this block, `push` decides and writes one change at a time (`_push_per_change`): the reference
+    the batch-wise path is tested against (tests/sync_server/test_encounter_sync_batches.py). Not used in
+    production."""
+    token = _PER_CHANGE.set(True)
+    try:
+        yield
+    finally:
+        _PER_CHANGE.reset(token)
+
+
+async def _push_per_change(
+    conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: HLC
+) -> list[tuple[int, ChangeResult]]:
+    """`push` one change at a time: a locking read, lookups and a write per change (the path before batching)."""
     mine = [(i, c) for i, c in enumerate(req.changes) if c.kind in KINDS]
     if not mine:
         return []
@@ -187,11 +487,7 @@ async def push(conn: asyncpg.Connection, actor: Actor, req: PushRequest, clock: 
             changed.append(change.id)
             entries.append(entry | {"details": {**entry["details"], "batch": str(req.batch_id)}})
     await sync_db.add_history(conn, history)
-    await audit_log.record_many(
-        conn,
-        actor,
-        entries,
-    )
+    await audit_log.record_many(conn, actor, entries)
     await sync_db.bump_feed(conn, actor.clinic_id, RecordKind.ENCOUNTER, list(dict.fromkeys(changed)), req.batch_id)
     await sync_db.bump_feed(
         conn, actor.clinic_id, RecordKind.ENCOUNTER_ADDENDUM, list(dict.fromkeys(added)), req.batch_id

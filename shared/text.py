@@ -28,6 +28,25 @@ _REFUSED = re.compile(
 )
 
 
+# A multi-line note keeps its line breaks and tabs but refuses every other control character (and surrogates).
+_NOTE_REFUSED = re.compile(
+    "["
+    + "".join(
+        re.escape(chr(cp))
+        for cp in _CONTROL_CANDIDATES
+        if unicodedata.category(chr(cp)) in ("Cc", "Cs") and chr(cp) not in "\n\r\t"
+    )
+    + "]"
+)
+
+
+def has_note_control_character(value: str) -> bool:
+    """Whether a multi-line note holds a character notes refuse: a control character (Cc) other than line feed,
+    carriage return and tab, or a surrogate (Cs). One compiled search instead of a category look-up per
+    character (tests/shared/test_text.py checks the class against every code point)."""
+    return _NOTE_REFUSED.search(value) is not None
+
+
 def clean_text(value: str) -> str:
     """Normalise a single-line text value.
 

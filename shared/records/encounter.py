@@ -39,7 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from shared.rx.interactions import ConditionVocabulary
-from shared.text import clean_text
+from shared.text import clean_text, has_note_control_character
 
 _VITALS_FILE = "vitals.yaml"
 
@@ -264,7 +264,7 @@ def _clean(value: str) -> str:
 
 def _clean_note(value: str) -> str:
     """Multi-line note: keep line breaks, trim the ends, refuse control characters."""
-    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\n\r\t" for ch in value):
+    if has_note_control_character(value):
         raise PydanticCustomError("text.control_character", "Text must not contain control characters")
     cleaned = unicodedata.normalize("NFC", value).strip()
     if not cleaned:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.text import _REFUSED, clean_text
+from shared.text import _NOTE_REFUSED, _REFUSED, clean_text, has_note_control_character
 
 _WS = re.compile(r"\s+")
 
@@ -43,6 +43,18 @@ def test_the_refused_class_is_the_rule_over_every_code_point() -> None:
     assert 0x00 in matched and 0xD800 in matched and 0x09 not in matched and 0x85 not in matched
 
 
+def test_the_note_class_is_the_notes_rule_over_every_code_point() -> None:
+    """Notes refuse Cc other than line feed, carriage return and tab, and Cs (`shared.records.encounter`)."""
+    refused = {
+        cp
+        for cp in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(cp)) in ("Cc", "Cs") and chr(cp) not in "\n\r\t"
+    }
+    matched = {cp for cp in range(sys.maxunicode + 1) if _NOTE_REFUSED.fullmatch(chr(cp))}
+    assert matched == refused
+    assert 0x0B in matched and 0x85 in matched and 0xDFFF in matched and 0x0A not in matched
+
+
 # Text from every category (including Cc, Cs, Zs, Zl, Zp, Mn and unassigned), plus combining sequences that
 # NFC composes and the whitespace the collapse handles.
 any_text = st.text(st.characters(min_codepoint=0, max_codepoint=sys.maxunicode), max_size=40)
@@ -57,6 +69,13 @@ tricky = st.lists(
 @given(value=any_text | tricky)
 def test_clean_text_matches_the_per_character_rule(value: str) -> None:
     assert _outcome(clean_text, value) == _outcome(reference_clean_text, value)
+
+
+@settings(max_examples=1000)
+@given(value=any_text | tricky)
+def test_the_note_check_matches_the_per_character_rule(value: str) -> None:
+    expected = any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\n\r\t" for ch in value)
+    assert has_note_control_character(value) is expected
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from desktop.errors import NotFound
-from desktop.store.tables import encounter_addenda, encounters
+from desktop.store.tables import encounter_addenda, encounters, json_text
 from shared.clock import Stamp, encode
 from shared.records.encounter import Addendum, Encounter, SoapNote
 from shared.sync.encounter_merge import SECTION_FIELDS
@@ -59,7 +59,6 @@ SyncedState = tuple[dict[str, JsonValue], dict[str, str]]
 """An encounter as synced fields and the stamp of each (`EncounterRepository.synced_state`)."""
 
 _IN_CHUNK = 500  # ids per ``IN`` list: far below SQLite's limit on bound parameters
-_INSERT = encounters.insert()  # compiled once; rows are passed as parameters
 
 
 def _synced_state(row: sa.Row[Any]) -> SyncedState:
@@ -105,6 +104,53 @@ def _new_synced_row(
         "doctor_id": uuid.UUID(str(fields["doctor_id"])),
         "created_at": now,
     }
+
+
+_NEW_COLUMNS = (
+    "id", "clinic_id", "patient_id", "doctor_id", "encounter_type", "start_time", "chief_complaint", "soap_note",
+    "status", "completed_at", "field_hlcs", "updated_at", "created_at",
+)  # fmt: skip
+_NEW_SQL = f"INSERT INTO encounters ({', '.join(_NEW_COLUMNS)}) VALUES ({', '.join('?' * len(_NEW_COLUMNS))})"
+
+
+def _uuid_text(value: object) -> str:
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+
+
+def _utc_text(value: datetime) -> str:
+    """`desktop.store.tables.UtcTimestamp`'s text of an aware datetime."""
+    if value.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware (use datetime.now(UTC))")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _new_synced_params(
+    encounter_id: uuid.UUID,
+    fields: dict[str, JsonValue],
+    field_hlcs: dict[str, str],
+    clinic_text: str,
+    now_text: str,
+) -> tuple[Any, ...]:
+    """The `_NEW_SQL` parameters of `_new_synced_row`, built straight as the columns' types store them (a pulled
+    page of 1000 new encounters spent about a third of its apply in SQLAlchemy's per-value conversions).
+    tests/desktop/sync/test_apply_encounters_pagewise.py checks both give the same row."""
+    sections = {name: fields[name] for name in SECTION_FIELDS if fields.get(name) is not None}
+    completed_at = fields.get("completed_at")
+    return (
+        _uuid_text(encounter_id),
+        clinic_text,
+        _uuid_text(fields["patient_id"]),
+        _uuid_text(fields["doctor_id"]),
+        fields["encounter_type"],
+        _utc_text(datetime.fromisoformat(str(fields["start_time"]))),
+        fields["chief_complaint"],
+        json_text(sections) if sections else None,
+        fields.get("status", "draft"),
+        None if completed_at is None else _utc_text(datetime.fromisoformat(str(completed_at))),
+        json_text({k: v for k, v in field_hlcs.items() if v != UNSTAMPED}),
+        now_text,
+        now_text,
+    )
 
 
 def _addendum(row: sa.Row[Any]) -> Addendum:
@@ -232,9 +278,10 @@ class EncounterRepository:
     ) -> None:
         """Insert new encounters from pulled states with one ``executemany`` (each row as `write_synced` with
         ``exists=False`` stores it)."""
-        values = [_new_synced_row(i, fields, stamps, clinic_id=clinic_id, now=now) for i, fields, stamps in rows]
-        if values:
-            self._conn.execute(_INSERT, values)
+        clinic_text, now_text = str(clinic_id), _utc_text(now)
+        params = [_new_synced_params(i, fields, stamps, clinic_text, now_text) for i, fields, stamps in rows]
+        if params:
+            self._conn.exec_driver_sql(_NEW_SQL, params)
 
     def stamps(self, encounter_id: uuid.UUID) -> dict[str, str]:
         """The stored stamp of each synced field the PC or a pull has stamped."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import re
 import unicodedata
 import uuid
@@ -28,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from desktop.errors import NotFound
 from desktop.store.sync_state import UNENROLLED_CLINIC_ID
-from desktop.store.tables import SEARCH_TABLE, JsonText, patient_history, patient_search_docs, patients
+from desktop.store.tables import SEARCH_TABLE, JsonText, json_text, patient_history, patient_search_docs, patients
 from shared.audit import canonical_json
 from shared.records.patient import Patient, PatientFields
 from shared.sync.merge import MergeOutcome, MergeResult, Side, merge_patient
@@ -40,28 +39,7 @@ RECORD_FIELDS: tuple[str, ...] = tuple(PatientFields.model_fields)
 _IN_CHUNK = 500
 
 
-def _json_text_encoder() -> Callable[[Any], str]:
-    """`desktop.store.tables.JsonText`'s encoding (``json.dumps`` with its settings) as one function built once.
-
-    ``JSONEncoder.encode`` builds the C encoder afresh for every value; a pulled page of 1000 patients encodes
-    2000 values (address, field stamps), and building spent as long as encoding. This one is built once,
-    without the circular-reference check (a value parsed from JSON or built by us has no cycles; one would
-    raise `RecursionError` instead of `ValueError`). Without the C accelerator it is ``encode`` itself.
-    """
-    settings = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    make = getattr(json.encoder, "c_make_encoder", None)  # the C accelerator (not in the module's stubs)
-    if make is None:  # pragma: no cover - CPython always has it
-        return settings.encode
-    string = json.encoder.encode_basestring
-    chunks = make(None, settings.default, string, None, ":", ",", True, False, True)
-
-    def encode(value: Any) -> str:
-        return string(value) if isinstance(value, str) else "".join(chunks(value, 0))
-
-    return encode
-
-
-_JSON_TEXT = _json_text_encoder()
+_JSON_TEXT = json_text
 """`desktop.store.tables.JsonText` of a value that is not ``None`` (the same text; tests/desktop/store/
 test_patient_bulk_insert.py checks it against ``json.dumps`` with those settings)."""
 _MAX_CHAR = "\U0010ffff"  # sorts after every other character (SQLite compares text as UTF-8 bytes)

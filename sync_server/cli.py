@@ -211,14 +211,16 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
             timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
         )
     )
-    tasks = [asyncio.create_task(sandbox.serve()), asyncio.create_task(api.serve())]
+    # The demo clinic is seeded before the API starts listening, so whoever waits for /ready (a script, the
+    # contract check, the desktop) finds the sandbox doctors enrolled: seeding only needs the sandbox (HPR).
+    tasks = [asyncio.create_task(sandbox.serve())]
     base = f"http://{args.host}:{args.port}"
     sandbox_base = f"http://{args.host}:{args.sandbox_port}"
     try:
-        if not await _wait_ready(f"{sandbox_base}/health", stop) or not await _wait_ready(f"{base}/ready", stop):
+        if not await _wait_ready(f"{sandbox_base}/health", stop):
             if stop.is_set():
                 return 0
-            print("dev: the API did not become ready; see the log above", file=sys.stderr)
+            print("dev: the national-services sandbox did not start; see the log above", file=sys.stderr)
             return 1
         async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
             hpr = HprClient(
@@ -233,6 +235,12 @@ async def _dev_async(args: argparse.Namespace, settings: Settings) -> int:
                 seeded = await clinics_service.seed_demo_in_own_transactions(pool, hpr)
             finally:
                 await pool.close()
+        tasks.append(asyncio.create_task(api.serve()))
+        if not await _wait_ready(f"{base}/ready", stop):
+            if stop.is_set():
+                return 0
+            print("dev: the API did not become ready; see the log above", file=sys.stderr)
+            return 1
         print(f"IntegMed API      {base}   (Swagger {base}/api/docs, ReDoc {base}/api/redoc)")
         print(f"National sandbox  {sandbox_base}   (OTPs: {sandbox_base}/sandbox/otp-outbox?mobile=+91...)")
         print("Sandbox doctors you can sign in as (OTP from the sandbox outbox):")

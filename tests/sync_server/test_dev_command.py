@@ -123,3 +123,41 @@ def test_dev_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
         _stop(proc, signal.SIGINT)
     assert proc.returncode == 0
     assert not _postgres_running(tmp_path)
+
+
+def test_the_demo_doctors_can_sign_in_as_soon_as_ready_answers(tmp_path: Path) -> None:
+    """Whoever waits for /ready rather than for the printed line (a script, a health check) must find the demo
+    clinic seeded: the API only listens once its sandbox doctors are enrolled."""
+    port, sport = free_port(), free_port()
+    log = (tmp_path / "dev.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sync_server.cli", "--log-level", "warning", "dev", "--data-dir", str(tmp_path / "d"),
+         "--port", str(port), "--sandbox-port", str(sport)],
+        stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "dev.log").read_text()
+            try:
+                if httpx.get(f"{base}/ready", trust_env=False, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "dev never answered /ready"
+            time.sleep(0.02)
+        init = httpx.post(f"{base}/api/v1/auth/doctor/init", json={"mobile": "+919810000001"}, trust_env=False)
+        assert init.status_code == 200, init.text
+        otp = httpx.get(
+            f"http://127.0.0.1:{sport}/sandbox/otp-outbox", params={"mobile": "+919810000001"}, trust_env=False
+        ).json()[0]["otp"]
+        verified = httpx.post(
+            f"{base}/api/v1/auth/doctor/verify", json={"txn_id": init.json()["txn_id"], "otp": otp}, trust_env=False
+        )
+        assert verified.status_code == 200, verified.text  # was 403 auth.not_enrolled while seeding ran
+        assert verified.json()["user"]["clinic"] is not None
+    finally:
+        _stop(proc, signal.SIGTERM)
+        log.close()
+    assert proc.returncode == 0

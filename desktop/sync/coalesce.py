@@ -48,10 +48,14 @@ class Coalesced:
     changes: int
 
     def results_per_entry(self, results: Sequence[T]) -> list[T]:
-        """The server's result of each queued entry (one result per change sent)."""
-        if len(results) != self.changes:
-            raise ValueError(f"the server answered {len(results)} results for {self.changes} changes")
-        return [results[i] for i in self.change_of_entry]
+        """The server's result of each queued entry: one result per change sent, or one per entry when the server
+        answers a batch it first received un-merged (sent by an app version before this merging, its reply lost,
+        then re-sent after the upgrade: the server keeps and returns its first answer for a batch id)."""
+        if len(results) == self.changes:
+            return [results[i] for i in self.change_of_entry]
+        if len(results) == len(self.change_of_entry):
+            return list(results)
+        raise ValueError(f"the server answered {len(results)} results for {self.changes} changes")
 
 
 def _joins(run: list[QueuedChange], entry: QueuedChange) -> bool:

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import httpx
 
-from desktop.sync.transport import Transport
+from desktop.sync.transport import Transport, encode_json
+from shared import PROTOCOL_VERSION, RECORD_SCHEMA_VERSION
 from tests.e2e.conftest import PC, Server, server_snapshot
 from tests.e2e.test_encounter_sync import RADHA, VISIT, encounters, enroll, note, server_encounter
 
@@ -84,3 +85,35 @@ def test_a_visit_written_offline_goes_as_one_change_per_record_and_lands_whole(
     b.sync()
     assert b.snapshot() == a.snapshot()
     assert note(b, e.id) == note(a, e.id) and encounters(b).get(e.id).status == "completed"
+
+
+def test_a_batch_first_sent_unmerged_by_an_older_app_is_answered_per_entry_after_the_upgrade(
+    make_pc: Callable[..., PC], server: Server, sandbox_url: str
+) -> None:
+    """The older app sent the batch change by change and lost the reply; the server keeps that first answer for
+    the batch id. The upgraded app re-sends the batch merged, gets the stored answer (one result per entry),
+    and every entry takes its own result: the queue drains instead of failing every round."""
+    a = make_pc("pc-a")
+    a.enroll()
+    p = a.patients.register(RADHA, actor="test")
+    a.patients.update(p.id, {"mobile": "+919812300002"}, "test")
+    a.patients.update(p.id, {"name": "राधा कुमारी शर्मा"}, "test")
+    assert a.store is not None
+    client = a.client()
+    taken = a.store.writer.run(client._take_unsent)  # handed to a batch, as the older app did before sending
+    assert taken is not None
+    batch_id, entries = taken
+    enrolment = a.auth.enrolment()
+    assert enrolment is not None
+    unmerged = (
+        f'{{"batch_id":"{batch_id}","device_id":"{enrolment.device_id}","schema_version":{RECORD_SCHEMA_VERSION},'
+        f'"protocol_version":{PROTOCOL_VERSION},"changes":[' + ",".join(e.wire for e in entries) + "]}"
+    )
+    first = client._transport.push_encoded(encode_json(unmerged.encode()))  # its reply "lost": never recorded
+    assert len(first.results) == len(entries) == 3
+
+    report = a.sync()  # the upgraded app: the unacknowledged batch again, merged into one change, same id
+    assert report.complete and not report.rejected and report.pushed == 3
+    with a.store.uow.read() as uow:
+        assert uow.outbox.pending_count() == 0
+    assert server_snapshot(server, sandbox_url) == a.snapshot()

@@ -79,7 +79,7 @@ from desktop.ui.open_file import open_with_system
 from desktop.ui.runner import PresentError, Runner
 from desktop.ui.screens.override_dialog import ask_override_reason
 from desktop.ui.screens.rx_pad import RxPad
-from desktop.ui.screens.rx_refusals import refusal_notice
+from desktop.ui.screens.rx_refusals import RefusalNotice, refusal_notice
 from desktop.ui.signals import emit
 from desktop.ui.style import ERROR_COLOR, MUTED_COLOR, OK_COLOR, WARNING_COLOR
 from desktop.ui.widgets.earlier_conditions import ask_exclusion_reason
@@ -1059,24 +1059,25 @@ class EncounterScreen(QWidget):
         border = f"border: 2px solid {color}; padding: 4px;" if status.ended else "padding: 2px;"
         self.rx_status_label.setStyleSheet(f"color: {color}; font-weight: 700; {border}")
         self.rx_status_label.setVisible(True)
-        self._show_rx_refusal(record, status)
+        notice = self._show_rx_refusal(record, status)
         mine = record.signer_id == self._doctor.user_id
-        self.cancel_rx_button.setVisible(mine and not status.ended)
+        pointless = notice is not None and notice.retry_refused  # another PC ended it, or out of this PC's scope
+        self.cancel_rx_button.setVisible(mine and not status.ended and not pointless)
         again = bool(status.refused) and not status.ended  # a refused event does not count: he may cancel again
         self.cancel_rx_button.setText(f"Cancel {'again' if again else 'prescription'}… (Ctrl+Shift+C)")
         self.sign_button.setEnabled(not status.ended)
         if status.ended:
             self.sign_button.setToolTip(f"This prescription is {status.status}: it is never printed again")
 
-    def _show_rx_refusal(self, record: SignedRecord, status: RxStatus) -> None:
+    def _show_rx_refusal(self, record: SignedRecord, status: RxStatus) -> RefusalNotice | None:
         """The server's refusal of an event signed here, under the status: in red while it leaves the prescription
-        valid on the server, quieter once a later event ended it."""
+        valid on the server, quieter once a later event ended it. Returns the notice shown, if any."""
         notice = refusal_notice(status, viewer=self._doctor.user_id, prescriber=record.signer_id)
         if notice is None:
             self.rx_refusal_label.setVisible(False)
             self.rx_refusal_label.setText("")
             self.rx_refusal_label.setAccessibleDescription("")
-            return
+            return None
         color = {"error": ERROR_COLOR, "warning": WARNING_COLOR, "info": MUTED_COLOR}[notice.severity]
         if notice.severity == "error":  # framed as the status of an ended prescription is: it needs the doctor
             frame = f"font-weight: 600; border: 2px solid {color}; padding: 4px;"
@@ -1090,6 +1091,7 @@ class EncounterScreen(QWidget):
         self.rx_refusal_label.setText(notice.text)
         self.rx_refusal_label.setAccessibleDescription(notice.text)  # the name says what it is; this, what it says
         self.rx_refusal_label.setVisible(True)
+        return notice
 
     @Slot(object, bool)
     def on_sync_finished(self, _report: object, _user_started: bool) -> None:

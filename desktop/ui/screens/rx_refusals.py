@@ -47,6 +47,8 @@ class _Event(Protocol):
 class RefusalNotice:
     text: str
     severity: Severity
+    retry_refused: bool = False
+    """Cancelling again from this PC now would be refused the same way (the screen then does not offer it)."""
 
 
 def _split(refusal: str | None) -> tuple[list[str], str]:
@@ -76,25 +78,25 @@ _ACTIONS = {  # by the push answer's reason code (`shared.sync.protocol.RejectCo
 _NOT_PRESCRIBER = "Only the prescribing doctor can cancel it, on his own sign-in; or contact the clinic admin."
 
 
-def _what_now(latest: _Event, status: RxStatus, viewer: uuid.UUID, prescriber: uuid.UUID) -> tuple[str, Severity]:
-    """What the refusal leaves, and what the doctor can do about it."""
+def _what_now(latest: _Event, status: RxStatus, viewer: uuid.UUID, prescriber: uuid.UUID) -> tuple[str, Severity, bool]:
+    """What the refusal leaves, what the doctor can do about it, and whether cancelling again would be refused."""
     if status.ended:
         ending = _NOUN.get(status.status, status.status)
         if status.waiting:
-            return f"The {ending} shown above replaces it; it reaches the server at the next sync.", "warning"
-        return f"The prescription is {status.status} on the server all the same: nothing more to do.", "info"
+            return f"The {ending} shown above replaces it; it reaches the server at the next sync.", "warning", False
+        return f"The prescription is {status.status} on the server all the same: nothing more to do.", "info", False
     codes, words = _split(latest.refusal)
     code = codes[0] if codes else ""
     if code == "signed_immutable" and "already" in words:
         said = "The server already holds a cancellation or supersession of this prescription from another PC; "
-        return said + "it shows here after the next sync.", "warning"
+        return said + "it shows here after the next sync.", "warning", True
     still = "dispensed" if status.status == "dispensed" else "signed and valid"
     said = (
         f"The prescription is NOT {latest.status.upper()} on the server: pharmacies and the clinic's other PCs "
         f"still see it as {still}. "
     )
     action = _ACTIONS.get(code, _RETRY) if viewer == prescriber else _NOT_PRESCRIBER
-    return said + action, "error"
+    return said + action, "error", code == "not_in_scope"
 
 
 def refusal_notice(status: RxStatus, *, viewer: uuid.UUID, prescriber: uuid.UUID) -> RefusalNotice | None:
@@ -112,5 +114,5 @@ def refusal_notice(status: RxStatus, *, viewer: uuid.UUID, prescriber: uuid.UUID
     if len(refused) > SHOWN:
         more = len(refused) - SHOWN
         lines.insert(0, f"{more} earlier refusal{'s are' if more > 1 else ' is'} not shown.")
-    after, severity = _what_now(refused[-1], status, viewer, prescriber)
-    return RefusalNotice("\n".join([*lines, after]), severity)
+    after, severity, retry_refused = _what_now(refused[-1], status, viewer, prescriber)
+    return RefusalNotice("\n".join([*lines, after]), severity, retry_refused)

@@ -303,6 +303,9 @@ def test_a_refusal_that_leaves_the_prescription_valid_is_an_error_with_what_to_d
         f"The clinic server refused your cancellation of {when()}: {why}.\n{NOT_CANCELLED}{action}",
         "error",
     )
+    shown = refusal_notice(status_of([event(refusal=refusal)]), viewer=DOCTOR, prescriber=DOCTOR)
+    assert shown is not None
+    assert shown.retry_refused is refusal.startswith("not_in_scope")  # Cancel is offered again unless futile
 
 
 def test_another_doctor_on_this_pc_is_told_who_may_cancel() -> None:
@@ -317,6 +320,8 @@ def test_already_ended_on_the_server_waits_for_the_pull() -> None:
     text, severity = notice(event(refusal=refusal)) or ("", "")
     assert "NOT CANCELLED" not in text and severity == "warning"
     assert text.endswith("from another PC; it shows here after the next sync.")
+    shown = refusal_notice(status_of([event(refusal=refusal)]), viewer=DOCTOR, prescriber=DOCTOR)
+    assert shown is not None and shown.retry_refused  # the screen does not offer Cancel again: it would be refused
 
 
 def test_ended_by_another_pcs_cancellation_is_history_not_an_error() -> None:

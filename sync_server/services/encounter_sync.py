@@ -230,6 +230,35 @@ def _as_jsonb(value: Any) -> Any:
     return value
 
 
+def _outcome(
+    encounter_id: uuid.UUID, merged: EncounterMerge, version: int, message: str | None, wrote: bool
+) -> tuple[ChangeResult, dict[str, Any] | None]:
+    """A decided change's result, and its audit entry when it wrote the encounter or kept late values."""
+    status = merged.change_status
+    res = ChangeResult(
+        kind=RecordKind.ENCOUNTER, id=encounter_id, status=status, message=message, server_version=version
+    )
+    if not wrote and not merged.late:
+        return res, None
+    entry = {
+        "action": "sync.encounter.addendum" if merged.late else "sync.encounter.upsert",
+        "entity_type": "encounter",
+        "entity_id": str(encounter_id),
+        "details": {"status": str(status)}
+        | ({"addendum_id": str(addendum_id(encounter_id, merged.late))} if merged.late else {}),
+    }
+    return res, entry
+
+
+def _late_message(merged: EncounterMerge, added: uuid.UUID, author_name: str) -> str:
+    """The result's sentence for late values kept as addendum ``added``."""
+    fields = ", ".join(v.field for v in merged.late)
+    return (
+        f"The encounter was already completed: the late edit of {fields} was kept as addendum {added} "
+        f"by {author_name}, not applied to the note"
+    )
+
+
 @dataclass
 class _Stored:
     """An encounter as the batch has left it so far: the row as read or as its last write leaves it."""
@@ -333,19 +362,7 @@ class _Batch:
         if wrote:
             version = self._write(change.id, stored, header, sections, result.field_hlcs)
         message = self._store_late(change.id, merged) if merged.late else None
-        status = merged.change_status
-        res = ChangeResult(
-            kind=RecordKind.ENCOUNTER, id=change.id, status=status, message=message, server_version=version
-        )
-        if not wrote and not merged.late:
-            return res, lost, None
-        entry = {
-            "action": "sync.encounter.addendum" if merged.late else "sync.encounter.upsert",
-            "entity_type": "encounter",
-            "entity_id": str(change.id),
-            "details": {"status": str(status)}
-            | ({"addendum_id": str(addendum_id(change.id, merged.late))} if merged.late else {}),
-        }
+        res, entry = _outcome(change.id, merged, version, message, wrote)
         return res, lost, entry
 
     def _write(
@@ -420,11 +437,7 @@ class _Batch:
                 None if soap_note is None else json.dumps(soap_note),
                 max(v.hlc for v in merged.late),
             )
-        fields = ", ".join(v.field for v in merged.late)
-        return (
-            f"The encounter was already completed: the late edit of {fields} was kept as addendum {added} "
-            f"by {self.author_name}, not applied to the note"
-        )
+        return _late_message(merged, added, self.author_name)
 
     async def flush(self, conn: asyncpg.Connection) -> None:
         """Send the run's writes: encounters first (an addendum needs its encounter), then late-edit addenda."""
@@ -520,17 +533,7 @@ async def _one(
     if wrote:
         version = await _write(conn, actor, change.id, row is not None, header, sections, result.field_hlcs, author_id)
     message = await _store_late(conn, actor, change.id, merged, author_id, author_name) if merged.late else None
-    status = merged.change_status
-    res = ChangeResult(kind=RecordKind.ENCOUNTER, id=change.id, status=status, message=message, server_version=version)
-    if not wrote and not merged.late:
-        return res, lost, None
-    entry = {
-        "action": "sync.encounter.addendum" if merged.late else "sync.encounter.upsert",
-        "entity_type": "encounter",
-        "entity_id": str(change.id),
-        "details": {"status": str(status)}
-        | ({"addendum_id": str(addendum_id(change.id, merged.late))} if merged.late else {}),
-    }
+    res, entry = _outcome(change.id, merged, version, message, wrote)
     return res, lost, entry
 
 
@@ -562,11 +565,7 @@ async def _store_late(
         None if soap_note is None else json.dumps(soap_note),
         max(v.hlc for v in merged.late),
     )
-    fields = ", ".join(v.field for v in merged.late)
-    return (
-        f"The encounter was already completed: the late edit of {fields} was kept as addendum {added} "
-        f"by {author_name}, not applied to the note"
-    )
+    return _late_message(merged, added, author_name)
 
 
 async def _check_new(conn: asyncpg.Connection, actor: Actor, header: _Header, author_id: uuid.UUID) -> None:

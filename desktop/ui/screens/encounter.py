@@ -495,18 +495,10 @@ class EncounterScreen(QWidget):
 
         self.pad = RxPad(self._prescribing, self)
         # The signed prescription's status, over the pad it is about (word-wrapped: the reason may be long).
-        self.rx_status_label = QLabel("", self)
-        self.rx_status_label.setAccessibleName("Prescription status")
-        self.rx_status_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.rx_status_label.setWordWrap(True)
-        self.rx_status_label.setVisible(False)
+        self.rx_status_label = self._status_line("Prescription status")
         # The clinic server's refusal of a cancellation signed here: the prescription is still valid there.
-        self.rx_refusal_label = QLabel("", self)
-        self.rx_refusal_label.setAccessibleName("Server refusal of the prescription status")
-        self.rx_refusal_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.rx_refusal_label.setWordWrap(True)
+        self.rx_refusal_label = self._status_line("Server refusal of the prescription status")
         self.rx_refusal_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # to quote it
-        self.rx_refusal_label.setVisible(False)
         rx_side = QWidget(self)
         rx_layout = QVBoxLayout(rx_side)
         rx_layout.setContentsMargins(0, 0, 0, 0)
@@ -1028,6 +1020,15 @@ class EncounterScreen(QWidget):
         self.refresh_rx_status()
 
     # -- the signed prescription's status ---------------------------------------------------------------------
+
+    def _status_line(self, name: str) -> QLabel:
+        """A hidden, word-wrapped plain-text line over the Rx pad (status, refusal)."""
+        label = QLabel("", self)
+        label.setAccessibleName(name)
+        label.setTextFormat(Qt.TextFormat.PlainText)
+        label.setWordWrap(True)
+        label.setVisible(False)
+        return label
 
     def refresh_rx_status(self) -> None:
         """Read the encounter's signed prescription and its status events, then show them."""
